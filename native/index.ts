@@ -1,0 +1,242 @@
+/**
+ * The typed face of the guestfb native addon (`build/Release/guestfb.node`).
+ *
+ * Rules (see shared design): native code does syscalls and libwayland calls, TypeScript does
+ * logic. Every fd has one owner; each function's doc says whether it borrows or takes an fd.
+ * Errors from system calls are `SystemError`s with `code`, `errno` and `syscall`.
+ */
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+/** An Error raised by a failed system call, shaped like Node's own. */
+export interface SystemError extends Error {
+  code: string;
+  errno: number;
+  syscall: string;
+}
+
+export function isSystemError(error: unknown): error is SystemError {
+  return error instanceof Error && typeof (error as Partial<SystemError>).syscall === 'string';
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interface tables
+// ---------------------------------------------------------------------------------------------
+
+/** One request or event, as the scanner reads it from protocol XML. */
+export interface MessageSpec {
+  name: string;
+  /** libwayland signature: optional `since` digits, then `i u f s o n a h`, `?` before nullable. */
+  signature: string;
+  /** Per argument: the interface name for `o`/`n` arguments that name one, else null. */
+  types: (string | null)[];
+}
+
+export interface InterfaceSpec {
+  name: string;
+  version: number;
+  requests: MessageSpec[];
+  events: MessageSpec[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wayland argument values, as they cross the boundary
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Decoded argument values by signature letter:
+ * - `i`, `u`: number; `f`: number (converted from/to 24.8 fixed point)
+ * - `s`: string | null
+ * - `o`: the wrapper object (NativeResource / NativeProxy) | null
+ * - `n`: server requests: the new object id (number); for an untyped new_id (wl_registry.bind)
+ *   three values appear instead: interface name (string), version (number), id (number).
+ *   Server events: a NativeResource created with id 0. Client requests: pass null (the new proxy
+ *   is returned by `marshal`). Client events: a new NativeProxy (its interface from the message).
+ * - `a`: Uint8Array (copied)
+ * - `h`: fd number. Received fds are owned by the receiver (JS must close them). Fds passed to
+ *   postEvent/marshal are borrowed (libwayland dups them).
+ */
+export type WireValue = number | string | null | Uint8Array | NativeResource | NativeProxy;
+
+// ---------------------------------------------------------------------------------------------
+// Server side (libwayland-server)
+// ---------------------------------------------------------------------------------------------
+
+export interface ClientCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+/** A wl_display. Its event loop is polled from Node's libuv loop; clients are flushed after each
+ * dispatch and once per loop iteration when events were posted outside dispatch. */
+export interface NativeServerDisplay {
+  /** wl_display_add_socket (name given) or wl_display_add_socket_auto; returns the name. */
+  addSocket(name?: string): string;
+  /** wl_client_create on an fd. Takes ownership of `fd`. */
+  createClient(fd: number): NativeClient;
+  /** wl_global_create; `bind` runs when a client binds it. */
+  createGlobal(
+    interfaceName: string,
+    version: number,
+    bind: (client: NativeClient, version: number, id: number) => void,
+  ): NativeGlobal;
+  /** Reports exceptions thrown by JS callbacks (after the client got an implementation error). */
+  onError(handler: (error: unknown, client: NativeClient | null) => void): void;
+  /** wl_display_flush_clients, now. */
+  flushClients(): void;
+  /** Current serial / next serial (wl_display_get_serial / wl_display_next_serial). */
+  nextSerial(): number;
+  /** wl_display_destroy; destroys every client and resource (their destroy callbacks run). */
+  destroy(): void;
+  readonly destroyed: boolean;
+}
+
+export interface NativeGlobal {
+  readonly name: number;
+  /** wl_global_remove: hides it from new binds, announcing global_remove; keep until destroy. */
+  remove(): void;
+  destroy(): void;
+}
+
+export interface NativeClient {
+  /** A stable per-display number for logging. */
+  readonly id: number;
+  credentials(): ClientCredentials;
+  /** wl_resource_create + dispatcher. `id` 0 allocates a server-side id (for events' new_id). */
+  createResource(
+    interfaceName: string,
+    version: number,
+    id: number,
+    dispatch: (opcode: number, args: WireValue[]) => void,
+    onDestroy?: () => void,
+  ): NativeResource;
+  /** wl_client_post_implementation_error. */
+  postImplementationError(message: string): void;
+  /** wl_client_post_no_memory. */
+  postNoMemory(): void;
+  /** Runs once when the client is destroyed (disconnect, error or destroy()). */
+  onDestroy(listener: () => void): void;
+  /** Looks up a live resource of this client by object id. */
+  getObject(id: number): NativeResource | null;
+  flush(): void;
+  destroy(): void;
+  readonly destroyed: boolean;
+}
+
+export interface NativeResource {
+  readonly id: number;
+  readonly version: number;
+  readonly interfaceName: string;
+  readonly client: NativeClient;
+  /** False after the resource was destroyed (by request, client exit or destroy()). Inert then:
+   * postEvent and postError do nothing. */
+  readonly alive: boolean;
+  /** wl_resource_post_event_array. Checks arg count/types against the event signature. */
+  postEvent(opcode: number, args: WireValue[]): void;
+  /** wl_resource_post_error. */
+  postError(code: number, message: string): void;
+  /** wl_resource_destroy. onDestroy runs. */
+  destroy(): void;
+  /** Free slot for the JS layer: the typed wrapper (generated class) that owns this resource. */
+  owner: unknown;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client side (libwayland-client)
+// ---------------------------------------------------------------------------------------------
+
+export interface ProtocolErrorInfo {
+  /** errno from wl_display_get_error (EPROTO for protocol errors). */
+  errno: number;
+  /** For protocol errors: wl_display_get_protocol_error. */
+  code?: number;
+  interfaceName?: string;
+  objectId?: number;
+  /** The error message libwayland logged for it (captured via its log handler), if any. */
+  message?: string;
+}
+
+/** A wl_display client connection, read and flushed from Node's loop, never blocking. */
+export interface NativeClientConnection {
+  /** The wl_display proxy (object id 1). Requests: sync (0), get_registry (1). */
+  readonly display: NativeProxy;
+  /** Called once when the connection fails (protocol error, hang-up). */
+  onError(handler: (info: ProtocolErrorInfo) => void): void;
+  /** Reports exceptions thrown by event listeners. */
+  onListenerError(handler: (error: unknown) => void): void;
+  flush(): void;
+  /** wl_display_disconnect. Destroys every proxy. */
+  disconnect(): void;
+  readonly connected: boolean;
+}
+
+export interface NativeProxy {
+  readonly id: number;
+  readonly version: number;
+  readonly interfaceName: string;
+  readonly alive: boolean;
+  /**
+   * wl_proxy_marshal_array_flags. For a request with a new_id, pass null in its slot (or for an
+   * untyped new_id, the interface name, version and null) and `newInterface`/`newVersion`; the new
+   * proxy is returned. `destroy` marks a destructor request (the proxy is destroyed after).
+   */
+  marshal(
+    opcode: number,
+    args: WireValue[],
+    newInterface?: string,
+    newVersion?: number,
+    destroy?: boolean,
+  ): NativeProxy | undefined;
+  /** Sets the event dispatcher (events arrive decoded). */
+  setDispatcher(dispatch: (opcode: number, args: WireValue[]) => void): void;
+  /** wl_proxy_destroy (no request sent). */
+  destroy(): void;
+  /** Free slot for the JS layer's typed wrapper. */
+  owner: unknown;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The addon
+// ---------------------------------------------------------------------------------------------
+
+export interface NativeAddon {
+  /** Builds wl_interface/wl_message tables; names must be unique; may be called repeatedly with
+   * new interfaces, and type references are resolved by name across all calls. */
+  defineInterfaces(specs: InterfaceSpec[]): void;
+  hasInterface(name: string): boolean;
+
+  createServerDisplay(): NativeServerDisplay;
+
+  /** wl_display_connect(name) (name undefined → WAYLAND_DISPLAY / WAYLAND_SOCKET rules). */
+  connect(name?: string): NativeClientConnection;
+  /** wl_display_connect_to_fd. Takes ownership of `fd`. */
+  connectToFd(fd: number): NativeClientConnection;
+
+  // fd, memfd, udmabuf, dma-buf, mmap, eventfd, unix sockets: see FdAddon (native/src/fd.cc)
+  // DRM/KMS: see DrmAddon (native/src/drm.cc)
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const require = createRequire(import.meta.url);
+
+/** Finds the addon from the source tree or from dist/ (compiled output sits one level deeper). */
+function loadAddon(): NativeAddon {
+  const candidates = [
+    path.resolve(here, '../build/Release/guestfb.node'),
+    path.resolve(here, '../../build/Release/guestfb.node'),
+  ];
+  let lastError: unknown;
+  for (const candidate of candidates) {
+    try {
+      return require(candidate) as NativeAddon;
+    } catch (error) {
+      lastError = error;
+      if ((error as { code?: string }).code !== 'MODULE_NOT_FOUND') throw error;
+    }
+  }
+  throw new Error(`guestfb native addon not built (run \`npm run build\`): ${String(lastError)}`);
+}
+
+export const native: NativeAddon = loadAddon();

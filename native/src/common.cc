@@ -1,0 +1,49 @@
+#include "common.h"
+
+#include <errno.h>
+#include <string.h>
+
+namespace guestfb {
+
+const char* ErrnoName(int err) {
+  const char* name = strerrorname_np(err);
+  return name != nullptr ? name : "EUNKNOWN";
+}
+
+Napi::Error ErrnoError(Napi::Env env, const char* syscall, int err) {
+  std::string message = std::string(syscall) + ": " + strerror(err);
+  Napi::Error error = Napi::Error::New(env, message);
+  error.Set("code", Napi::String::New(env, ErrnoName(err)));
+  error.Set("errno", Napi::Number::New(env, err));
+  error.Set("syscall", Napi::String::New(env, syscall));
+  return error;
+}
+
+void ThrowErrno(Napi::Env env, const char* syscall, int err) {
+  throw ErrnoError(env, syscall, err);
+}
+
+void ThrowTypeError(Napi::Env env, const std::string& message) {
+  Napi::Error error = Napi::TypeError::New(env, message);
+  error.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_TYPE"));
+  throw error;
+}
+
+void ThrowRangeError(Napi::Env env, const std::string& message) {
+  Napi::Error error = Napi::RangeError::New(env, message);
+  error.Set("code", Napi::String::New(env, "ERR_OUT_OF_RANGE"));
+  throw error;
+}
+
+int FdArg(const Napi::Value& value, const char* what) {
+  Napi::Env env = value.Env();
+  if (!value.IsNumber())
+    ThrowTypeError(env, std::string(what) + " must be a file descriptor number");
+  double number = value.As<Napi::Number>().DoubleValue();
+  if (number < 0 || number > 2147483647 || number != static_cast<int>(number)) {
+    ThrowRangeError(env, std::string(what) + " is not a valid file descriptor");
+  }
+  return static_cast<int>(number);
+}
+
+}  // namespace guestfb

@@ -1,0 +1,34 @@
+// Shared helpers for the guestfb addon: errno-carrying errors and per-addon state.
+#pragma once
+
+#include <napi.h>
+
+#include <string>
+
+namespace guestfb {
+
+// Builds an Error shaped like Node's own system errors: message "syscall: strerror",
+// with `code` (e.g. "EINVAL"), `errno` (positive number) and `syscall`.
+Napi::Error ErrnoError(Napi::Env env, const char* syscall, int err);
+
+// Throws ErrnoError as a C++ exception (NAPI_CPP_EXCEPTIONS is on).
+[[noreturn]] void ThrowErrno(Napi::Env env, const char* syscall, int err);
+
+// Throws a TypeError/RangeError with a `code` property.
+[[noreturn]] void ThrowTypeError(Napi::Env env, const std::string& message);
+[[noreturn]] void ThrowRangeError(Napi::Env env, const std::string& message);
+
+// Symbolic errno name ("EINVAL"), or "E<number>" when unknown.
+const char* ErrnoName(int err);
+
+// Reads an fd argument: a non-negative int32.
+int FdArg(const Napi::Value& value, const char* what);
+
+// Each module registers its functions on `exports`.
+void InitWaylandInterfaces(Napi::Env env, Napi::Object exports);
+void InitWaylandServer(Napi::Env env, Napi::Object exports);
+void InitWaylandClient(Napi::Env env, Napi::Object exports);
+void InitFd(Napi::Env env, Napi::Object exports);
+void InitDrm(Napi::Env env, Napi::Object exports);
+
+}  // namespace guestfb

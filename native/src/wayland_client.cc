@@ -1,0 +1,7 @@
+#include "common.h"
+
+namespace guestfb {
+
+void InitWaylandClient(Napi::Env /*env*/, Napi::Object /*exports*/) {}
+
+}  // namespace guestfb

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Idempotent setup: Debian packages, npm packages, native addon, TypeScript.
+# Safe to run repeatedly; each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the build and the tests use (the kernel and QEMU tiers fetch their own debs
+# into the cache folder; see test/vm and examples/qemu).
+packages=(
+  pkg-config g++ make python3
+  libwayland-dev wayland-protocols wayland-utils weston libdrm-dev
+  qemu-system-x86 busybox-static cpio xz-utils zstd kmod
+  clang-format
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$package")
+  fi
+done
+if ((${#missing[@]})); then
+  sudo=()
+  if [[ $(id -u) != 0 ]]; then sudo=(sudo); fi
+  echo "setup: installing Debian packages: ${missing[*]}"
+  "${sudo[@]}" apt-get update -q
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# npm packages: reinstall when the lockfile changed since the last install.
+if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
+  echo "setup: npm ci"
+  npm ci --no-audit --no-fund
+fi
+
+bash scripts/build.sh
