@@ -1,0 +1,105 @@
+/**
+ * Typed face of the addon's fd module (native/src/fd.cc): memfd and seals, udmabuf, dma-buf
+ * sync, mmap as external ArrayBuffers, eventfd and AF_UNIX sockets with SCM_RIGHTS.
+ *
+ * Ownership: "takes" means the callee closes the fd (also on error); "borrows" means the caller
+ * keeps it. Every returned fd is owned by the caller and has FD_CLOEXEC set.
+ * Failures throw SystemError (`code`, `errno`, `syscall`).
+ */
+import { native } from './index.js';
+
+/** F_SEAL_* bits (fcntl.h). */
+export const Seal = {
+  SEAL: 0x1,
+  SHRINK: 0x2,
+  GROW: 0x4,
+  WRITE: 0x8,
+  FUTURE_WRITE: 0x10,
+} as const;
+
+/** DMA_BUF_SYNC_* flags (linux/dma-buf.h). */
+export const DmaBufSync = {
+  READ: 1,
+  WRITE: 2,
+  RW: 3,
+  START: 0,
+  END: 4,
+} as const;
+
+/** One range of a udmabuf list: a span of a memfd. All three must be page aligned. */
+export interface UdmabufRange {
+  memfd: number;
+  offset: number;
+  size: number;
+}
+
+/** A received AF_UNIX message: payload plus fds passed with SCM_RIGHTS (now owned by caller). */
+export interface UnixMessage {
+  data: Uint8Array;
+  fds: number[];
+}
+
+export interface FdAddon {
+  /** memfd_create(name, MFD_CLOEXEC | (allowSealing ? MFD_ALLOW_SEALING : 0)). */
+  memfdCreate(name: string, allowSealing: boolean): number;
+  /** fcntl(F_ADD_SEALS). Borrows fd. */
+  addSeals(fd: number, seals: number): void;
+  /** fcntl(F_GET_SEALS). Borrows fd. */
+  getSeals(fd: number): number;
+  /** ftruncate. Borrows fd. */
+  ftruncate(fd: number, size: number): void;
+  /** lseek(fd, 0, SEEK_END): the size of a memfd or dma-buf. Borrows fd. */
+  fdSize(fd: number): number;
+  /** pread/pwrite into/from a view. Borrows fd. Returns bytes moved. */
+  pread(fd: number, target: Uint8Array, position: number): number;
+  pwrite(fd: number, source: Uint8Array, position: number): number;
+  dup(fd: number): number;
+  close(fd: number): void;
+  /** The number of open fds of this process (entries of /proc/self/fd), for leak tests. */
+  openFdCount(): number;
+
+  /** open("/dev/udmabuf", O_RDWR | O_CLOEXEC). */
+  udmabufOpen(path?: string): number;
+  /** UDMABUF_CREATE with UDMABUF_FLAGS_CLOEXEC. Borrows both fds; returns the dma-buf fd. */
+  udmabufCreate(deviceFd: number, range: UdmabufRange): number;
+  /** UDMABUF_CREATE_LIST with UDMABUF_FLAGS_CLOEXEC. Borrows all fds; returns the dma-buf fd. */
+  udmabufCreateList(deviceFd: number, ranges: UdmabufRange[]): number;
+  /** DMA_BUF_IOCTL_SYNC with DmaBufSync flags. Borrows fd. */
+  dmabufSync(fd: number, flags: number): void;
+
+  /**
+   * mmap(fd, offset, length) MAP_SHARED as an external ArrayBuffer. Borrows fd (the mapping
+   * stays valid after close). `writable` selects PROT_WRITE.
+   */
+  mmap(fd: number, offset: number, length: number, writable: boolean): ArrayBuffer;
+  /** Detaches the ArrayBuffer and munmaps it. Calling it twice is a no-op. A finalizer unmaps an
+   * unreachable mapping that was never unmapped. */
+  munmap(buffer: ArrayBuffer): void;
+
+  /** eventfd(initval, EFD_CLOEXEC | EFD_NONBLOCK). */
+  eventfd(initial: number): number;
+  /** Adds 1 (or `value`) to an eventfd counter. Borrows fd. */
+  eventfdWrite(fd: number, value?: number): void;
+  /** Reads and resets the counter; 0 when it was zero (EAGAIN). Borrows fd. */
+  eventfdRead(fd: number): number;
+
+  /** socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC). */
+  socketpair(): [number, number];
+  /** A listening AF_UNIX stream socket bound to `path` (non-blocking). */
+  unixListen(path: string, backlog?: number): number;
+  /** accept4(SOCK_CLOEXEC | SOCK_NONBLOCK); -1 when nothing is pending. Borrows the listener. */
+  unixAccept(listenFd: number): number;
+  /** connect to an AF_UNIX stream socket path (blocking connect, then non-blocking fd). */
+  unixConnect(path: string): number;
+  /** sendmsg with optional SCM_RIGHTS fds (borrowed: the kernel dups them). Returns bytes sent. */
+  unixSend(fd: number, data: Uint8Array, fds?: number[]): number;
+  /** recvmsg of up to maxBytes with up to 32 fds; null on EAGAIN; data empty on EOF. */
+  unixRecv(fd: number, maxBytes: number): UnixMessage | null;
+  /**
+   * Watches fd for readability on Node's loop (uv_poll); calls `onReadable` each time.
+   * Returns a function that stops watching (the fd is not closed). Borrows fd.
+   */
+  watchReadable(fd: number, onReadable: () => void): () => void;
+}
+
+export const fd = native as unknown as FdAddon;
