@@ -1,0 +1,144 @@
+/**
+ * A linux-dmabuf buffer as the renderer sees it: each plane's fd is mapped read-only on first
+ * use, and every read is bracketed by DMA_BUF_IOCTL_SYNC START/END. A memfd has no sync ioctl
+ * (ENOTTY), which is fine: there is no device cache to coordinate with.
+ *
+ * Fd ownership: takes the attributes' plane fds; destroy() unmaps and closes them.
+ */
+import { DmaBufSync, Seal } from '../../../native/fd.js';
+import type { DmabufAttributes } from '../dmabuf/params.js';
+import { ParamsFlags } from '../dmabuf/params.js';
+import { formatInfo, planeExtent } from '../dmabuf/formats.js';
+import type { RenderBuffer } from '../render/compose.js';
+import type { PlaneView } from '../render/pixels.js';
+
+export interface DmabufFdOps {
+  fdSize(fd: number): number;
+  getSeals(fd: number): number;
+  mmap(fd: number, offset: number, length: number, writable: boolean): ArrayBuffer;
+  munmap(buffer: ArrayBuffer): void;
+  dmabufSync(fd: number, flags: number): void;
+  close(fd: number): void;
+}
+
+interface MappedPlane {
+  fd: number;
+  offset: number;
+  stride: number;
+  mapping: ArrayBuffer | null;
+  bytes: Uint8Array;
+  /** Bytes the renderer may touch: offset + stride * rows. */
+  end: number;
+  /** Whether DMA_BUF_IOCTL_SYNC applies (false after ENOTTY). */
+  sync: boolean;
+  /** Whether the size must be rechecked before reads (a memfd that may still shrink). */
+  mayShrink: boolean;
+}
+
+function planeRows(attributes: DmabufAttributes, index: number): number {
+  const layout = formatInfo.get(attributes.format)?.planes[index];
+  return planeExtent(attributes.height, layout?.verticalSubsampling ?? 1);
+}
+
+export class DmabufBuffer implements RenderBuffer {
+  readonly width: number;
+  readonly height: number;
+  readonly format: number;
+  readonly modifier: bigint;
+  readonly yInvert: boolean;
+  private readonly planes: MappedPlane[];
+  private destroyed = false;
+  private syncing: MappedPlane[] = [];
+  /** The last failure to read, for logs. */
+  lastError: string | null = null;
+
+  constructor(
+    attributes: DmabufAttributes,
+    private readonly fdOps: DmabufFdOps,
+  ) {
+    this.width = attributes.width;
+    this.height = attributes.height;
+    this.format = attributes.format;
+    this.modifier = attributes.modifier;
+    this.yInvert = (attributes.flags & ParamsFlags.Y_INVERT) !== 0;
+    this.planes = attributes.planes.splice(0).map((plane, index) => {
+      let mayShrink = false;
+      try {
+        mayShrink = (fdOps.getSeals(plane.fd) & Seal.SHRINK) === 0;
+      } catch {
+        mayShrink = false; // not a memfd: a dma-buf's size is fixed
+      }
+      return {
+        ...plane,
+        mapping: null,
+        bytes: new Uint8Array(0),
+        end: plane.offset + plane.stride * planeRows(attributes, index),
+        sync: true,
+        mayShrink,
+      };
+    });
+  }
+
+  private mapPlane(plane: MappedPlane): boolean {
+    if (plane.mapping) return true;
+    const size = this.fdOps.fdSize(plane.fd);
+    if (size < plane.end) throw new Error(`plane shrank to ${size} bytes`);
+    plane.mapping = this.fdOps.mmap(plane.fd, 0, size, false);
+    plane.bytes = new Uint8Array(plane.mapping);
+    return true;
+  }
+
+  beginRead(): PlaneView[] | null {
+    if (this.destroyed) return null;
+    this.syncing = [];
+    try {
+      for (const plane of this.planes) {
+        this.mapPlane(plane);
+        if (plane.mayShrink && this.fdOps.fdSize(plane.fd) < plane.end) {
+          throw new Error('memfd shrank below the buffer');
+        }
+      }
+      for (const plane of this.planes) {
+        if (!plane.sync) continue;
+        try {
+          this.fdOps.dmabufSync(plane.fd, DmaBufSync.START | DmaBufSync.READ);
+          this.syncing.push(plane);
+        } catch (error) {
+          if ((error as { code?: string }).code !== 'ENOTTY') throw error;
+          plane.sync = false;
+        }
+      }
+    } catch (error) {
+      this.lastError = String(error);
+      this.endRead();
+      return null;
+    }
+    return this.planes.map((plane) => ({
+      bytes: plane.bytes,
+      offset: plane.offset,
+      stride: plane.stride,
+    }));
+  }
+
+  endRead(): void {
+    for (const plane of this.syncing.splice(0)) {
+      try {
+        this.fdOps.dmabufSync(plane.fd, DmaBufSync.END | DmaBufSync.READ);
+      } catch (error) {
+        this.lastError = String(error);
+      }
+    }
+  }
+
+  /** Unmaps and closes every plane. Idempotent. */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.endRead();
+    for (const plane of this.planes.splice(0)) {
+      if (plane.mapping) this.fdOps.munmap(plane.mapping);
+      plane.mapping = null;
+      this.fdOps.close(plane.fd);
+    }
+  }
+}
