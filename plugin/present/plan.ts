@@ -1,0 +1,200 @@
+/**
+ * The fallback decision: which path a guest buffer takes to the compositor, and why.
+ *
+ *   dmabuf      the backing pages wrapped by udmabuf, imported by the compositor: no copy.
+ *   shm-direct  the backing is one contiguous span of one memfd: wl_shm pool on that memfd
+ *               itself, no copy (the compositor maps guest RAM from 0 to the span's end).
+ *   shm-copy    anything else: a private shm buffer; each flush copies only the damaged rects.
+ */
+import {
+  DRM_FORMAT_MOD_INVALID,
+  DRM_FORMAT_MOD_LINEAR,
+  bytesPerPixel,
+  dmabufFormatRefusal,
+  drmToShmFormat,
+  fourccName,
+  modifierName,
+  type FormatSet,
+} from './formats.js';
+
+/** A span of a memfd; the same shape as the sources' BackingRange (page aligned for udmabuf). */
+export interface BackingRange {
+  fd: number;
+  offset: number;
+  length: number;
+}
+
+/**
+ * A guest framebuffer as the present layer needs it. The framebuffer's bytes are the
+ * concatenation of `ranges`; its first pixel is `offset` bytes into that concatenation.
+ * Fds in `ranges` are borrowed: the source owns them.
+ */
+export interface GuestBuffer {
+  width: number;
+  height: number;
+  stride: number;
+  offset: number;
+  /** DRM fourcc. */
+  format: number;
+  modifier: bigint;
+  ranges: readonly BackingRange[];
+}
+
+/** Largest width/height accepted (the protocol carries int32; compositors cap far lower). */
+export const MAX_DIMENSION = 16384;
+const INT32_MAX = 0x7fffffff;
+
+export function backingSize(ranges: readonly BackingRange[]): number {
+  let total = 0;
+  for (const range of ranges) total += range.length;
+  return total;
+}
+
+/** Why the buffer's geometry is unusable, or null. All arithmetic stays below 2^53. */
+export function validateGuestBuffer(buffer: GuestBuffer): string | null {
+  const { width, height, stride, offset } = buffer;
+  if (!Number.isInteger(width) || width < 1 || width > MAX_DIMENSION) return `bad width ${width}`;
+  if (!Number.isInteger(height) || height < 1 || height > MAX_DIMENSION) {
+    return `bad height ${height}`;
+  }
+  if (!Number.isInteger(stride) || stride < 1 || stride > INT32_MAX) return `bad stride ${stride}`;
+  if (!Number.isSafeInteger(offset) || offset < 0) return `bad offset ${offset}`;
+  const bpp = bytesPerPixel(buffer.format);
+  if (bpp !== null && stride < width * bpp) {
+    return `stride ${stride} is below ${width} pixels of ${fourccName(buffer.format)}`;
+  }
+  if (buffer.ranges.length === 0) return 'the buffer has no backing';
+  let total = 0;
+  for (const range of buffer.ranges) {
+    if (!Number.isInteger(range.fd) || range.fd < 0) return `bad fd ${range.fd}`;
+    if (!Number.isSafeInteger(range.offset) || range.offset < 0) {
+      return `bad range offset ${range.offset}`;
+    }
+    if (!Number.isSafeInteger(range.length) || range.length <= 0) {
+      return `bad range length ${range.length}`;
+    }
+    total += range.length;
+    if (!Number.isSafeInteger(total)) return 'backing size overflows';
+  }
+  // The last row needs only its pixels, not a whole stride.
+  const lastRowBytes = bpp === null ? stride : width * bpp;
+  const needed = offset + stride * (height - 1) + lastRowBytes;
+  if (needed > total) return `the buffer needs ${needed} bytes, its backing has ${total}`;
+  return null;
+}
+
+/** Merges adjacent spans of the same memfd (a new array; the input is not changed). */
+export function coalesceRanges(ranges: readonly BackingRange[]): BackingRange[] {
+  const merged: BackingRange[] = [];
+  for (const range of ranges) {
+    const last = merged[merged.length - 1];
+    if (last && last.fd === range.fd && last.offset + last.length === range.offset) {
+      last.length += range.length;
+    } else {
+      merged.push({ fd: range.fd, offset: range.offset, length: range.length });
+    }
+  }
+  return merged;
+}
+
+/**
+ * The modifier to import a buffer with: its own when advertised; a LINEAR buffer may also go as
+ * INVALID (implicit) when that is all the compositor lists for the format, since guest memory is
+ * linear. Null when neither works.
+ */
+export function chooseModifier(
+  advertised: FormatSet,
+  format: number,
+  modifier: bigint,
+): bigint | null {
+  if (advertised.has(format, modifier)) return modifier;
+  if (modifier === DRM_FORMAT_MOD_LINEAR && advertised.has(format, DRM_FORMAT_MOD_INVALID)) {
+    return DRM_FORMAT_MOD_INVALID;
+  }
+  return null;
+}
+
+export type DmabufPlan = { path: 'dmabuf'; modifier: bigint } | { path: 'refused'; reason: string };
+
+/**
+ * First stage: can this buffer go as a dma-buf? `udmabufRefusal` is why udmabuf cannot be used
+ * on this host (null when the device opened). The exporter may still refuse the specific range
+ * list later (limits); that refusal then goes to planShm.
+ */
+export function planDmabuf(
+  buffer: GuestBuffer,
+  advertised: FormatSet | null,
+  udmabufRefusal: string | null,
+): DmabufPlan {
+  if (udmabufRefusal !== null) return { path: 'refused', reason: udmabufRefusal };
+  const formatRefusal = dmabufFormatRefusal(advertised, buffer.format, buffer.modifier);
+  if (advertised !== null) {
+    const modifier = chooseModifier(advertised, buffer.format, buffer.modifier);
+    if (modifier !== null) return { path: 'dmabuf', modifier };
+  }
+  return { path: 'refused', reason: formatRefusal ?? 'format refused' };
+}
+
+export type ShmPlan =
+  | {
+      path: 'shm-direct';
+      reason: string;
+      /** Borrowed from the source: the pool is created on it. */
+      memfd: number;
+      poolSize: number;
+      bufferOffset: number;
+      shmFormat: number;
+    }
+  | { path: 'shm-copy'; reason: string; shmFormat: number; bytesPerPixel: number }
+  | { path: 'unpresentable'; reason: string };
+
+/**
+ * Second stage, after the dma-buf path was refused for `reason`: a wl_shm path if one exists.
+ * `shmFormats` are the DRM fourccs the compositor's wl_shm advertised.
+ */
+export function planShm(
+  buffer: GuestBuffer,
+  reason: string,
+  shmFormats: ReadonlySet<number>,
+): ShmPlan {
+  const name = fourccName(buffer.format);
+  if (buffer.modifier !== DRM_FORMAT_MOD_LINEAR && buffer.modifier !== DRM_FORMAT_MOD_INVALID) {
+    return {
+      path: 'unpresentable',
+      reason: `${reason}; and wl_shm cannot show modifier ${modifierName(buffer.modifier)}`,
+    };
+  }
+  const bpp = bytesPerPixel(buffer.format);
+  if (bpp === null || !shmFormats.has(buffer.format)) {
+    return { path: 'unpresentable', reason: `${reason}; and wl_shm does not offer ${name}` };
+  }
+  const shmFormat = drmToShmFormat(buffer.format);
+  const spans = coalesceRanges(buffer.ranges);
+  if (spans.length === 1) {
+    const span = spans[0];
+    const bufferOffset = span.offset + buffer.offset;
+    const poolSize = span.offset + span.length;
+    // wl_shm checks offset + stride * height against the pool in int32 arithmetic.
+    const end = bufferOffset + buffer.stride * buffer.height;
+    if (poolSize <= INT32_MAX && end <= poolSize) {
+      return {
+        path: 'shm-direct',
+        reason: `${reason}; contiguous backing: wl_shm on the guest memfd, no copy`,
+        memfd: span.fd,
+        poolSize,
+        bufferOffset,
+        shmFormat,
+      };
+    }
+  }
+  const why =
+    spans.length === 1
+      ? 'contiguous backing that wl_shm cannot address (past 2 GiB or short last row)'
+      : `${spans.length} backing spans`;
+  return {
+    path: 'shm-copy',
+    reason: `${reason}; ${why}: copying damaged rects into wl_shm`,
+    shmFormat,
+    bytesPerPixel: bpp,
+  };
+}

@@ -1,0 +1,268 @@
+/**
+ * A synthetic guest: a moving test pattern drawn into "guest RAM" (a sealed memfd) whose
+ * framebuffer pages are laid out in shuffled runs, like a real guest's scattered GEM backing.
+ * It exercises the same path a virtio-gpu guest does: scattered ranges -> coalescing -> udmabuf
+ * list -> dma-buf, and flushes damage (the old and new box positions) at a fixed rate.
+ *
+ * The pattern is a pure function of (x, y, frame, width, height) so tests can compute every
+ * expected pixel.
+ */
+import { fd, Seal } from '../../native/fd.js';
+import { DRM_FORMAT_MOD_LINEAR, DrmFormat } from '../present/formats.js';
+import type { BackingRange, GuestBuffer } from '../present/plan.js';
+
+export const PAGE_SIZE = 4096;
+
+/** Side of the moving box for a given framebuffer size. */
+export function boxSize(width: number, height: number): number {
+  return Math.max(8, Math.floor(Math.min(width, height) / 8));
+}
+
+/** A triangle wave over 0..limit (inclusive). */
+function bounce(t: number, limit: number): number {
+  if (limit <= 0) return 0;
+  const period = 2 * limit;
+  const phase = t % period;
+  return phase <= limit ? phase : period - phase;
+}
+
+/** Top-left corner of the box in a frame. */
+export function boxPosition(frame: number, width: number, height: number): [number, number] {
+  const size = boxSize(width, height);
+  return [bounce(frame * 7, width - size), bounce(frame * 5, height - size)];
+}
+
+/** The box's colour in a frame (XRGB, X = 0xff). */
+export function boxColor(frame: number): number {
+  const red = (frame * 37) & 0xff;
+  const blue = (255 - ((frame * 53) & 0xff)) & 0xff;
+  return (0xff000000 | (red << 16) | (0xff << 8) | blue) >>> 0;
+}
+
+/** The background: horizontal red ramp, vertical green ramp, a blue checker. XRGB, X = 0xff. */
+export function backgroundPixel(x: number, y: number, width: number, height: number): number {
+  const red = width > 1 ? Math.floor((x * 255) / (width - 1)) : 0;
+  const green = height > 1 ? Math.floor((y * 255) / (height - 1)) : 0;
+  const blue = ((x >> 4) ^ (y >> 4)) & 1 ? 0xc0 : 0x40;
+  return (0xff000000 | (red << 16) | (green << 8) | blue) >>> 0;
+}
+
+/** The pattern's pixel (XRGB8888 value, X = 0xff) at (x, y) in frame `frame`. */
+export function patternPixel(
+  x: number,
+  y: number,
+  frame: number,
+  width: number,
+  height: number,
+): number {
+  const size = boxSize(width, height);
+  const [bx, by] = boxPosition(frame, width, height);
+  if (x >= bx && x < bx + size && y >= by && y < by + size) return boxColor(frame);
+  return backgroundPixel(x, y, width, height);
+}
+
+/** A deterministic PRNG (mulberry32) so layouts are reproducible from a seed. */
+function random32(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export type PatternLayout = 'scattered' | 'contiguous';
+
+export interface PageLayout {
+  /** Guest page of each framebuffer page. */
+  pages: Uint32Array;
+  /** Pages of "guest RAM" in total (the framebuffer's and others'). */
+  totalPages: number;
+  /** The backing as a guest would describe it: spans in framebuffer order, some adjacent. */
+  ranges: { offset: number; size: number }[];
+}
+
+/**
+ * Places `framebufferPages` pages in guest RAM. Scattered: RAM has 50% more pages than the
+ * framebuffer; the framebuffer is cut into runs of 1..maxRun pages placed in shuffled slots,
+ * and each run is described as 1..4-page pieces (adjacent pieces that coalescing merges).
+ * Contiguous: one span starting at page `contiguousStart`.
+ */
+export function layoutPages(
+  framebufferPages: number,
+  layout: PatternLayout,
+  seed = 1,
+  maxRun = 24,
+): PageLayout {
+  if (!Number.isInteger(framebufferPages) || framebufferPages < 1) {
+    throw new RangeError(`bad page count ${framebufferPages}`);
+  }
+  const random = random32(seed);
+  const pages = new Uint32Array(framebufferPages);
+  if (layout === 'contiguous') {
+    // Start a few pages in, so the buffer offset inside the memfd is not zero.
+    const start = 3;
+    for (let i = 0; i < framebufferPages; i++) pages[i] = start + i;
+    return {
+      pages,
+      totalPages: start + framebufferPages + 3,
+      ranges: [{ offset: start * PAGE_SIZE, size: framebufferPages * PAGE_SIZE }],
+    };
+  }
+  // Cut into runs.
+  const runs: number[] = [];
+  for (let left = framebufferPages; left > 0;) {
+    const run = Math.min(left, 1 + Math.floor(random() * maxRun));
+    runs.push(run);
+    left -= run;
+  }
+  // Slots: each run gets a slot of its length plus a gap; slots are shuffled.
+  const totalPages = framebufferPages + Math.ceil(framebufferPages / 2) + runs.length;
+  const spare = totalPages - framebufferPages;
+  const gaps = runs.map(() => 1 + Math.floor((random() * 2 * (spare - runs.length)) / runs.length));
+  const order = runs.map((_, i) => i);
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  const runStart = new Array<number>(runs.length);
+  let cursor = 0;
+  for (const index of order) {
+    runStart[index] = cursor;
+    cursor += runs[index] + gaps[index];
+  }
+  const total = Math.max(totalPages, cursor);
+  const ranges: { offset: number; size: number }[] = [];
+  let framebufferPage = 0;
+  for (let r = 0; r < runs.length; r++) {
+    for (let i = 0; i < runs[r]; i++) pages[framebufferPage + i] = runStart[r] + i;
+    for (let i = 0; i < runs[r];) {
+      const piece = Math.min(runs[r] - i, 1 + Math.floor(random() * 4));
+      ranges.push({ offset: (runStart[r] + i) * PAGE_SIZE, size: piece * PAGE_SIZE });
+      i += piece;
+    }
+    framebufferPage += runs[r];
+  }
+  return { pages, totalPages: total, ranges };
+}
+
+export interface PatternGuestOptions {
+  width: number;
+  height: number;
+  layout?: PatternLayout;
+  seed?: number;
+}
+
+/**
+ * The pattern's guest RAM and framebuffer. Owns its memfd (closed by close()).
+ * XRGB8888, linear, stride = width * 4, framebuffer offset 0 within its pages.
+ */
+export class PatternGuest {
+  readonly width: number;
+  readonly height: number;
+  readonly stride: number;
+  readonly layout: PageLayout;
+  readonly memfd: number;
+  private readonly ram: ArrayBuffer;
+  private readonly words: Uint32Array;
+  private closed = false;
+
+  constructor(options: PatternGuestOptions) {
+    const { width, height } = options;
+    if (!Number.isInteger(width) || width < 1 || width > 16384) {
+      throw new RangeError(`bad pattern width ${width}`);
+    }
+    if (!Number.isInteger(height) || height < 1 || height > 16384) {
+      throw new RangeError(`bad pattern height ${height}`);
+    }
+    this.width = width;
+    this.height = height;
+    this.stride = width * 4;
+    const framebufferPages = Math.ceil((this.stride * height) / PAGE_SIZE);
+    this.layout = layoutPages(framebufferPages, options.layout ?? 'scattered', options.seed ?? 1);
+    const memfd = fd.memfdCreate('guestfb-pattern-ram', true);
+    try {
+      fd.ftruncate(memfd, this.layout.totalPages * PAGE_SIZE);
+      // udmabuf requires F_SEAL_SHRINK and refuses F_SEAL_WRITE.
+      fd.addSeals(memfd, Seal.SHRINK);
+      this.ram = fd.mmap(memfd, 0, this.layout.totalPages * PAGE_SIZE, true);
+    } catch (error) {
+      fd.close(memfd);
+      throw error;
+    }
+    this.memfd = memfd;
+    this.words = new Uint32Array(this.ram);
+  }
+
+  /** The framebuffer as the present layer takes it (the memfd is borrowed from this guest). */
+  buffer(): GuestBuffer {
+    const ranges: BackingRange[] = this.layout.ranges.map((range) => ({
+      fd: this.memfd,
+      offset: range.offset,
+      length: range.size,
+    }));
+    return {
+      width: this.width,
+      height: this.height,
+      stride: this.stride,
+      offset: 0,
+      format: DrmFormat.XRGB8888,
+      modifier: DRM_FORMAT_MOD_LINEAR,
+      ranges,
+    };
+  }
+
+  /** Writes the pattern of `frame` into the rectangle (clipped by the caller). */
+  drawRect(frame: number, x0: number, y0: number, width: number, height: number): void {
+    if (this.closed) throw new Error('pattern guest is closed');
+    const pages = this.layout.pages;
+    const wordsPerPage = PAGE_SIZE / 4;
+    const size = boxSize(this.width, this.height);
+    const [bx, by] = boxPosition(frame, this.width, this.height);
+    const color = boxColor(frame);
+    for (let y = y0; y < y0 + height; y++) {
+      const rowWord = y * (this.stride / 4);
+      const inBoxRow = y >= by && y < by + size;
+      const green = this.height > 1 ? Math.floor((y * 255) / (this.height - 1)) : 0;
+      let x = x0;
+      while (x < x0 + width) {
+        // Pixels up to the end of this page map to consecutive RAM words.
+        const fbWord = rowWord + x;
+        const page = Math.floor(fbWord / wordsPerPage);
+        const inPage = fbWord - page * wordsPerPage;
+        const runEnd = Math.min(x0 + width, x + (wordsPerPage - inPage));
+        let ramWord = pages[page] * wordsPerPage + inPage;
+        for (; x < runEnd; x++, ramWord++) {
+          if (inBoxRow && x >= bx && x < bx + size) {
+            this.words[ramWord] = color;
+          } else {
+            const red = this.width > 1 ? Math.floor((x * 255) / (this.width - 1)) : 0;
+            const blue = ((x >> 4) ^ (y >> 4)) & 1 ? 0xc0 : 0x40;
+            this.words[ramWord] = (0xff000000 | (red << 16) | (green << 8) | blue) >>> 0;
+          }
+        }
+      }
+    }
+  }
+
+  drawFrame(frame: number): void {
+    this.drawRect(frame, 0, 0, this.width, this.height);
+  }
+
+  /** Reads back the framebuffer pixel at (x, y) through the page layout (tests). */
+  pixel(x: number, y: number): number {
+    const fbWord = y * (this.stride / 4) + x;
+    const wordsPerPage = PAGE_SIZE / 4;
+    const page = Math.floor(fbWord / wordsPerPage);
+    return this.words[this.layout.pages[page] * wordsPerPage + (fbWord % wordsPerPage)];
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    fd.munmap(this.ram);
+    fd.close(this.memfd);
+  }
+}

@@ -1,0 +1,165 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  DRM_FORMAT_MOD_INVALID,
+  DRM_FORMAT_MOD_LINEAR,
+  DrmFormat,
+  FormatSet,
+} from '../../plugin/present/formats.js';
+import {
+  coalesceRanges,
+  planDmabuf,
+  planShm,
+  validateGuestBuffer,
+  type GuestBuffer,
+} from '../../plugin/present/plan.js';
+
+const PAGE = 4096;
+
+function buffer(overrides: Partial<GuestBuffer> = {}): GuestBuffer {
+  return {
+    width: 64,
+    height: 64,
+    stride: 256,
+    offset: 0,
+    format: DrmFormat.XRGB8888,
+    modifier: DRM_FORMAT_MOD_LINEAR,
+    ranges: [{ fd: 5, offset: PAGE, length: 4 * PAGE }],
+    ...overrides,
+  };
+}
+
+const shmFormats = new Set([DrmFormat.XRGB8888, DrmFormat.ARGB8888]);
+
+test('geometry validation catches hostile buffers', () => {
+  assert.equal(validateGuestBuffer(buffer()), null);
+  assert.match(validateGuestBuffer(buffer({ width: 0 })) ?? '', /width/);
+  assert.match(validateGuestBuffer(buffer({ height: 1e9 })) ?? '', /height/);
+  assert.match(validateGuestBuffer(buffer({ stride: 100 })) ?? '', /stride 100 is below/);
+  assert.match(validateGuestBuffer(buffer({ offset: 1 })) ?? '', /needs 16385 bytes/);
+  assert.match(validateGuestBuffer(buffer({ ranges: [] })) ?? '', /no backing/);
+  assert.match(
+    validateGuestBuffer(buffer({ ranges: [{ fd: 5, offset: 0, length: -4 }] })) ?? '',
+    /range length/,
+  );
+  assert.match(
+    validateGuestBuffer(
+      buffer({
+        ranges: [
+          { fd: 5, offset: 0, length: Number.MAX_SAFE_INTEGER },
+          { fd: 5, offset: 0, length: Number.MAX_SAFE_INTEGER },
+        ],
+      }),
+    ) ?? '',
+    /overflows/,
+  );
+  // The last row needs only its pixels, not a full stride.
+  assert.equal(
+    validateGuestBuffer(
+      buffer({ stride: 512, ranges: [{ fd: 5, offset: 0, length: 512 * 63 + 256 }] }),
+    ),
+    null,
+  );
+});
+
+test('adjacent ranges of one memfd coalesce, others do not', () => {
+  const merged = coalesceRanges([
+    { fd: 5, offset: 0, length: PAGE },
+    { fd: 5, offset: PAGE, length: 2 * PAGE },
+    { fd: 5, offset: 5 * PAGE, length: PAGE },
+    { fd: 6, offset: 6 * PAGE, length: PAGE },
+    { fd: 6, offset: 7 * PAGE, length: PAGE },
+  ]);
+  assert.deepEqual(merged, [
+    { fd: 5, offset: 0, length: 3 * PAGE },
+    { fd: 5, offset: 5 * PAGE, length: PAGE },
+    { fd: 6, offset: 6 * PAGE, length: 2 * PAGE },
+  ]);
+});
+
+test('the dma-buf path needs udmabuf and an advertised format/modifier', () => {
+  const advertised = new FormatSet();
+  advertised.add(DrmFormat.XRGB8888, DRM_FORMAT_MOD_LINEAR);
+  assert.deepEqual(planDmabuf(buffer(), advertised, null), {
+    path: 'dmabuf',
+    modifier: DRM_FORMAT_MOD_LINEAR,
+  });
+  assert.deepEqual(planDmabuf(buffer(), advertised, 'no /dev/udmabuf'), {
+    path: 'refused',
+    reason: 'no /dev/udmabuf',
+  });
+  const refused = planDmabuf(buffer({ format: DrmFormat.ABGR8888 }), advertised, null);
+  assert.equal(refused.path, 'refused');
+  assert.match((refused as { reason: string }).reason, /AB24/);
+  assert.match(
+    (planDmabuf(buffer(), null, null) as { reason: string }).reason,
+    /no zwp_linux_dmabuf_v1/,
+  );
+  // Only INVALID advertised: a linear buffer goes with the implicit modifier.
+  const implicit = new FormatSet();
+  implicit.add(DrmFormat.XRGB8888, DRM_FORMAT_MOD_INVALID);
+  assert.deepEqual(planDmabuf(buffer(), implicit, null), {
+    path: 'dmabuf',
+    modifier: DRM_FORMAT_MOD_INVALID,
+  });
+});
+
+test('contiguous backing uses the guest memfd as the shm pool', () => {
+  const plan = planShm(
+    buffer({
+      offset: 128,
+      height: 63,
+      ranges: [
+        { fd: 5, offset: PAGE, length: 2 * PAGE },
+        { fd: 5, offset: 3 * PAGE, length: 2 * PAGE },
+      ],
+    }),
+    'no /dev/udmabuf',
+    shmFormats,
+  );
+  assert.equal(plan.path, 'shm-direct');
+  if (plan.path !== 'shm-direct') return;
+  assert.equal(plan.memfd, 5);
+  assert.equal(plan.poolSize, 5 * PAGE);
+  assert.equal(plan.bufferOffset, PAGE + 128);
+  assert.equal(plan.shmFormat, 1);
+  assert.match(plan.reason, /^no \/dev\/udmabuf; contiguous backing/);
+});
+
+test('scattered backing, short last rows and far offsets copy', () => {
+  const scattered = planShm(
+    buffer({
+      ranges: [
+        { fd: 5, offset: 8 * PAGE, length: 2 * PAGE },
+        { fd: 5, offset: 0, length: 2 * PAGE },
+      ],
+    }),
+    'no /dev/udmabuf',
+    shmFormats,
+  );
+  assert.equal(scattered.path, 'shm-copy');
+  assert.match(scattered.reason, /2 backing spans: copying damaged rects/);
+  const beyond = planShm(
+    buffer({ ranges: [{ fd: 5, offset: 2 ** 31, length: 4 * PAGE }] }),
+    'r',
+    shmFormats,
+  );
+  assert.equal(beyond.path, 'shm-copy');
+  const shortRow = planShm(
+    buffer({ stride: 512, ranges: [{ fd: 5, offset: 0, length: 512 * 63 + 256 }] }),
+    'r',
+    shmFormats,
+  );
+  assert.equal(shortRow.path, 'shm-copy');
+});
+
+test('formats and modifiers wl_shm cannot show are unpresentable', () => {
+  assert.match(
+    planShm(buffer({ modifier: 0x0100000000000001n }), 'r', shmFormats).reason,
+    /cannot show modifier 0x0100000000000001/,
+  );
+  assert.equal(
+    planShm(buffer({ format: DrmFormat.XBGR8888 }), 'r', shmFormats).path,
+    'unpresentable',
+  );
+});
