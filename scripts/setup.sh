@@ -11,6 +11,11 @@ packages=(
   libwayland-dev wayland-protocols wayland-utils weston libdrm-dev
   qemu-system-x86 busybox-static cpio xz-utils zstd kmod
   clang-format
+  # Libraries QEMU 10 from bookworm-backports (unpacked by examples/qemu) links against.
+  libaio1 libbpf1 libcap-ng0 libcapstone4 libepoxy0 libfdt1 libfuse3-3 libgbm1 libglib2.0-0
+  libgnutls30 libibverbs1 libjpeg62-turbo libnuma1 libpixman-1-0 libpmem1 libpng16-16 librdmacm1
+  libsasl2-2 libseccomp2 libslirp0 libudev1 liburing2 libvdeplug2 libvirglrenderer1 libx11-6
+  libzstd1
 )
 
 missing=()

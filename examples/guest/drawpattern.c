@@ -1,0 +1,423 @@
+// drawpattern: shows a deterministic test pattern on the guest's DRM outputs, then keeps sending
+// damage (DRM_IOCTL_MODE_DIRTYFB) at a fixed rate, so host-side tests can assert exact pixels.
+// Built static for the test guest; raw DRM ioctls, no libdrm (only its kernel UAPI headers).
+//
+// The pattern, for an output of W x H pixels (XRGB8888, the X byte is written as 0xff):
+//   - 8 vertical bars; bar b covers columns [b*W/8, (b+1)*W/8) (integer division) and, on the
+//     output with index o (0-based, in the order the kernel lists connected connectors), has
+//     color kBarColors[(b + o) % 8]:
+//     white ffffff, yellow ffff00, cyan 00ffff, green 00ff00, magenta ff00ff, red ff0000,
+//     blue 0000ff, black 000000.
+//     With --pattern solid:RRGGBB the whole output is that color instead of bars.
+//   - a frame counter over the bars, bottom-left: 16 cells of 16x16 pixels, cell k covering
+//     columns [16k, 16k+16) and rows [H-16, H); it is white when bit (15-k) of the frame number
+//     (modulo 65536) is set, black otherwise (cell 0 is the most significant bit). Frame 0 is
+//     the first frame shown. Skipped when the output is smaller than 256x16.
+//
+// Damage: --damage full sends the whole frame each frame, --damage box only the counter strip.
+// Output on stdout, one line per event, prefixed "drawpattern:".
+
+#include <drm.h>
+#include <drm_fourcc.h>
+#include <drm_mode.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_OUTPUTS 16
+#define COUNTER_CELLS 16
+#define COUNTER_CELL_SIZE 16
+
+static const uint32_t kBarColors[8] = {0xffffff, 0xffff00, 0x00ffff, 0x00ff00,
+                                       0xff00ff, 0xff0000, 0x0000ff, 0x000000};
+
+struct options {
+  const char* device;
+  int solid;  // 1 when solid_color replaces the bars
+  uint32_t solid_color;
+  double fps;
+  unsigned long frames;  // 0: forever
+  int full_damage;
+  int hold;
+  int output;  // -1: all, -2: last, otherwise an index
+};
+
+struct output {
+  int index;
+  uint32_t connector_id;
+  uint32_t crtc_id;
+  struct drm_mode_modeinfo mode;
+  uint32_t width, height, pitch;
+  uint64_t size;
+  uint32_t handle;
+  uint32_t fb_id;
+  uint32_t* pixels;
+};
+
+static int xioctl(int fd, unsigned long request, void* arg) {
+  int result;
+  do {
+    result = ioctl(fd, request, arg);
+  } while (result == -1 && (errno == EINTR || errno == EAGAIN));
+  return result;
+}
+
+static void die(const char* what) {
+  fprintf(stderr, "drawpattern: %s: %s\n", what, strerror(errno));
+  exit(1);
+}
+
+static void* xcalloc(size_t count, size_t size) {
+  void* p = calloc(count ? count : 1, size);
+  if (!p) die("calloc");
+  return p;
+}
+
+static uint64_t to_ptr(const void* p) { return (uint64_t)(uintptr_t)p; }
+
+static void usage(FILE* out) {
+  fprintf(out,
+          "usage: drawpattern [--device /dev/dri/card0] [--pattern bars|solid:RRGGBB]\n"
+          "                   [--fps 30] [--frames N (0: forever)] [--damage full|box]\n"
+          "                   [--output all|last|N] [--hold]\n"
+          "Draws the documented test pattern on connected outputs, then sends DIRTYFB damage\n"
+          "at --fps for --frames frames; --hold keeps the last frame up until killed.\n");
+}
+
+static void parse_options(int argc, char** argv, struct options* o) {
+  static const struct option long_options[] = {{"device", required_argument, 0, 'd'},
+                                               {"pattern", required_argument, 0, 'p'},
+                                               {"fps", required_argument, 0, 'r'},
+                                               {"frames", required_argument, 0, 'n'},
+                                               {"damage", required_argument, 0, 'D'},
+                                               {"output", required_argument, 0, 'o'},
+                                               {"hold", no_argument, 0, 'H'},
+                                               {"help", no_argument, 0, 'h'},
+                                               {0, 0, 0, 0}};
+  *o = (struct options){"/dev/dri/card0", 0, 0, 30.0, 300, 1, 0, -1};
+  int c;
+  while ((c = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
+    char* end = NULL;
+    switch (c) {
+      case 'd':
+        o->device = optarg;
+        break;
+      case 'p':
+        if (strcmp(optarg, "bars") == 0) {
+          o->solid = 0;
+        } else if (strncmp(optarg, "solid:", 6) == 0 && strlen(optarg) == 12) {
+          o->solid = 1;
+          o->solid_color = (uint32_t)strtoul(optarg + 6, &end, 16);
+          if (*end) goto bad;
+        } else {
+          goto bad;
+        }
+        break;
+      case 'r':
+        o->fps = strtod(optarg, &end);
+        if (*end || !(o->fps > 0 && o->fps <= 1000)) goto bad;
+        break;
+      case 'n':
+        o->frames = strtoul(optarg, &end, 10);
+        if (*end) goto bad;
+        break;
+      case 'D':
+        if (strcmp(optarg, "full") == 0) {
+          o->full_damage = 1;
+        } else if (strcmp(optarg, "box") == 0) {
+          o->full_damage = 0;
+        } else {
+          goto bad;
+        }
+        break;
+      case 'o':
+        if (strcmp(optarg, "all") == 0) {
+          o->output = -1;
+        } else if (strcmp(optarg, "last") == 0) {
+          o->output = -2;
+        } else {
+          o->output = (int)strtol(optarg, &end, 10);
+          if (*end || o->output < 0) goto bad;
+        }
+        break;
+      case 'H':
+        o->hold = 1;
+        break;
+      case 'h':
+        usage(stdout);
+        exit(0);
+      default:
+        goto bad;
+    }
+  }
+  if (optind == argc) return;
+bad:
+  usage(stderr);
+  exit(2);
+}
+
+static void fill_rect(struct output* out, uint32_t x0, uint32_t y0, uint32_t x1, uint32_t y1,
+                      uint32_t rgb) {
+  uint32_t stride = out->pitch / 4;
+  for (uint32_t y = y0; y < y1; y++) {
+    uint32_t* row = out->pixels + (size_t)y * stride;
+    for (uint32_t x = x0; x < x1; x++) row[x] = 0xff000000u | rgb;
+  }
+}
+
+static int has_counter(const struct output* out) {
+  return out->width >= COUNTER_CELLS * COUNTER_CELL_SIZE && out->height >= COUNTER_CELL_SIZE;
+}
+
+static void draw_counter(struct output* out, unsigned long frame) {
+  if (!has_counter(out)) return;
+  for (uint32_t k = 0; k < COUNTER_CELLS; k++) {
+    int bit = (frame >> (COUNTER_CELLS - 1 - k)) & 1;
+    fill_rect(out, k * COUNTER_CELL_SIZE, out->height - COUNTER_CELL_SIZE,
+              (k + 1) * COUNTER_CELL_SIZE, out->height, bit ? 0xffffff : 0x000000);
+  }
+}
+
+static void draw_background(struct output* out, const struct options* o) {
+  if (o->solid) {
+    fill_rect(out, 0, 0, out->width, out->height, o->solid_color);
+    return;
+  }
+  for (uint32_t b = 0; b < 8; b++) {
+    uint32_t x0 = (uint32_t)((uint64_t)b * out->width / 8);
+    uint32_t x1 = (uint32_t)((uint64_t)(b + 1) * out->width / 8);
+    fill_rect(out, x0, 0, x1, out->height, kBarColors[(b + (uint32_t)out->index) % 8]);
+  }
+}
+
+// Returns the number of connected outputs found (at most MAX_OUTPUTS), each with a mode and CRTC.
+static int find_outputs(int fd, struct output* outputs) {
+  struct drm_mode_card_res res;
+  memset(&res, 0, sizeof res);
+  if (xioctl(fd, DRM_IOCTL_MODE_GETRESOURCES, &res)) die("DRM_IOCTL_MODE_GETRESOURCES");
+  uint32_t* fbs = xcalloc(res.count_fbs, sizeof(uint32_t));
+  uint32_t* crtcs = xcalloc(res.count_crtcs, sizeof(uint32_t));
+  uint32_t* connectors = xcalloc(res.count_connectors, sizeof(uint32_t));
+  uint32_t* encoders = xcalloc(res.count_encoders, sizeof(uint32_t));
+  res.fb_id_ptr = to_ptr(fbs);
+  res.crtc_id_ptr = to_ptr(crtcs);
+  res.connector_id_ptr = to_ptr(connectors);
+  res.encoder_id_ptr = to_ptr(encoders);
+  if (xioctl(fd, DRM_IOCTL_MODE_GETRESOURCES, &res)) die("DRM_IOCTL_MODE_GETRESOURCES");
+
+  uint32_t used_crtcs = 0;
+  int count = 0;
+  for (uint32_t i = 0; i < res.count_connectors && count < MAX_OUTPUTS; i++) {
+    struct drm_mode_get_connector conn;
+    memset(&conn, 0, sizeof conn);
+    conn.connector_id = connectors[i];
+    if (xioctl(fd, DRM_IOCTL_MODE_GETCONNECTOR, &conn)) die("DRM_IOCTL_MODE_GETCONNECTOR");
+    if (conn.connection != 1 || conn.count_modes == 0) continue;  // 1: DRM_MODE_CONNECTED
+    struct drm_mode_modeinfo* modes = xcalloc(conn.count_modes, sizeof *modes);
+    uint32_t* conn_encoders = xcalloc(conn.count_encoders, sizeof(uint32_t));
+    uint32_t* props = xcalloc(conn.count_props, sizeof(uint32_t));
+    uint64_t* values = xcalloc(conn.count_props, sizeof(uint64_t));
+    conn.modes_ptr = to_ptr(modes);
+    conn.encoders_ptr = to_ptr(conn_encoders);
+    conn.props_ptr = to_ptr(props);
+    conn.prop_values_ptr = to_ptr(values);
+    uint32_t wanted_modes = conn.count_modes, wanted_encoders = conn.count_encoders,
+             wanted_props = conn.count_props;
+    if (xioctl(fd, DRM_IOCTL_MODE_GETCONNECTOR, &conn)) die("DRM_IOCTL_MODE_GETCONNECTOR");
+    // The kernel reports the current counts; only trust entries that fit what was allocated.
+    if (conn.count_modes > wanted_modes) conn.count_modes = wanted_modes;
+    if (conn.count_encoders > wanted_encoders) conn.count_encoders = wanted_encoders;
+    (void)wanted_props;
+
+    struct output* out = &outputs[count];
+    memset(out, 0, sizeof *out);
+    out->mode = modes[0];
+    for (uint32_t m = 0; m < conn.count_modes; m++) {
+      if (modes[m].type & DRM_MODE_TYPE_PREFERRED) {
+        out->mode = modes[m];
+        break;
+      }
+    }
+    uint32_t encoder_id = conn.encoder_id;
+    if (!encoder_id && conn.count_encoders) encoder_id = conn_encoders[0];
+    struct drm_mode_get_encoder enc;
+    memset(&enc, 0, sizeof enc);
+    enc.encoder_id = encoder_id;
+    if (xioctl(fd, DRM_IOCTL_MODE_GETENCODER, &enc)) die("DRM_IOCTL_MODE_GETENCODER");
+    for (uint32_t c = 0; c < res.count_crtcs && c < 32; c++) {
+      if ((enc.possible_crtcs & (1u << c)) && !(used_crtcs & (1u << c))) {
+        used_crtcs |= 1u << c;
+        out->crtc_id = crtcs[c];
+        break;
+      }
+    }
+    free(modes);
+    free(conn_encoders);
+    free(props);
+    free(values);
+    if (!out->crtc_id) {
+      printf("drawpattern: connector %u has no free CRTC, skipped\n", connectors[i]);
+      continue;
+    }
+    out->connector_id = connectors[i];
+    out->index = count++;
+  }
+  free(fbs);
+  free(crtcs);
+  free(connectors);
+  free(encoders);
+  return count;
+}
+
+static void create_framebuffer(int fd, struct output* out) {
+  struct drm_mode_create_dumb create;
+  memset(&create, 0, sizeof create);
+  create.width = out->mode.hdisplay;
+  create.height = out->mode.vdisplay;
+  create.bpp = 32;
+  if (xioctl(fd, DRM_IOCTL_MODE_CREATE_DUMB, &create)) die("DRM_IOCTL_MODE_CREATE_DUMB");
+  out->width = create.width;
+  out->height = create.height;
+  out->pitch = create.pitch;
+  out->size = create.size;
+  out->handle = create.handle;
+
+  struct drm_mode_fb_cmd2 fb;
+  memset(&fb, 0, sizeof fb);
+  fb.width = out->width;
+  fb.height = out->height;
+  fb.pixel_format = DRM_FORMAT_XRGB8888;
+  fb.handles[0] = out->handle;
+  fb.pitches[0] = out->pitch;
+  if (xioctl(fd, DRM_IOCTL_MODE_ADDFB2, &fb)) die("DRM_IOCTL_MODE_ADDFB2");
+  out->fb_id = fb.fb_id;
+
+  struct drm_mode_map_dumb map;
+  memset(&map, 0, sizeof map);
+  map.handle = out->handle;
+  if (xioctl(fd, DRM_IOCTL_MODE_MAP_DUMB, &map)) die("DRM_IOCTL_MODE_MAP_DUMB");
+  void* pixels = mmap(NULL, out->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)map.offset);
+  if (pixels == MAP_FAILED) die("mmap dumb buffer");
+  out->pixels = pixels;
+}
+
+static void set_crtc(int fd, struct output* out) {
+  struct drm_mode_crtc crtc;
+  memset(&crtc, 0, sizeof crtc);
+  crtc.crtc_id = out->crtc_id;
+  crtc.fb_id = out->fb_id;
+  crtc.set_connectors_ptr = to_ptr(&out->connector_id);
+  crtc.count_connectors = 1;
+  crtc.mode = out->mode;
+  crtc.mode_valid = 1;
+  if (xioctl(fd, DRM_IOCTL_MODE_SETCRTC, &crtc)) die("DRM_IOCTL_MODE_SETCRTC");
+}
+
+static void send_damage(int fd, struct output* out, int full) {
+  struct drm_clip_rect clip;
+  if (full || !has_counter(out)) {
+    clip = (struct drm_clip_rect){0, 0, (uint16_t)out->width, (uint16_t)out->height};
+  } else {
+    clip = (struct drm_clip_rect){0, (uint16_t)(out->height - COUNTER_CELL_SIZE),
+                                  COUNTER_CELLS * COUNTER_CELL_SIZE, (uint16_t)out->height};
+  }
+  struct drm_mode_fb_dirty_cmd dirty;
+  memset(&dirty, 0, sizeof dirty);
+  dirty.fb_id = out->fb_id;
+  dirty.num_clips = 1;
+  dirty.clips_ptr = to_ptr(&clip);
+  if (xioctl(fd, DRM_IOCTL_MODE_DIRTYFB, &dirty)) die("DRM_IOCTL_MODE_DIRTYFB");
+}
+
+static void release_framebuffer(int fd, struct output* out) {
+  munmap(out->pixels, out->size);
+  if (xioctl(fd, DRM_IOCTL_MODE_RMFB, &out->fb_id)) die("DRM_IOCTL_MODE_RMFB");
+  struct drm_mode_destroy_dumb destroy = {out->handle};
+  if (xioctl(fd, DRM_IOCTL_MODE_DESTROY_DUMB, &destroy)) die("DRM_IOCTL_MODE_DESTROY_DUMB");
+}
+
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_until(double deadline) {
+  struct timespec ts;
+  ts.tv_sec = (time_t)deadline;
+  ts.tv_nsec = (long)((deadline - (double)ts.tv_sec) * 1e9);
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+  }
+}
+
+int main(int argc, char** argv) {
+  struct options o;
+  parse_options(argc, argv, &o);
+  setvbuf(stdout, NULL, _IOLBF, 0);
+
+  int fd = open(o.device, O_RDWR | O_CLOEXEC);
+  if (fd < 0) die(o.device);
+  if (xioctl(fd, DRM_IOCTL_SET_MASTER, NULL)) {
+    printf("drawpattern: DRM_IOCTL_SET_MASTER failed (%s), continuing\n", strerror(errno));
+  }
+
+  static struct output found[MAX_OUTPUTS];
+  int found_count = find_outputs(fd, found);
+  if (found_count == 0) {
+    fprintf(stderr, "drawpattern: no connected output on %s\n", o.device);
+    return 1;
+  }
+  struct output* outputs = found;
+  int count = found_count;
+  if (o.output == -2) {
+    outputs = &found[found_count - 1];
+    count = 1;
+  } else if (o.output >= 0) {
+    if (o.output >= found_count) {
+      fprintf(stderr, "drawpattern: output %d requested, %d connected\n", o.output, found_count);
+      return 1;
+    }
+    outputs = &found[o.output];
+    count = 1;
+  }
+
+  for (int i = 0; i < count; i++) {
+    struct output* out = &outputs[i];
+    create_framebuffer(fd, out);
+    draw_background(out, &o);
+    draw_counter(out, 0);
+    set_crtc(fd, out);
+    send_damage(fd, out, 1);
+    printf("drawpattern: output %d connector %u crtc %u mode %ux%u fb %u pitch %u\n", out->index,
+           out->connector_id, out->crtc_id, out->width, out->height, out->fb_id, out->pitch);
+  }
+  printf("drawpattern: frame 0 shown\n");
+
+  double start = now_seconds();
+  unsigned long frame = 1;
+  for (; o.frames == 0 || frame < o.frames; frame++) {
+    sleep_until(start + (double)frame / o.fps);
+    for (int i = 0; i < count; i++) {
+      draw_counter(&outputs[i], frame);
+      send_damage(fd, &outputs[i], o.full_damage);
+    }
+  }
+  double elapsed = now_seconds() - start;
+  printf("drawpattern: %lu frames in %.3f s (last frame %lu)\n", frame, elapsed, frame - 1);
+
+  if (o.hold) {
+    printf("drawpattern: holding the last frame\n");
+    for (;;) pause();
+  }
+  for (int i = 0; i < count; i++) release_framebuffer(fd, &outputs[i]);
+  close(fd);
+  return 0;
+}

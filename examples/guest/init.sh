@@ -1,0 +1,60 @@
+#!/bin/busybox sh
+# /init of the guestfb test guest (busybox initramfs, Debian 6.1 kernel).
+# 1. mounts proc/sys/devtmpfs, 2. insmods the modules listed in /etc/guestfb/modules in order
+# (dependencies first), passing "module.param=value" words of the kernel command line to them
+# like modprobe would, 3. waits for /dev/dri/card0, 4. runs the command given base64-encoded as
+# guestfb.cmd= on the kernel command line (default: the demo), 5. prints
+# "GUESTFB-EXIT <status>" on the console and powers off.
+#
+# The demo: the kernel's fbcon shows the boot log on every output; then drawpattern takes the
+# last output (the only one with a single scanout) and animates the test pattern forever, so with
+# two or more scanouts the console text stays visible on the others.
+/bin/busybox mkdir -p /proc /sys /dev /tmp /sbin /usr/bin /usr/sbin
+/bin/busybox --install -s
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+echo "guestfb-init: up at $(cut -d' ' -f1 /proc/uptime) s"
+
+cmdline=$(cat /proc/cmdline)
+for module in $(cat /etc/guestfb/modules); do
+  params=""
+  for word in $cmdline; do
+    # Module parameters on the command line use either - or _ in the module name.
+    key=${word%%=*}
+    owner=$(echo "${key%%.*}" | tr - _)
+    if [ "$key" != "$word" ] && [ "$owner" = "$(echo "$module" | tr - _)" ] &&
+      [ "${key#*.}" != "$key" ]; then
+      params="$params ${word#*.}"
+    fi
+  done
+  # shellcheck disable=SC2086 # params is a word list on purpose
+  insmod "/lib/modules/$module.ko" $params || echo "guestfb-init: insmod $module failed"
+done
+
+tries=0
+while [ ! -e /dev/dri/card0 ] && [ $tries -lt 100 ]; do
+  sleep 0.1
+  tries=$((tries + 1))
+done
+if [ -e /dev/dri/card0 ]; then
+  echo "guestfb-init: /dev/dri/card0 ready at $(cut -d' ' -f1 /proc/uptime) s"
+else
+  echo "guestfb-init: no /dev/dri/card0"
+fi
+if [ -e /dev/tty0 ]; then
+  echo "guestfb test guest: $(uname -r), $(cat /sys/class/drm/card0-*/modes 2>/dev/null | head -1)" >/dev/tty0
+fi
+
+command="drawpattern --output last --frames 0"
+for word in $cmdline; do
+  case "$word" in
+    guestfb.cmd=*) command=$(echo "${word#guestfb.cmd=}" | base64 -d) ;;
+  esac
+done
+echo "guestfb-init: running: $command"
+sh -c "$command"
+status=$?
+echo "GUESTFB-EXIT $status"
+poweroff -f

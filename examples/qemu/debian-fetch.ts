@@ -1,0 +1,352 @@
+// Fetches Debian packages into a cache folder without touching the host's apt configuration or
+// installing anything: a private apt index (its own sources, lists and cache folders) answers
+// version queries, `apt-get download` fetches the .deb files and `dpkg-deb -x` unpacks them.
+//
+// Used by the QEMU tier (bookworm-backports QEMU 10) and the guest image (bookworm's 6.1 kernel);
+// the kernel tier can reuse it as well: `ensureAptIndex({ dir, suites: ['bookworm-backports'] })`.
+import { execFile } from 'node:child_process';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile, mkdtemp } from 'node:fs/promises';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+
+const execFileAsync = promisify(execFile);
+
+/** One deb822 stanza (or one `deb` line) of an apt sources file. */
+export interface AptSource {
+  uris: string[];
+  suites: string[];
+  components: string[];
+  signedBy?: string;
+}
+
+/** Parses deb822 text (`Types: deb`, `URIs:`, `Suites:`, ...) into the stanzas that list binary packages. */
+export function parseDeb822Sources(text: string): AptSource[] {
+  const sources: AptSource[] = [];
+  for (const stanza of text.split(/\n\s*\n/)) {
+    const fields = new Map<string, string>();
+    let last: string | undefined;
+    for (const line of stanza.split('\n')) {
+      if (line.startsWith('#') || line.trim() === '') continue;
+      if (/^\s/.test(line) && last !== undefined) {
+        fields.set(last, `${fields.get(last)} ${line.trim()}`);
+        continue;
+      }
+      const colon = line.indexOf(':');
+      if (colon <= 0) continue;
+      last = line.slice(0, colon).trim().toLowerCase();
+      fields.set(last, line.slice(colon + 1).trim());
+    }
+    const words = (key: string) => (fields.get(key) ?? '').split(/\s+/).filter(Boolean);
+    if (!words('types').includes('deb')) continue;
+    if (fields.get('enabled')?.toLowerCase() === 'no') continue;
+    const source: AptSource = {
+      uris: words('uris'),
+      suites: words('suites'),
+      components: words('components'),
+    };
+    const signedBy = fields.get('signed-by');
+    if (signedBy && !signedBy.includes('\n')) source.signedBy = signedBy;
+    if (source.uris.length && source.suites.length) sources.push(source);
+  }
+  return sources;
+}
+
+/** Parses one-line `deb [options] URI suite component...` entries. */
+export function parseOneLineSources(text: string): AptSource[] {
+  const sources: AptSource[] = [];
+  for (const raw of text.split('\n')) {
+    const line = raw.replace(/#.*/, '').trim();
+    const match = /^deb\s+(?:\[([^\]]*)\]\s+)?(\S+)\s+(\S+)\s*(.*)$/.exec(line);
+    if (!match) continue;
+    const source: AptSource = {
+      uris: [match[2]!],
+      suites: [match[3]!],
+      components: match[4]!.split(/\s+/).filter(Boolean),
+    };
+    const signedBy = /signed-by=(\S+)/.exec(match[1] ?? '');
+    if (signedBy) source.signedBy = signedBy[1]!;
+    sources.push(source);
+  }
+  return sources;
+}
+
+/** The host's apt sources, read now from /etc/apt (sources.list.d/*.sources and sources.list). */
+export function hostAptSources(etcApt = '/etc/apt'): AptSource[] {
+  const sources: AptSource[] = [];
+  const partsDir = path.join(etcApt, 'sources.list.d');
+  if (existsSync(partsDir)) {
+    for (const name of readdirSync(partsDir).sort()) {
+      const file = path.join(partsDir, name);
+      if (name.endsWith('.sources'))
+        sources.push(...parseDeb822Sources(readFileSync(file, 'utf8')));
+      else if (name.endsWith('.list'))
+        sources.push(...parseOneLineSources(readFileSync(file, 'utf8')));
+    }
+  }
+  const list = path.join(etcApt, 'sources.list');
+  if (existsSync(list)) sources.push(...parseOneLineSources(readFileSync(list, 'utf8')));
+  return sources;
+}
+
+/** Debian's release codename on this host (from /etc/os-release), e.g. `bookworm`. */
+export function hostCodename(): string {
+  const text = readFileSync('/etc/os-release', 'utf8');
+  const match = /^VERSION_CODENAME=["']?([a-z]+)/m.exec(text);
+  if (!match) throw new Error('debian-fetch: /etc/os-release has no VERSION_CODENAME');
+  return match[1]!;
+}
+
+/**
+ * The mirror URI the host uses for its main Debian suite (the source that lists the release
+ * codename itself, not -security), so private indexes download from the same place.
+ */
+export function hostMirrorUri(): string {
+  const codename = hostCodename();
+  const source = hostAptSources().find((s) => s.suites.includes(codename));
+  if (!source) {
+    throw new Error(`debian-fetch: no apt source for suite ${codename} in /etc/apt`);
+  }
+  return source.uris[0]!;
+}
+
+/** A package version as the private index resolves it. */
+export interface ResolvedPackage {
+  name: string;
+  version: string;
+  architecture: string;
+  /** Size of the .deb in bytes, from the index. */
+  size: number;
+  sha256: string;
+  depends: string;
+}
+
+export interface AptIndexOptions {
+  /** Folder for the private configuration, lists and apt cache. Created if missing. */
+  dir: string;
+  /** Sources to index; default: the host's mirror with `suites`/`components`. */
+  sources?: AptSource[];
+  /** Suites on the host's mirror, used when `sources` is absent, e.g. ['bookworm-backports']. */
+  suites?: string[];
+  components?: string[];
+  /** Re-run `apt-get update` when the lists are older than this (default one day). */
+  maxAgeMs?: number;
+  progress?: (msg: string) => void;
+}
+
+const archiveKeyring = '/usr/share/keyrings/debian-archive-keyring.gpg';
+
+function renderDeb822(sources: AptSource[]): string {
+  return sources
+    .map((s) =>
+      [
+        'Types: deb',
+        `URIs: ${s.uris.join(' ')}`,
+        `Suites: ${s.suites.join(' ')}`,
+        `Components: ${s.components.join(' ')}`,
+        `Signed-By: ${s.signedBy ?? archiveKeyring}`,
+      ].join('\n'),
+    )
+    .join('\n\n')
+    .concat('\n');
+}
+
+/** apt-get/apt-cache run against a private index (see ensureAptIndex). */
+export class AptIndex {
+  readonly dir: string;
+
+  constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  /** The `-o` options that point apt at this index only (not the host's sources or status). */
+  aptOptions(): string[] {
+    const options = [
+      `Dir::Etc::SourceList=/dev/null`,
+      `Dir::Etc::SourceParts=${path.join(this.dir, 'sources')}`,
+      `Dir::State::Lists=${path.join(this.dir, 'lists')}`,
+      `Dir::Cache=${path.join(this.dir, 'cache')}`,
+      // Resolve against the archive alone: what the host has installed must not change answers.
+      `Dir::State::status=/dev/null`,
+      'Debug::NoLocking=1',
+    ];
+    // As root apt drops privileges to _apt, which cannot write into a private cache folder.
+    if (process.getuid?.() === 0) options.push('APT::Sandbox::User=root');
+    return options.flatMap((o) => ['-o', o]);
+  }
+
+  async run(tool: 'apt-get' | 'apt-cache', args: string[], cwd?: string): Promise<string> {
+    try {
+      const { stdout } = await execFileAsync(tool, [...this.aptOptions(), ...args], {
+        cwd,
+        maxBuffer: 64 * 1024 * 1024,
+        env: { ...process.env, LC_ALL: 'C' },
+      });
+      return stdout;
+    } catch (error) {
+      const e = error as { stderr?: string; message: string };
+      throw new Error(`debian-fetch: ${tool} ${args.join(' ')} failed: ${e.stderr || e.message}`);
+    }
+  }
+
+  /** The candidate version of `name` in this index (throws if the index does not have it). */
+  async resolve(name: string): Promise<ResolvedPackage> {
+    const text = await this.run('apt-cache', ['show', '--no-all-versions', name]);
+    const fields = new Map<string, string>();
+    for (const line of text.split('\n')) {
+      const match = /^([A-Za-z0-9-]+): (.*)$/.exec(line);
+      if (match && !fields.has(match[1]!)) fields.set(match[1]!, match[2]!);
+    }
+    const version = fields.get('Version');
+    if (!version) throw new Error(`debian-fetch: ${name} not found in ${this.dir}`);
+    return {
+      name,
+      version,
+      architecture: fields.get('Architecture') ?? '',
+      size: Number(fields.get('Size') ?? 0),
+      sha256: fields.get('SHA256') ?? '',
+      depends: fields.get('Depends') ?? '',
+    };
+  }
+
+  /** Names in `name`'s Depends that match `pattern` (first alternative of each entry). */
+  async dependencies(name: string, pattern: RegExp): Promise<string[]> {
+    const { depends } = await this.resolve(name);
+    return depends
+      .split(',')
+      .map((entry) => entry.split('|')[0]!.trim().split(/[\s(]/)[0]!)
+      .filter((dep) => pattern.test(dep));
+  }
+
+  /**
+   * Downloads each package (at its resolved version) into `destDir` as `<name>_<version>.deb`
+   * (epoch colon replaced), skipping files that already exist. Returns the paths in order.
+   */
+  async download(
+    packages: ResolvedPackage[],
+    destDir: string,
+    progress?: (msg: string) => void,
+  ): Promise<string[]> {
+    await mkdir(destDir, { recursive: true });
+    const paths: string[] = [];
+    for (const pkg of packages) {
+      const target = path.join(destDir, debFileName(pkg));
+      paths.push(target);
+      if (existsSync(target)) continue;
+      const mib = (pkg.size / 1048576).toFixed(1);
+      progress?.(`downloading ${pkg.name} ${pkg.version} (${mib} MiB)`);
+      const scratch = await mkdtemp(path.join(destDir, '.download-'));
+      try {
+        await this.run('apt-get', ['download', '-q', `${pkg.name}=${pkg.version}`], scratch);
+        const files = (await readdir(scratch)).filter((f) => f.endsWith('.deb'));
+        if (files.length !== 1) {
+          throw new Error(`debian-fetch: apt-get download ${pkg.name} left ${files.length} files`);
+        }
+        await rename(path.join(scratch, files[0]!), target);
+      } finally {
+        await rm(scratch, { recursive: true, force: true });
+      }
+    }
+    return paths;
+  }
+}
+
+/** File name used for a downloaded package. */
+export function debFileName(pkg: { name: string; version: string; architecture: string }): string {
+  return `${pkg.name}_${pkg.version.replace(/:/g, '%3a')}_${pkg.architecture}.deb`;
+}
+
+/**
+ * Creates (or reuses) a private apt index in `options.dir` and brings its lists up to date when
+ * they are missing or older than `maxAgeMs`. Needs network only for that update.
+ */
+export async function ensureAptIndex(options: AptIndexOptions): Promise<AptIndex> {
+  const dir = options.dir;
+  const sources = options.sources ?? [
+    {
+      uris: [hostMirrorUri()],
+      suites: options.suites ?? [hostCodename()],
+      components: options.components ?? ['main'],
+    },
+  ];
+  for (const sub of ['sources', 'lists/partial', 'cache/archives/partial']) {
+    await mkdir(path.join(dir, sub), { recursive: true });
+  }
+  const sourcesFile = path.join(dir, 'sources', 'guestfb.sources');
+  const text = renderDeb822(sources);
+  const previous = existsSync(sourcesFile) ? await readFile(sourcesFile, 'utf8') : '';
+  if (previous !== text) await writeFile(sourcesFile, text);
+  const stamp = path.join(dir, 'updated');
+  const maxAge = options.maxAgeMs ?? 24 * 3600 * 1000;
+  const fresh =
+    previous === text && existsSync(stamp) && Date.now() - (await stat(stamp)).mtimeMs < maxAge;
+  const index = new AptIndex(dir);
+  if (!fresh) {
+    const names = sources.map((s) => s.suites.join(',')).join(' ');
+    options.progress?.(`updating private apt index for ${names}`);
+    await index.run('apt-get', ['update', '-q']);
+    await writeFile(stamp, `${new Date().toISOString()}\n`);
+  }
+  return index;
+}
+
+/** Unpacks a .deb's data into `dest` (like `dpkg-deb -x`; nothing is installed). */
+export async function extractDeb(deb: string, dest: string): Promise<void> {
+  await mkdir(dest, { recursive: true });
+  try {
+    await execFileAsync('dpkg-deb', ['-x', deb, dest]);
+  } catch (error) {
+    const e = error as { stderr?: string; message: string };
+    throw new Error(`debian-fetch: dpkg-deb -x ${deb} failed: ${e.stderr || e.message}`);
+  }
+}
+
+/** The cache root: `${XDG_CACHE_HOME:-~/.cache}/guestfb/<sub>`. */
+export function cacheDir(sub: string): string {
+  const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
+  return path.join(base, 'guestfb', sub);
+}
+
+/**
+ * Runs `fn` while holding a lock folder inside `dir`, so parallel test processes that fill the
+ * same cache wait for each other instead of racing. A lock left by a dead process is taken over.
+ */
+export async function withCacheLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
+  await mkdir(dir, { recursive: true });
+  const lock = path.join(dir, '.lock');
+  for (;;) {
+    try {
+      await mkdir(lock);
+      await writeFile(path.join(lock, 'pid'), String(process.pid));
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      let owner = NaN;
+      try {
+        owner = Number(await readFile(path.join(lock, 'pid'), 'utf8'));
+      } catch {
+        // The owner has not written its pid yet; wait for it.
+      }
+      if (Number.isInteger(owner) && owner > 0 && !processAlive(owner)) {
+        await rm(lock, { recursive: true, force: true });
+        continue;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await rm(lock, { recursive: true, force: true });
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -1,0 +1,378 @@
+// The QEMU tier: QEMU 10 from bookworm-backports (unpacked into the cache, never installed) and a
+// launcher that boots the test guest (guest-image.ts) with a virtio-gpu device: either
+// `vhost-user-gpu-pci` talking to a backend on a UNIX socket (guestfb's, or QEMU's own
+// vhost-user-gpu for comparison) or QEMU's built-in `virtio-gpu-pci`.
+import { execFile, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync } from 'node:fs';
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import {
+  cacheDir,
+  ensureAptIndex,
+  extractDeb,
+  hostCodename,
+  withCacheLock,
+  type ResolvedPackage,
+} from './debian-fetch.js';
+
+export { ensureGuest, type GuestImage } from './guest-image.js';
+import type { GuestImage } from './guest-image.js';
+
+const execFileAsync = promisify(execFile);
+
+export interface QemuTier {
+  /** qemu-system-x86_64 from backports. */
+  qemuBinary: string;
+  /** Firmware/data folders, each passed as -L: QEMU's data, then backports seabios. */
+  dataDirs: string[];
+  /** QEMU_MODULE_DIR: the device and UI modules (hw-display-virtio-gpu*.so, ...). */
+  moduleDir: string;
+  /** LD_LIBRARY_PATH entries for the unpacked tree (colon separated). */
+  libraryPath: string;
+  /** QEMU's own vhost-user-gpu backend (from qemu-system-gui), for comparison runs. */
+  vhostUserGpuBinary: string;
+  /** Debian version of qemu-system-x86, e.g. 1:10.0.2+ds-2+deb13u1~bpo12+1. */
+  version: string;
+  /** First line of `qemu-system-x86_64 --version`. */
+  versionString: string;
+}
+
+/** Backports packages unpacked into one tree. */
+export const qemuPackages = [
+  'qemu-system-x86',
+  'qemu-system-common',
+  'qemu-system-data',
+  'qemu-system-modules-opengl',
+  'qemu-system-gui',
+  'seabios',
+];
+
+interface QemuManifest {
+  packages: { name: string; version: string }[];
+  root: string;
+  versionString: string;
+}
+
+function tierFromRoot(root: string, manifest: QemuManifest): QemuTier {
+  const libDir = path.join(root, 'usr', 'lib');
+  const triplet = existsSync(libDir)
+    ? readdirSync(libDir).find(
+        (d) => existsSync(path.join(libDir, d, 'qemu')) && d.includes('-linux-'),
+      )
+    : undefined;
+  const archLib = path.join(libDir, triplet ?? 'x86_64-linux-gnu');
+  return {
+    qemuBinary: path.join(root, 'usr', 'bin', 'qemu-system-x86_64'),
+    dataDirs: [path.join(root, 'usr', 'share', 'qemu'), path.join(root, 'usr', 'share', 'seabios')],
+    moduleDir: path.join(archLib, 'qemu'),
+    libraryPath: archLib,
+    vhostUserGpuBinary: path.join(root, 'usr', 'lib', 'qemu', 'vhost-user-gpu'),
+    version: manifest.packages.find((p) => p.name === 'qemu-system-x86')?.version ?? '',
+    versionString: manifest.versionString,
+  };
+}
+
+/** Environment for running the tier's binaries. */
+export function qemuEnv(tier: QemuTier, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const libraryPath = [tier.libraryPath, base.LD_LIBRARY_PATH].filter(Boolean).join(':');
+  return { ...base, QEMU_MODULE_DIR: tier.moduleDir, LD_LIBRARY_PATH: libraryPath };
+}
+
+/**
+ * Lists the shared libraries the binaries and GPU modules need but the system does not have,
+ * as `file: library` strings (empty when everything resolves).
+ */
+export async function missingLibraries(tier: QemuTier): Promise<string[]> {
+  const files = [tier.qemuBinary, tier.vhostUserGpuBinary];
+  for (const name of readdirSync(tier.moduleDir).sort()) {
+    if (/^(hw-display-virtio-|ui-opengl|ui-egl-headless)/.test(name)) {
+      files.push(path.join(tier.moduleDir, name));
+    }
+  }
+  const missing: string[] = [];
+  for (const file of files) {
+    const { stdout } = await execFileAsync('ldd', [file], { env: qemuEnv(tier) });
+    for (const line of stdout.split('\n')) {
+      const match = /^\s*(\S+) => not found/.exec(line);
+      if (match) missing.push(`${path.basename(file)}: ${match[1]}`);
+    }
+  }
+  return missing;
+}
+
+/**
+ * Makes sure QEMU 10 (bookworm-backports) is unpacked in `${XDG_CACHE_HOME:-~/.cache}/guestfb/qemu`
+ * and that its libraries resolve. The first run updates a private apt index and downloads about
+ * 14 MB; later runs read the manifest and touch no network.
+ */
+export async function ensureQemu(progress?: (msg: string) => void): Promise<QemuTier> {
+  const dir = cacheDir('qemu');
+  const manifestFile = path.join(dir, 'manifest.json');
+  const tier = await withCacheLock(dir, async () => {
+    let manifest: QemuManifest | undefined;
+    try {
+      manifest = JSON.parse(await readFile(manifestFile, 'utf8')) as QemuManifest;
+    } catch {
+      manifest = undefined;
+    }
+    const complete =
+      manifest &&
+      qemuPackages.every((name) => manifest!.packages.some((p) => p.name === name)) &&
+      existsSync(path.join(dir, manifest.root, 'usr', 'bin', 'qemu-system-x86_64'));
+    if (manifest && complete) return tierFromRoot(path.join(dir, manifest.root), manifest);
+
+    const index = await ensureAptIndex({
+      dir: path.join(dir, 'apt'),
+      suites: [`${hostCodename()}-backports`],
+      progress,
+    });
+    const resolved: ResolvedPackage[] = [];
+    for (const name of qemuPackages) resolved.push(await index.resolve(name));
+    const debs = await index.download(resolved, path.join(dir, 'debs'), progress);
+    const key = createHash('sha256')
+      .update(resolved.map((p) => `${p.name}=${p.version}`).join('\n'))
+      .digest('hex')
+      .slice(0, 12);
+    const rootName = `root-${key}`;
+    const root = path.join(dir, rootName);
+    const scratch = `${root}.${process.pid}.tmp`;
+    await rm(scratch, { recursive: true, force: true });
+    for (const deb of debs) {
+      progress?.(`extracting ${path.basename(deb)}`);
+      await extractDeb(deb, scratch);
+    }
+    await rm(root, { recursive: true, force: true });
+    await rename(scratch, root);
+    const partial: QemuManifest = {
+      packages: resolved.map((p) => ({ name: p.name, version: p.version })),
+      root: rootName,
+      versionString: '',
+    };
+    const { stdout } = await execFileAsync(tierFromRoot(root, partial).qemuBinary, ['--version'], {
+      env: qemuEnv(tierFromRoot(root, partial)),
+    }).catch((e: { stderr?: string; message: string }) => {
+      throw new Error(
+        `qemu: the unpacked qemu-system-x86_64 does not run: ${e.stderr || e.message}`,
+      );
+    });
+    const finished = { ...partial, versionString: stdout.split('\n')[0]!.trim() };
+    await writeFile(`${manifestFile}.tmp`, `${JSON.stringify(finished, null, 2)}\n`);
+    await rename(`${manifestFile}.tmp`, manifestFile);
+    for (const old of readdirSync(dir)) {
+      if (old.startsWith('root-') && old !== rootName) {
+        await rm(path.join(dir, old), { recursive: true, force: true });
+      }
+    }
+    progress?.(`QEMU ready: ${finished.versionString}`);
+    return tierFromRoot(root, finished);
+  });
+  const missing = await missingLibraries(tier);
+  if (missing.length) {
+    throw new Error(
+      `qemu: shared libraries missing for QEMU 10 (run \`npm run setup\`, which installs them):\n  ${missing.join('\n  ')}`,
+    );
+  }
+  return tier;
+}
+
+export interface BootOptions {
+  /** Socket a vhost-user GPU backend LISTENS on; QEMU connects (chardev id "vgpu"). */
+  gpuSocket?: string;
+  /**
+   * The GPU device's driver and options, without xres/yres/max_outputs (added from the options
+   * below). Default: `vhost-user-gpu-pci,chardev=vgpu` with gpuSocket, else QEMU's built-in
+   * `virtio-gpu-pci`. `none` boots without a GPU.
+   */
+  gpuDevice?: string;
+  /** max_outputs (default 1). */
+  scanouts?: number;
+  /** Preferred mode the device reports to the guest (default 1280x800). */
+  width?: number;
+  height?: number;
+  /** ivshmem-doorbell server socket (guestfb is the server); chardev id "ivsh", one vector. */
+  ivshmemSocket?: string;
+  /** Shell command the guest's /init runs (default: the demo, see examples/guest/init.sh). */
+  guestCommand?: string;
+  /** Keep the kernel's fbcon on the GPU (default true); false passes fbdev_emulation=0. */
+  fbcon?: boolean;
+  /** QMP server socket QEMU listens on (for screendump and other queries). */
+  qmpSocket?: string;
+  /** Extra kernel command line words. */
+  kernelArgs?: string[];
+  /** Extra QEMU arguments, appended last. */
+  extraArgs?: string[];
+  /** Guest RAM (default 512). */
+  memoryMb?: number;
+  /** auto is TCG: KVM exists on the project's machines but fails at run time. */
+  accel?: 'auto' | 'kvm' | 'tcg';
+  /** Kill QEMU (SIGKILL) after this long. */
+  timeoutMs?: number;
+  onConsole?: (line: string) => void;
+}
+
+export interface QemuProcess {
+  pid: number;
+  kill(signal?: NodeJS.Signals): void;
+  exited: Promise<{ code: number | null; signal: string | null }>;
+  /** Everything the guest printed on its serial console so far. */
+  console: () => string;
+  /** QEMU's own stderr so far. */
+  stderr: () => string;
+  /** The full command line (for logs and reports). */
+  argv: string[];
+  /** Resolves with the first console match of `pattern` (also when already printed); rejects if QEMU exits first. */
+  waitForConsole(pattern: RegExp): Promise<RegExpMatchArray>;
+  /** The guest command's exit status once /init printed it, else null. */
+  guestStatus(): number | null;
+}
+
+/** The QEMU arguments bootGuest uses (exported for tests and the CLI's --print). */
+export function qemuArgs(tier: QemuTier, guest: GuestImage, options: BootOptions): string[] {
+  const memory = options.memoryMb ?? 512;
+  const scanouts = options.scanouts ?? 1;
+  const width = options.width ?? 1280;
+  const height = options.height ?? 800;
+  const accel = options.accel === 'kvm' ? 'kvm' : 'tcg';
+  const kernelArgs = ['console=tty0', 'console=ttyS0', 'panic=-1'];
+  if (options.fbcon === false) kernelArgs.push('drm_kms_helper.fbdev_emulation=0');
+  if (options.guestCommand !== undefined) {
+    kernelArgs.push(`guestfb.cmd=${Buffer.from(options.guestCommand).toString('base64')}`);
+  }
+  kernelArgs.push(...(options.kernelArgs ?? []));
+  const append = kernelArgs.join(' ');
+  if (append.length > 2000) throw new Error('qemu: kernel command line too long (limit 2048)');
+
+  const args = [
+    ...tier.dataDirs.flatMap((d) => ['-L', d]),
+    '-accel',
+    accel,
+    '-cpu',
+    'max',
+    '-smp',
+    '1',
+    '-m',
+    `${memory}M`,
+    // vhost-user backends map guest RAM: it must be a shareable memfd.
+    '-object',
+    `memory-backend-memfd,id=mem,size=${memory}M,share=on`,
+    '-machine',
+    'pc,memory-backend=mem',
+    '-nodefaults',
+    '-no-user-config',
+    '-vga',
+    'none',
+    '-display',
+    'none',
+    '-serial',
+    'stdio',
+    '-no-reboot',
+    '-kernel',
+    guest.kernel,
+    '-initrd',
+    guest.initrd,
+    '-append',
+    append,
+  ];
+  const device =
+    options.gpuDevice ?? (options.gpuSocket ? 'vhost-user-gpu-pci,chardev=vgpu' : 'virtio-gpu-pci');
+  if (options.gpuSocket) args.push('-chardev', `socket,id=vgpu,path=${options.gpuSocket}`);
+  if (device !== 'none') {
+    args.push('-device', `${device},xres=${width},yres=${height},max_outputs=${scanouts}`);
+  }
+  if (options.ivshmemSocket) {
+    args.push(
+      '-chardev',
+      `socket,id=ivsh,path=${options.ivshmemSocket}`,
+      '-device',
+      'ivshmem-doorbell,chardev=ivsh,vectors=1',
+    );
+  }
+  if (options.qmpSocket) args.push('-qmp', `unix:${options.qmpSocket},server=on,wait=off`);
+  args.push(...(options.extraArgs ?? []));
+  return args;
+}
+
+/** Starts QEMU with the guest; see BootOptions. */
+export function bootGuest(tier: QemuTier, guest: GuestImage, options: BootOptions): QemuProcess {
+  const args = qemuArgs(tier, guest, options);
+  const child = spawn(tier.qemuBinary, args, {
+    env: qemuEnv(tier),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let consoleText = '';
+  let stderrText = '';
+  let partial = '';
+  let status: number | null = null;
+  const waiters = new Set<() => void>();
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (chunk: string) => {
+    consoleText += chunk;
+    partial += chunk;
+    const lines = partial.split('\n');
+    partial = lines.pop()!;
+    for (const raw of lines) {
+      const line = raw.replace(/\r$/, '');
+      const exit = /^GUESTFB-EXIT (\d+)$/.exec(line);
+      if (exit) status = Number(exit[1]);
+      options.onConsole?.(line);
+    }
+    for (const wake of [...waiters]) wake();
+  });
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (chunk: string) => {
+    stderrText += chunk;
+  });
+  let timer: NodeJS.Timeout | undefined;
+  if (options.timeoutMs) {
+    timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs);
+    timer.unref();
+  }
+  let hasExited = false;
+  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve, reject) => {
+    child.on('error', (error) => {
+      hasExited = true;
+      reject(error);
+    });
+    child.on('close', (code, signal) => {
+      hasExited = true;
+      if (timer) clearTimeout(timer);
+      for (const wake of [...waiters]) wake();
+      resolve({ code, signal });
+    });
+  });
+  // Callers that only use waitForConsole must not see an unhandled rejection from a spawn error.
+  exited.catch(() => {});
+  return {
+    pid: child.pid ?? -1,
+    argv: [tier.qemuBinary, ...args],
+    kill: (signal = 'SIGTERM') => {
+      if (!hasExited) child.kill(signal);
+    },
+    exited,
+    console: () => consoleText,
+    stderr: () => stderrText,
+    guestStatus: () => status,
+    waitForConsole(pattern: RegExp) {
+      return new Promise<RegExpMatchArray>((resolve, reject) => {
+        const check = () => {
+          const match = consoleText.match(pattern);
+          if (match) {
+            waiters.delete(check);
+            resolve(match);
+          } else if (hasExited) {
+            waiters.delete(check);
+            reject(
+              new Error(
+                `qemu exited before the console showed ${pattern}\n--- console tail:\n${consoleText.slice(-3000)}\n--- qemu stderr:\n${stderrText.slice(-2000)}`,
+              ),
+            );
+          }
+        };
+        waiters.add(check);
+        check();
+      });
+    },
+  };
+}
