@@ -29,7 +29,10 @@ export interface MessageSpec {
   name: string;
   /** libwayland signature: optional `since` digits, then `i u f s o n a h`, `?` before nullable. */
   signature: string;
-  /** Per argument: the interface name for `o`/`n` arguments that name one, else null. */
+  /**
+   * One entry per signature letter (not per XML arg: an untyped new_id is `sun` and takes three
+   * entries): the interface name for `o`/`n` arguments that name one, else null.
+   */
   types: (string | null)[];
 }
 
@@ -69,21 +72,35 @@ export interface ClientCredentials {
   gid: number;
 }
 
-/** A wl_display. Its event loop is polled from Node's libuv loop; clients are flushed after each
- * dispatch and once per loop iteration when events were posted outside dispatch. */
+/**
+ * A wl_display. Its event loop is polled from Node's libuv loop; clients are flushed after each
+ * dispatch and once per loop iteration (before libuv waits), so events posted from timers or
+ * promises go out without an explicit flush. A live display keeps the process running; destroy()
+ * lets it exit. destroy() called from inside a callback takes effect when that callback returns.
+ * After destroy, creating methods (addSocket, createClient, createGlobal, nextSerial) throw an
+ * Error with code ERR_WAYLAND_DESTROYED; flushClients and destroy do nothing.
+ */
 export interface NativeServerDisplay {
   /** wl_display_add_socket (name given) or wl_display_add_socket_auto; returns the name. */
   addSocket(name?: string): string;
-  /** wl_client_create on an fd. Takes ownership of `fd`. */
+  /** wl_client_create on a connected socket. Takes ownership of `fd` (closed on failure). */
   createClient(fd: number): NativeClient;
-  /** wl_global_create; `bind` runs when a client binds it. */
+  /**
+   * wl_global_create; `bind` runs when a client binds it and must create the resource with
+   * `client.createResource(interfaceName, version, id, ...)`. If `bind` throws, the client gets an
+   * implementation error and the error goes to onError. `version` must be 1..interface version.
+   */
   createGlobal(
     interfaceName: string,
     version: number,
     bind: (client: NativeClient, version: number, id: number) => void,
   ): NativeGlobal;
-  /** Reports exceptions thrown by JS callbacks (after the client got an implementation error). */
-  onError(handler: (error: unknown, client: NativeClient | null) => void): void;
+  /**
+   * Reports exceptions thrown by JS callbacks (request dispatchers and bind handlers: after the
+   * client got an implementation error; destroy listeners: the client is null). Without a
+   * handler they are printed to stderr. Pass null to remove the handler.
+   */
+  onError(handler: ((error: unknown, client: NativeClient | null) => void) | null): void;
   /** wl_display_flush_clients, now. */
   flushClients(): void;
   /** Current serial / next serial (wl_display_get_serial / wl_display_next_serial). */
@@ -94,17 +111,27 @@ export interface NativeServerDisplay {
 }
 
 export interface NativeGlobal {
+  /** The global's name in wl_registry.global (libwayland numbers them 1, 2, ... per display). */
   readonly name: number;
   /** wl_global_remove: hides it from new binds, announcing global_remove; keep until destroy. */
   remove(): void;
   destroy(): void;
 }
 
+/**
+ * A wl_client. After it is destroyed: createResource, credentials and onDestroy throw an Error
+ * with code ERR_WAYLAND_DESTROYED; getObject returns null; the rest do nothing.
+ */
 export interface NativeClient {
   /** A stable per-display number for logging. */
   readonly id: number;
   credentials(): ClientCredentials;
-  /** wl_resource_create + dispatcher. `id` 0 allocates a server-side id (for events' new_id). */
+  /**
+   * wl_resource_create + dispatcher. `id` 0 allocates a server-side id (for events' new_id).
+   * `version` must be 1..interface version. `dispatch` runs with the resource as `this`; if it
+   * throws, the client gets an implementation error (code 3) and the error goes to onError.
+   * Fails with an ErrnoError (syscall wl_resource_create) when the id is in use.
+   */
   createResource(
     interfaceName: string,
     version: number,
@@ -116,9 +143,11 @@ export interface NativeClient {
   postImplementationError(message: string): void;
   /** wl_client_post_no_memory. */
   postNoMemory(): void;
-  /** Runs once when the client is destroyed (disconnect, error or destroy()). */
+  /** Runs once when the client is destroyed (disconnect, error or destroy()), before its
+   * resources are destroyed. */
   onDestroy(listener: () => void): void;
-  /** Looks up a live resource of this client by object id. */
+  /** Looks up a live resource of this client by object id (null for ids libwayland itself
+   * owns, such as wl_display and wl_registry objects). */
   getObject(id: number): NativeResource | null;
   flush(): void;
   destroy(): void;
@@ -133,11 +162,16 @@ export interface NativeResource {
   /** False after the resource was destroyed (by request, client exit or destroy()). Inert then:
    * postEvent and postError do nothing. */
   readonly alive: boolean;
-  /** wl_resource_post_event_array. Checks arg count/types against the event signature. */
+  /**
+   * wl_resource_post_event_array. Checks arg count and types against the event signature
+   * (TypeError; out-of-range integers: RangeError), the opcode (RangeError) and the event's since
+   * version against the resource's version (Error, code ERR_WAYLAND_VERSION). `o`/`n` arguments
+   * must be live resources of the same client, of the interface the message names.
+   */
   postEvent(opcode: number, args: WireValue[]): void;
   /** wl_resource_post_error. */
   postError(code: number, message: string): void;
-  /** wl_resource_destroy. onDestroy runs. */
+  /** wl_resource_destroy. onDestroy runs (with alive already false). No-op when dead. */
   destroy(): void;
   /** Free slot for the JS layer: the typed wrapper (generated class) that owns this resource. */
   owner: unknown;

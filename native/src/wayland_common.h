@@ -1,0 +1,105 @@
+// Shared pieces of the libwayland bindings: the run-time interface registry, message signature
+// parsing, argument conversion, per-env state and the guard that keeps JS exceptions out of
+// libwayland. Only wayland-util.h is included here so server and client files stay separate.
+#pragma once
+
+#include <napi.h>
+#include <uv.h>
+#include <wayland-util.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace guestfb::wayland {
+
+// ---- interface registry (process-wide; tables live until the process exits) ----
+
+// The defined interface named `name`, or nullptr (unknown or only referenced so far).
+const wl_interface* FindInterface(const std::string& name);
+// True when `iface` was defined by defineInterfaces (its tables are complete).
+bool IsDefined(const wl_interface* iface);
+
+// ---- message signatures ----
+
+constexpr int kMaxArgs = 20;  // WL_CLOSURE_MAX_ARGS in libwayland
+
+struct ArgSpec {
+  char type;                  // one of i u f s o n a h
+  bool nullable;              // '?' prefix
+  const wl_interface* iface;  // messages' types[] entry, may be null
+};
+
+struct MessageShape {
+  int since = 1;
+  int count = 0;
+  ArgSpec args[kMaxArgs];
+};
+
+// Parses a libwayland signature (already validated when defined); false if malformed.
+bool ParseMessage(const wl_message& message, MessageShape* shape);
+
+// ---- argument conversion ----
+
+// Storage that must outlive a wl_argument array built from JS values.
+struct ArgStorage {
+  std::vector<std::string> strings;
+  std::vector<wl_array> arrays;
+  ArgStorage() {
+    strings.reserve(kMaxArgs);
+    arrays.reserve(kMaxArgs);
+  }
+};
+
+// Converts one JS value for a non-object argument (i u f s a h). Throws TypeError/RangeError.
+// `what` names the argument in error messages.
+void EncodeScalar(Napi::Env env, const ArgSpec& spec, const Napi::Value& value,
+                  const std::string& what, ArgStorage& storage, wl_argument* out);
+
+// Converts one non-object argument (i u f s a h) to JS. Fds become plain numbers (caller owns).
+Napi::Value DecodeScalar(Napi::Env env, const ArgSpec& spec, const wl_argument& arg);
+
+// Closes the received fds of a message that could not be delivered to JS.
+void CloseReceivedFds(const MessageShape& shape, const wl_argument* args);
+
+// ---- per-env state ----
+
+struct EnvState {
+  Napi::FunctionReference serverDisplayClass;
+  Napi::FunctionReference globalClass;
+  Napi::FunctionReference clientClass;
+  Napi::FunctionReference resourceClass;
+  Napi::FunctionReference connectionClass;
+  Napi::FunctionReference proxyClass;
+};
+
+// The state of `env`, created on first use and deleted when the env shuts down.
+EnvState& StateOf(Napi::Env env);
+
+// ---- calling JS from libwayland callbacks ----
+
+// Reports an exception thrown by a JS callback to `handler` (if set and callable) or stderr.
+// Never throws.
+void ReportError(Napi::Env env, const Napi::FunctionReference& handler,
+                 const std::vector<napi_value>& extraArgs, const Napi::Error& error,
+                 const char* context);
+
+// Text of an error for stderr.
+std::string DescribeError(const Napi::Error& error);
+
+// Closes a libuv handle allocated with `new T` and deletes it once libuv is done with it.
+template <typename T>
+void CloseAndDelete(T* handle) {
+  if (handle == nullptr) return;
+  uv_close(reinterpret_cast<uv_handle_t*>(handle),
+           [](uv_handle_t* closed) { delete reinterpret_cast<T*>(closed); });
+}
+
+// Reads an interface name argument and returns its defined table; throws if unknown.
+const wl_interface* InterfaceArg(const Napi::Value& value, const char* what);
+
+// Reads a non-negative uint32 argument (versions, ids, opcodes).
+uint32_t Uint32Arg(const Napi::Value& value, const char* what);
+
+}  // namespace guestfb::wayland

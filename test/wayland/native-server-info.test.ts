@@ -1,0 +1,107 @@
+// A server built on the raw native binding, inspected by Debian's wayland-info (a client nobody
+// here wrote): it must see exactly our globals, their versions, the shm formats and the mode.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { native, type NativeClient, type NativeResource } from '../../native/index.js';
+import { coreProtocolSpecs, opcodes, run, useTempRuntimeDir } from './native-helpers.js';
+
+const specs = coreProtocolSpecs();
+native.defineInterfaces(specs);
+
+/** A resource whose requests only honour `destroy`-type requests named in `destructors`. */
+function plainResource(
+  client: NativeClient,
+  iface: string,
+  version: number,
+  id: number,
+  destructors: string[] = [],
+): NativeResource {
+  const requestNames = specs.find((s) => s.name === iface)!.requests.map((r) => r.name);
+  const resource: NativeResource = client.createResource(iface, version, id, (opcode) => {
+    if (destructors.includes(requestNames[opcode]!)) resource.destroy();
+  });
+  return resource;
+}
+
+test('wayland-info lists exactly the globals of a native-binding server', async () => {
+  const runtime = useTempRuntimeDir();
+  const display = native.createServerDisplay();
+  const errors: unknown[] = [];
+  display.onError((error) => errors.push(error));
+  try {
+    const socket = display.addSocket('guestfb-info-0');
+    assert.equal(socket, 'guestfb-info-0');
+
+    const compositor = opcodes(specs, 'wl_compositor');
+    display.createGlobal('wl_compositor', 5, (client, version, id) => {
+      client.createResource('wl_compositor', version, id, (opcode, args) => {
+        if (opcode === compositor['request:create_surface']) {
+          plainResource(client, 'wl_surface', version, args[0] as number, ['destroy']);
+        } else if (opcode === compositor['request:create_region']) {
+          plainResource(client, 'wl_region', 1, args[0] as number, ['destroy']);
+        }
+      });
+    });
+
+    const shmFormats = [0, 1, 0x34324258 /* XBGR8888 */];
+    display.createGlobal('wl_shm', 1, (client, version, id) => {
+      const shm = client.createResource('wl_shm', version, id, () => {
+        shm.postError(0, 'pools are not supported by this test server');
+      });
+      for (const format of shmFormats) shm.postEvent(0, [format]);
+    });
+
+    const output = opcodes(specs, 'wl_output');
+    display.createGlobal('wl_output', 4, (client, version, id) => {
+      const resource = plainResource(client, 'wl_output', version, id, ['release']);
+      resource.postEvent(output['event:geometry']!, [
+        0,
+        0,
+        527,
+        296,
+        0,
+        'guestfb',
+        'virtual screen',
+        0,
+      ]);
+      resource.postEvent(output['event:mode']!, [0x1 | 0x2, 1920, 1080, 60000]);
+      if (version >= 2) resource.postEvent(output['event:scale']!, [1]);
+      if (version >= 4) {
+        resource.postEvent(output['event:name']!, ['GUESTFB-1']);
+        resource.postEvent(output['event:description']!, ['guestfb test output']);
+      }
+      if (version >= 2) resource.postEvent(output['event:done']!, []);
+    });
+
+    const { done } = run('wayland-info', [], {
+      ...process.env,
+      WAYLAND_DISPLAY: socket,
+      XDG_RUNTIME_DIR: runtime.dir,
+    });
+    const result = await done;
+    assert.equal(result.code, 0, `wayland-info failed: ${result.stderr}`);
+    const out = result.stdout;
+
+    const globals = [...out.matchAll(/interface: '([^']+)',\s+version:\s+(\d+),\s+name:\s+(\d+)/g)];
+    assert.deepEqual(
+      globals.map((m) => [m[1], Number(m[2]), Number(m[3])]),
+      [
+        ['wl_compositor', 5, 1],
+        ['wl_shm', 1, 2],
+        ['wl_output', 4, 3],
+      ],
+      out,
+    );
+    assert.match(out, /width: 1920 px, height: 1080 px, refresh: 60\.000 Hz/);
+    assert.match(out, /make: 'guestfb', model: 'virtual screen'/);
+    assert.match(out, /name: GUESTFB-1/);
+    assert.match(out, /flags: current preferred/);
+    const formats = [...out.matchAll(/^\t\s*(0x[0-9a-f]+|\d+) = '(\w+)'/gm)].map((m) => m[2]);
+    assert.deepEqual(formats.sort(), ['AR24', 'XB24', 'XR24']);
+    assert.deepEqual(errors, []);
+  } finally {
+    display.destroy();
+    assert.equal(display.destroyed, true);
+    runtime.remove();
+  }
+});
