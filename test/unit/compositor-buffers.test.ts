@@ -1,0 +1,101 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { fd, Seal } from '../../native/fd.js';
+import { CompiledFeedback, encodeFormatTable } from '../../examples/compositor/dmabuf/feedback.js';
+import { DmabufParams } from '../../examples/compositor/dmabuf/params.js';
+import { Fourcc, defaultDmabufFormats } from '../../examples/compositor/dmabuf/formats.js';
+import { DmabufBuffer } from '../../examples/compositor/buffers/dmabuf-buffer.js';
+import { ShmError, ShmPool, ShmProtocolError } from '../../examples/compositor/buffers/shm-pool.js';
+
+function memfdWith(bytes: Uint8Array, seals = 0): number {
+  const memfd = fd.memfdCreate('compositor-test', true);
+  fd.ftruncate(memfd, bytes.byteLength);
+  fd.pwrite(memfd, bytes, 0);
+  if (seals) fd.addSeals(memfd, seals);
+  return memfd;
+}
+
+test('the format table lives in a sealed, read-only memfd with the table bytes', () => {
+  const baseline = fd.openFdCount();
+  const feedback = new CompiledFeedback(defaultDmabufFormats(), 0n, fd);
+  const expected = encodeFormatTable(defaultDmabufFormats());
+  assert.equal(fd.fdSize(feedback.tableFd), expected.byteLength);
+  assert.equal(fd.getSeals(feedback.tableFd), Seal.SHRINK | Seal.GROW | Seal.WRITE | Seal.SEAL);
+  const read = new Uint8Array(expected.byteLength);
+  fd.pread(feedback.tableFd, read, 0);
+  assert.deepEqual(read, expected);
+  assert.throws(() => fd.pwrite(feedback.tableFd, new Uint8Array([1]), 0), { code: 'EPERM' });
+  assert.throws(() => fd.ftruncate(feedback.tableFd, 0), { code: 'EPERM' });
+  assert.throws(() => fd.mmap(feedback.tableFd, 0, expected.byteLength, true), { code: 'EPERM' });
+  feedback.destroy();
+  assert.equal(fd.openFdCount(), baseline);
+});
+
+test('params validation sizes real fds with lseek; a memfd import reads back its pixels', () => {
+  const baseline = fd.openFdCount();
+  const width = 4;
+  const height = 3;
+  const pixels = new Uint8Array(width * height * 4);
+  new Uint32Array(pixels.buffer).forEach((_, i, words) => (words[i] = 0x00102030 + i));
+  const params = new DmabufParams(defaultDmabufFormats(), fd);
+  assert.ok(params.add(memfdWith(pixels, Seal.SHRINK), 0, 0, width * 4, 0, 0).ok);
+  const result = params.create(width, height, Fourcc.XRGB8888, 0);
+  assert.ok(result.ok);
+  const buffer = new DmabufBuffer(result.attributes, fd);
+  const planes = buffer.beginRead();
+  assert.ok(planes, buffer.lastError ?? '');
+  assert.deepEqual(planes[0].bytes.subarray(0, pixels.byteLength), pixels);
+  buffer.endRead();
+  buffer.destroy();
+  params.destroy();
+  assert.equal(fd.openFdCount(), baseline);
+
+  const tooSmall = new DmabufParams(defaultDmabufFormats(), fd);
+  tooSmall.add(memfdWith(pixels.subarray(4)), 0, 0, width * 4, 0, 0);
+  const failed = tooSmall.create(width, height, Fourcc.XRGB8888, 0);
+  assert.ok(!failed.ok && failed.fatal && failed.code === 6);
+  tooSmall.destroy();
+  assert.equal(fd.openFdCount(), baseline);
+});
+
+test('a dma-buf memfd that shrinks after import is not read (no SIGBUS)', () => {
+  const baseline = fd.openFdCount();
+  const memfd = memfdWith(new Uint8Array(64 * 4));
+  const params = new DmabufParams(defaultDmabufFormats(), fd);
+  params.add(fd.dup(memfd), 0, 0, 64, 0, 0);
+  const result = params.create(16, 4, Fourcc.XRGB8888, 0);
+  assert.ok(result.ok);
+  const buffer = new DmabufBuffer(result.attributes, fd);
+  assert.ok(buffer.beginRead());
+  buffer.endRead();
+  fd.ftruncate(memfd, 16);
+  assert.equal(buffer.beginRead(), null);
+  buffer.destroy();
+  fd.close(memfd);
+  assert.equal(fd.openFdCount(), baseline);
+});
+
+test('wl_shm pools: bounds checks give the protocol errors; pools only grow', () => {
+  const baseline = fd.openFdCount();
+  const size = 16 * 16 * 4;
+  const pool = new ShmPool(memfdWith(new Uint8Array(size)), size, fd);
+  const expectError = (code: number, run: () => unknown) =>
+    assert.throws(run, (e: unknown) => e instanceof ShmProtocolError && e.code === code);
+  expectError(ShmError.INVALID_FORMAT, () => pool.createBuffer(0, 16, 16, 64, Fourcc.NV12));
+  expectError(ShmError.INVALID_FORMAT, () => pool.createBuffer(0, 16, 16, 64, 0x12345678));
+  expectError(ShmError.INVALID_STRIDE, () => pool.createBuffer(0, 16, 16, 63, Fourcc.XRGB8888));
+  expectError(ShmError.INVALID_STRIDE, () => pool.createBuffer(4, 16, 16, 64, Fourcc.XRGB8888));
+  expectError(ShmError.INVALID_STRIDE, () => pool.createBuffer(0, 0, 16, 64, Fourcc.XRGB8888));
+  expectError(ShmError.INVALID_STRIDE, () =>
+    pool.createBuffer(0, 16, 0x7fffffff, 0x7fffffff, Fourcc.XRGB8888),
+  );
+  expectError(ShmError.INVALID_STRIDE, () => pool.resize(size - 1));
+  expectError(ShmError.INVALID_FD, () => pool.resize(size * 2)); // file is not that big
+  const buffer = pool.createBuffer(0, 16, 16, 64, Fourcc.XRGB8888);
+  pool.release(); // wl_shm_pool.destroy: the buffer keeps the pool
+  assert.ok(buffer.beginRead());
+  buffer.destroy();
+  assert.equal(fd.openFdCount(), baseline);
+  expectError(ShmError.INVALID_FD, () => new ShmPool(memfdWith(new Uint8Array(8)), 64, fd));
+  assert.equal(fd.openFdCount(), baseline, 'a rejected pool closes its fd');
+});
