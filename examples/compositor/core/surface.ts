@@ -217,13 +217,9 @@ export class Surface {
 
   /** True when this surface is a synchronized subsurface (or inside one). */
   isEffectivelySynchronized(): boolean {
-    let surface: Surface | null = this;
-    while (surface?.parent) {
-      const link = surface.parent.linkOf(surface);
-      if (link?.synchronized) return true;
-      surface = surface.parent;
-    }
-    return false;
+    if (!this.parent) return false;
+    if (this.parent.linkOf(this)?.synchronized) return true;
+    return this.parent.isEffectivelySynchronized();
   }
 
   /** wl_surface.commit. Throws SurfaceCommitError (or a role's error) on a bad state. */
@@ -459,7 +455,8 @@ export class Surface {
 
   /** True if `other` is this surface or one of its ancestors (a subsurface cycle). */
   isSelfOrAncestor(other: Surface): boolean {
-    for (let surface: Surface | null = this; surface; surface = surface.parent) {
+    if (other === this) return true;
+    for (let surface = this.parent; surface; surface = surface.parent) {
       if (surface === other) return true;
     }
     return false;
