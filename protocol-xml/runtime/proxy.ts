@@ -1,0 +1,100 @@
+/**
+ * Base class of the generated client-side proxy classes (`WlSurfaceProxy`, ...).
+ *
+ * A proxy wraps one NativeProxy (a wl_proxy). Generated request methods marshal typed arguments
+ * (a request with a typed new_id returns the new proxy; a destructor request destroys this one;
+ * a request newer than the proxy's version throws). Events go to one listener object per proxy
+ * (`setListener`), like libwayland's wl_proxy_add_listener: fds received in an event belong to
+ * the listener method that receives them, and are closed here when no method handles the event.
+ */
+import type { NativeProxy, WireValue } from '../../native/index.js';
+import { fd } from '../../native/fd.js';
+import { ensureInterfacesDefined } from './interfaces.js';
+
+/** What `Registry.bind` and untyped new_id requests need from a generated proxy class. */
+export interface ProxyClass<P extends Proxy> {
+  new (native: NativeProxy): P;
+  readonly interfaceName: string;
+  /** The interface version in the XML: the highest version this class can speak. */
+  readonly version: number;
+}
+
+export abstract class Proxy {
+  /** The wl_proxy. Inert (alive false) after destruction. */
+  readonly native: NativeProxy;
+
+  /** Wraps a NativeProxy and takes over its event dispatch. */
+  constructor(native: NativeProxy) {
+    this.native = native;
+    native.owner = this;
+    native.setDispatcher((opcode, args) => this.dispatchEvent(opcode, args));
+  }
+
+  get id(): number {
+    return this.native.id;
+  }
+
+  get version(): number {
+    return this.native.version;
+  }
+
+  get interfaceName(): string {
+    return this.native.interfaceName;
+  }
+
+  get alive(): boolean {
+    return this.native.alive;
+  }
+
+  /**
+   * wl_proxy_destroy: forgets the proxy locally without sending anything. Use it for objects the
+   * server destroys (wl_callback after `done`) or whose interface has no destructor request; use
+   * the destructor request (`destroy()`, `release()`, ...) where one exists.
+   */
+  destroyProxy(): void {
+    if (this.alive) this.native.destroy();
+  }
+
+  /** Throws unless the proxy is alive and its version has the request. */
+  protected checkRequest(name: string, since: number): void {
+    if (!this.alive) throw new Error(`${this.interfaceName}.${name}: proxy was destroyed`);
+    if (this.version < since) {
+      throw new Error(
+        `${this.interfaceName}.${name} needs version ${since}, ${this.interfaceName}@${this.id} has version ${this.version}`,
+      );
+    }
+  }
+
+  /** Marshals a request that creates an object; returns the new NativeProxy. */
+  protected marshalConstructor(
+    opcode: number,
+    args: WireValue[],
+    newInterface: string,
+    newVersion: number,
+    destroy: boolean,
+  ): NativeProxy {
+    ensureInterfacesDefined();
+    const created = this.native.marshal(opcode, args, newInterface, newVersion, destroy);
+    if (created === undefined) {
+      throw new Error(`${this.interfaceName}: request ${opcode} returned no ${newInterface} proxy`);
+    }
+    return created;
+  }
+
+  /** Marshals a request that creates no object. */
+  protected marshal(opcode: number, args: WireValue[], destroy: boolean): void {
+    this.native.marshal(opcode, args, undefined, undefined, destroy);
+  }
+
+  /** Decodes and dispatches one event; generated per interface. */
+  protected dispatchEvent(opcode: number, _args: WireValue[]): void {
+    throw new Error(`${this.interfaceName} has no event ${opcode}`);
+  }
+}
+
+/** Closes the fds of an event nobody listened to (they were handed to us by libwayland). */
+export function closeUnhandledFds(...fds: WireValue[]): void {
+  for (const value of fds) {
+    if (typeof value === 'number' && value >= 0) fd.close(value);
+  }
+}
