@@ -9,7 +9,17 @@
  */
 import { fd, Seal } from '../../native/fd.js';
 import { DRM_FORMAT_MOD_LINEAR, DrmFormat } from '../present/formats.js';
-import type { BackingRange, GuestBuffer } from '../present/plan.js';
+import { backingSize, type BackingRange, type GuestBuffer } from '../present/plan.js';
+import type {
+  FramebufferSource,
+  HeadInfo,
+  Rect,
+  ScanoutInfo,
+  SourceEventName,
+  SourceListener,
+  SourceResource,
+  SourceStats,
+} from './types.js';
 
 export const PAGE_SIZE = 4096;
 
@@ -265,4 +275,195 @@ export class PatternGuest {
     fd.munmap(this.ram);
     fd.close(this.memfd);
   }
+}
+
+export interface PatternSourceOptions extends PatternGuestOptions {
+  /** Frames per second the box moves and flushes at; 0 means only step() advances it. */
+  rate?: number;
+  /** Head name (the window title's second part). */
+  name?: string;
+  /** Frame drawn at creation. */
+  firstFrame?: number;
+}
+
+type Listeners = { [K in SourceEventName]: Set<SourceListener<K>> };
+
+/** The pattern guest as a FramebufferSource: one head (id 0) showing resource 1. */
+export class PatternSource implements FramebufferSource {
+  static readonly RESOURCE_ID = 1;
+  readonly guest: PatternGuest;
+  private readonly head: HeadInfo;
+  private readonly resourceInfo: SourceResource;
+  private readonly scanoutInfo: ScanoutInfo;
+  private readonly listeners: Listeners = {
+    headsChanged: new Set(),
+    resourceCreated: new Set(),
+    backingChanged: new Set(),
+    resourceDestroyed: new Set(),
+    scanoutSet: new Set(),
+    flush: new Set(),
+    cursor: new Set(),
+    disconnected: new Set(),
+  };
+  private currentFrame: number;
+  private timer: ReturnType<typeof setInterval> | null = null;
+  private readonly rate: number;
+  private readonly counters = { frames: 0, flushes: 0, bytesCopied: 0 };
+  /** Reused damage list: the old and the new box. */
+  private readonly damage: Rect[] = [
+    { x: 0, y: 0, width: 0, height: 0 },
+    { x: 0, y: 0, width: 0, height: 0 },
+  ];
+  private closed = false;
+
+  constructor(options: PatternSourceOptions) {
+    const rate = options.rate ?? 60;
+    if (!(rate >= 0 && rate <= 1000)) throw new RangeError(`bad pattern rate ${rate}`);
+    this.rate = rate;
+    this.guest = new PatternGuest(options);
+    this.currentFrame = options.firstFrame ?? 0;
+    this.guest.drawFrame(this.currentFrame);
+    const { width, height, stride } = this.guest;
+    const buffer = this.guest.buffer();
+    this.head = {
+      id: 0,
+      width,
+      height,
+      x: 0,
+      y: 0,
+      enabled: true,
+      name: options.name ?? 'pattern',
+    };
+    this.resourceInfo = {
+      id: PatternSource.RESOURCE_ID,
+      kind: '2d',
+      fourcc: buffer.format,
+      modifier: buffer.modifier,
+      width,
+      height,
+      stride,
+      offset: 0,
+      size: backingSize(buffer.ranges),
+      backing: buffer.ranges,
+    };
+    this.scanoutInfo = {
+      headId: 0,
+      resourceId: PatternSource.RESOURCE_ID,
+      fourcc: buffer.format,
+      modifier: buffer.modifier,
+      width,
+      height,
+      stride,
+      offset: 0,
+      rect: { x: 0, y: 0, width, height },
+    };
+  }
+
+  get frame(): number {
+    return this.currentFrame;
+  }
+
+  /** Starts flushing at `rate` (no-op for rate 0 or when running). */
+  start(): void {
+    if (this.closed || this.timer || this.rate === 0) return;
+    this.timer = setInterval(() => this.step(), 1000 / this.rate);
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  /** Moves the box one frame: redraws the old and new box areas and flushes them. */
+  step(): void {
+    if (this.closed) return;
+    const { width, height } = this.guest;
+    const size = boxSize(width, height);
+    const [oldX, oldY] = boxPosition(this.currentFrame, width, height);
+    this.currentFrame++;
+    const [newX, newY] = boxPosition(this.currentFrame, width, height);
+    const w = Math.min(size, width);
+    const h = Math.min(size, height);
+    this.guest.drawRect(this.currentFrame, oldX, oldY, w, h);
+    this.guest.drawRect(this.currentFrame, newX, newY, w, h);
+    setRect(this.damage[0], oldX, oldY, w, h);
+    setRect(this.damage[1], newX, newY, w, h);
+    this.counters.frames++;
+    this.emitFlush(this.damage);
+  }
+
+  /** Draws a whole frame into the same pages and flushes everything (no new buffer). */
+  showFrame(frame: number): void {
+    if (this.closed) return;
+    this.currentFrame = frame;
+    this.guest.drawFrame(frame);
+    this.counters.frames++;
+    this.emitFlush([{ x: 0, y: 0, width: this.guest.width, height: this.guest.height }]);
+  }
+
+  private emitFlush(damage: readonly Rect[]): void {
+    this.counters.flushes++;
+    for (const listener of this.listeners.flush) listener(0, damage);
+  }
+
+  on<K extends SourceEventName>(event: K, listener: SourceListener<K>): this {
+    (this.listeners[event] as Set<SourceListener<K>>).add(listener);
+    return this;
+  }
+
+  off<K extends SourceEventName>(event: K, listener: SourceListener<K>): this {
+    (this.listeners[event] as Set<SourceListener<K>>).delete(listener);
+    return this;
+  }
+
+  heads(): readonly HeadInfo[] {
+    return this.closed ? [] : [this.head];
+  }
+
+  resource(id: number): SourceResource | undefined {
+    return !this.closed && id === PatternSource.RESOURCE_ID ? this.resourceInfo : undefined;
+  }
+
+  scanout(headId: number): ScanoutInfo | null {
+    return !this.closed && headId === 0 ? this.scanoutInfo : null;
+  }
+
+  readPixels(resourceId: number, rect: Rect, target: Uint8Array): boolean {
+    if (this.closed || resourceId !== PatternSource.RESOURCE_ID) return false;
+    const { width, height } = this.guest;
+    const { x, y, width: w, height: h } = rect;
+    if (![x, y, w, h].every(Number.isInteger) || x < 0 || y < 0 || w < 1 || h < 1) return false;
+    if (x + w > width || y + h > height || target.byteLength < w * h * 4) return false;
+    const view = new DataView(target.buffer, target.byteOffset, target.byteLength);
+    for (let row = 0; row < h; row++) {
+      for (let col = 0; col < w; col++) {
+        view.setUint32((row * w + col) * 4, this.guest.pixel(x + col, y + row), true);
+      }
+    }
+    this.counters.bytesCopied += w * h * 4;
+    return true;
+  }
+
+  stats(): SourceStats {
+    return { ...this.counters };
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.stop();
+    this.closed = true;
+    for (const listener of this.listeners.disconnected) listener('pattern source closed');
+    this.guest.close();
+  }
+}
+
+function setRect(rect: Rect, x: number, y: number, width: number, height: number): void {
+  rect.x = x;
+  rect.y = y;
+  rect.width = width;
+  rect.height = height;
+}
+
+export function createPatternSource(options: PatternSourceOptions): PatternSource {
+  return new PatternSource(options);
 }

@@ -1,0 +1,330 @@
+/**
+ * `guestfb`: runs guest displays as an ordinary Wayland client of the compositor named by
+ * WAYLAND_DISPLAY (or --display), and `guestfb doctor` explains which path frames will take.
+ *
+ * Parsing is separate from running (parseCommandLine is pure) so usage errors are testable and
+ * never need the native addon. Usage errors exit with status 2.
+ */
+import { parseArgs } from 'node:util';
+
+export class UsageError extends Error {
+  readonly exitCode = 2;
+}
+
+export type SourceSpec =
+  | { kind: 'pattern'; width: number; height: number }
+  | { kind: 'vhost-user-gpu'; name: string; socket: string };
+
+export interface RunOptions {
+  command: 'run';
+  sources: SourceSpec[];
+  display: string | undefined;
+  /** Pattern flushes per second. */
+  rate: number;
+  layout: 'scattered' | 'contiguous';
+  /** Skip udmabuf even when present (exercise the fallback). */
+  noDmabuf: boolean;
+  /** Print stats every N seconds (0: only at exit). */
+  statsInterval: number;
+  /** Stop after N seconds (0: run until a signal). */
+  duration: number;
+  guestName: string;
+}
+
+export interface DoctorOptions {
+  command: 'doctor';
+  display: string | undefined;
+  json: boolean;
+}
+
+export type Command =
+  RunOptions | DoctorOptions | { command: 'help'; text: string } | { command: 'version' };
+
+export const DEFAULT_PATTERN_WIDTH = 1280;
+export const DEFAULT_PATTERN_HEIGHT = 720;
+
+export const RUN_HELP = `Usage: guestfb [run] SOURCE... [options]
+
+Shows guest displays in the Wayland compositor named by WAYLAND_DISPLAY, zero-copy through
+udmabuf and linux-dmabuf when the host allows, otherwise through wl_shm (logged and counted).
+
+Sources (at least one, repeatable):
+  --source pattern[:WxH]        a built-in moving test pattern (default ${DEFAULT_PATTERN_WIDTH}x${DEFAULT_PATTERN_HEIGHT})
+  --vhost-user-gpu [NAME=]SOCKET
+                                act as QEMU's vhost-user-gpu backend on SOCKET (QEMU:
+                                -chardev socket,id=gpu,path=SOCKET
+                                -device vhost-user-gpu-pci,chardev=gpu)
+
+Options:
+  --display NAME                Wayland display (default: $WAYLAND_DISPLAY)
+  --name NAME                   guest name in window titles (default: guestfb)
+  --rate HZ                     pattern flushes per second (default 60)
+  --layout scattered|contiguous pattern's guest memory layout (default scattered)
+  --no-dmabuf                   do not use udmabuf (forces the wl_shm fallback)
+  --stats-interval SECONDS      print statistics periodically (default: only at exit)
+  --duration SECONDS            exit after this long (default: run until SIGINT/SIGTERM)
+  -h, --help                    this text
+  --version                     the version
+
+Commands:
+  guestfb doctor                which path your host gives you, and how to fix what is missing
+
+SIGINT/SIGTERM print the statistics and exit.`;
+
+export const DOCTOR_HELP = `Usage: guestfb doctor [--display NAME] [--json]
+
+Checks what guestfb needs and tells which path frames take (zero-copy dma-buf or wl_shm):
+/dev/udmabuf and its limits, the compositor's linux-dmabuf version, formats and modifiers,
+sealed memfds, KVM and QEMU. Every missing piece comes with its fix.
+
+Options:
+  --display NAME   Wayland display to inspect (default: $WAYLAND_DISPLAY; skipped when unset)
+  --json           print the findings as JSON
+  -h, --help       this text`;
+
+function parseNumber(option: string, text: string, min: number, max: number): number {
+  if (!/^\d+(\.\d+)?$/.test(text)) throw new UsageError(`--${option}: "${text}" is not a number`);
+  const value = Number(text);
+  if (value < min || value > max) {
+    throw new UsageError(`--${option}: ${text} is outside ${min}..${max}`);
+  }
+  return value;
+}
+
+export function parsePatternSpec(spec: string): SourceSpec {
+  const match = /^pattern(?::(\d+)x(\d+))?$/.exec(spec);
+  if (!match) {
+    throw new UsageError(`--source: unknown source "${spec}" (expected pattern or pattern:WxH)`);
+  }
+  const width = match[1] === undefined ? DEFAULT_PATTERN_WIDTH : Number(match[1]);
+  const height = match[2] === undefined ? DEFAULT_PATTERN_HEIGHT : Number(match[2]);
+  if (width < 1 || height < 1 || width > 16384 || height > 16384) {
+    throw new UsageError(`--source: pattern size ${width}x${height} is outside 1x1..16384x16384`);
+  }
+  return { kind: 'pattern', width, height };
+}
+
+export function parseVhostSpec(spec: string, index: number): SourceSpec {
+  const equals = spec.indexOf('=');
+  // A NAME= prefix has no slash; "a=b/c.sock" names a, "./x=y.sock" is a path.
+  const named = equals > 0 && !spec.slice(0, equals).includes('/');
+  const name = named ? spec.slice(0, equals) : `vm${index}`;
+  const socket = named ? spec.slice(equals + 1) : spec;
+  if (socket === '') throw new UsageError(`--vhost-user-gpu: "${spec}" names no socket path`);
+  if (!/^[\w.-]+$/.test(name)) {
+    throw new UsageError(`--vhost-user-gpu: guest name "${name}" may use letters, digits, . _ -`);
+  }
+  return { kind: 'vhost-user-gpu', name, socket };
+}
+
+/** Parses argv (without node and script). Throws UsageError on any mistake. */
+export function parseCommandLine(argv: readonly string[]): Command {
+  const args = [...argv];
+  if (args[0] === 'doctor') return parseDoctor(args.slice(1));
+  if (args[0] === 'run') args.shift();
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        source: { type: 'string', multiple: true },
+        'vhost-user-gpu': { type: 'string', multiple: true },
+        display: { type: 'string' },
+        name: { type: 'string' },
+        rate: { type: 'string' },
+        layout: { type: 'string' },
+        'no-dmabuf': { type: 'boolean' },
+        'stats-interval': { type: 'string' },
+        duration: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean' },
+      },
+    });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const values = parsed.values;
+  if (values.help) return { command: 'help', text: RUN_HELP };
+  if (values.version) return { command: 'version' };
+  const sources: SourceSpec[] = [
+    ...(values.source ?? []).map(parsePatternSpec),
+    ...(values['vhost-user-gpu'] ?? []).map((spec, i) => parseVhostSpec(spec, i)),
+  ];
+  if (sources.length === 0) {
+    throw new UsageError('no source given: use --source pattern[:WxH] or --vhost-user-gpu SOCKET');
+  }
+  const layout = values.layout ?? 'scattered';
+  if (layout !== 'scattered' && layout !== 'contiguous') {
+    throw new UsageError(`--layout: "${layout}" is neither scattered nor contiguous`);
+  }
+  const guestName = values.name ?? 'guestfb';
+  if (guestName.length === 0 || guestName.length > 200) {
+    throw new UsageError('--name: must be 1..200 characters');
+  }
+  return {
+    command: 'run',
+    sources,
+    display: values.display,
+    rate: values.rate === undefined ? 60 : parseNumber('rate', values.rate, 0.1, 1000),
+    layout,
+    noDmabuf: values['no-dmabuf'] ?? false,
+    statsInterval:
+      values['stats-interval'] === undefined
+        ? 0
+        : parseNumber('stats-interval', values['stats-interval'], 0, 86400),
+    duration:
+      values.duration === undefined ? 0 : parseNumber('duration', values.duration, 0, 31536000),
+    guestName,
+  };
+}
+
+function parseDoctor(args: string[]): Command {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        display: { type: 'string' },
+        json: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (error) {
+    throw new UsageError(`doctor: ${(error as Error).message}`);
+  }
+  if (parsed.values.help) return { command: 'help', text: DOCTOR_HELP };
+  return { command: 'doctor', display: parsed.values.display, json: parsed.values.json ?? false };
+}
+
+/** Entry point used by bin/guestfb.js. Resolves to the exit status. */
+export async function main(argv: readonly string[]): Promise<number> {
+  let command: Command;
+  try {
+    command = parseCommandLine(argv);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      process.stderr.write(`guestfb: ${error.message}\nTry 'guestfb --help'.\n`);
+      return error.exitCode;
+    }
+    throw error;
+  }
+  switch (command.command) {
+    case 'help':
+      process.stdout.write(`${command.text}\n`);
+      return 0;
+    case 'version':
+      process.stdout.write(`guestfb ${await packageVersion()}\n`);
+      return 0;
+    case 'doctor': {
+      const { runDoctor } = await import('./doctor.js');
+      return runDoctor(command);
+    }
+    case 'run':
+      return runCli(command);
+  }
+}
+
+async function packageVersion(): Promise<string> {
+  const { readFile } = await import('node:fs/promises');
+  for (const relative of ['../package.json', '../../package.json']) {
+    try {
+      const text = await readFile(new URL(relative, import.meta.url), 'utf8');
+      return (JSON.parse(text) as { version: string }).version;
+    } catch {
+      // try the next location (source tree vs dist/)
+    }
+  }
+  return 'unknown';
+}
+
+/** Runs the sources against the compositor until a signal or --duration; prints stats. */
+async function runCli(options: RunOptions): Promise<number> {
+  const { runStandalone, formatStats } = await import('./index.js');
+  const { createPatternSource } = await import('./sources/pattern.js');
+  type Source = import('./sources/types.js').FramebufferSource;
+  const log = (message: string) => process.stderr.write(`guestfb: ${message}\n`);
+  const sources: { name: string; source: Source; start?: () => void }[] = [];
+  const closeSources = () => {
+    for (const { source } of sources.splice(0)) source.close();
+  };
+  try {
+    for (const spec of options.sources) {
+      if (spec.kind === 'pattern') {
+        const pattern = createPatternSource({
+          width: spec.width,
+          height: spec.height,
+          rate: options.rate,
+          layout: options.layout,
+        });
+        sources.push({ name: options.guestName, source: pattern, start: () => pattern.start() });
+      } else {
+        sources.push({ name: spec.name, source: await openVhostSource(spec, log) });
+      }
+    }
+  } catch (error) {
+    closeSources();
+    throw error;
+  }
+  if (!options.display && !process.env.WAYLAND_DISPLAY) {
+    closeSources();
+    process.stderr.write('guestfb: WAYLAND_DISPLAY is not set and no --display given\n');
+    return 1;
+  }
+  let plugin;
+  try {
+    plugin = await runStandalone({
+      display: options.display,
+      sources: sources.map(({ name, source }) => ({ name, source })),
+      udmabuf: options.noDmabuf ? false : undefined,
+      log,
+    });
+  } catch (error) {
+    closeSources();
+    process.stderr.write(`guestfb: ${(error as Error).message}\n`);
+    return 1;
+  }
+  for (const entry of sources) entry.start?.();
+  const running = plugin;
+  return new Promise<number>((resolve) => {
+    const timers: ReturnType<typeof setTimeout>[] = [];
+    const finish = (status: number, why: string) => {
+      for (const timer of timers) clearTimeout(timer);
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      running.stop();
+      closeSources();
+      log(`stopping (${why})`);
+      process.stdout.write(`${formatStats(running.stats())}\n`);
+      resolve(status);
+    };
+    const onSignal = (signal: NodeJS.Signals) => finish(0, signal);
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    running.client?.onError(() => finish(1, 'compositor connection failed'));
+    if (options.statsInterval > 0) {
+      const interval = setInterval(
+        () => process.stdout.write(`${formatStats(running.stats())}\n\n`),
+        options.statsInterval * 1000,
+      );
+      timers.push(interval);
+    }
+    if (options.duration > 0) {
+      timers.push(
+        setTimeout(() => finish(0, `--duration ${options.duration}`), options.duration * 1000),
+      );
+    }
+  });
+}
+
+async function openVhostSource(
+  spec: Extract<SourceSpec, { kind: 'vhost-user-gpu' }>,
+  _log: (message: string) => void,
+): Promise<import('./sources/types.js').FramebufferSource> {
+  throw new Error(
+    `--vhost-user-gpu ${spec.name}=${spec.socket}: the vhost-user-gpu backend is not part of this build yet`,
+  );
+}

@@ -1,0 +1,161 @@
+/**
+ * guestfb's plugin API.
+ *
+ *   const plugin = createGuestfbPlugin({ sources: [createPatternSource({ width, height })] });
+ *   compositor.use(plugin);                  // in-process: the compositor hands us a socket fd
+ *   const running = await runStandalone({ sources });   // or as a client of WAYLAND_DISPLAY
+ *
+ * Sources are owned by the caller (close them after stopping the plugin). Statistics (frames,
+ * bytes copied, live dma-bufs, fallback reason, handoff latency) come from `stats()`.
+ */
+import { WaylandClient, type ConnectionError } from './present/connection.js';
+import { Presenter, type Logger, type NamedSource } from './present/presenter.js';
+import type { FramebufferSource } from './sources/types.js';
+import { PluginStats, type StatsSnapshot } from './stats.js';
+import type { UdmabufExporter } from './dmabuf/index.js';
+
+export { createPatternSource, PatternSource, patternPixel } from './sources/pattern.js';
+export type { StatsSnapshot } from './stats.js';
+export { formatStats } from './stats.js';
+export type { NamedSource } from './present/presenter.js';
+
+export interface GuestfbPluginOptions {
+  /** Framebuffer sources; a bare source is titled with `guestName`. */
+  sources: readonly (FramebufferSource | NamedSource)[];
+  /** Guest name for window titles ("<guest name> — <head name>"); default "guestfb". */
+  guestName?: string;
+  /** udmabuf device path, false to disable (wl_shm fallback), or an exporter to share. */
+  udmabuf?: string | false | UdmabufExporter;
+  /** Log lines (fallbacks, errors); default: the context's log or stderr. */
+  log?: Logger;
+  /** Called when the compositor connection fails (protocol error, hang-up). */
+  onError?: (error: ConnectionError) => void;
+}
+
+/** What a compositor hands a plugin when it starts it. */
+export interface PluginContext {
+  /** A connected Wayland socket; the plugin takes ownership. */
+  waylandFd: number;
+  log?: (message: string) => void;
+}
+
+export interface GuestfbPlugin {
+  readonly name: string;
+  /** Connects over `context.waylandFd` and starts presenting. */
+  start(context: PluginContext): Promise<void>;
+  /** Destroys windows and buffers and disconnects. Sources stay open (the caller owns them). */
+  stop(): void;
+  stats(): StatsSnapshot;
+  /** Resolves once the compositor has processed every request sent so far. */
+  settle(): Promise<void>;
+  /** The live presenter while started (tests inspect windows and buffers). */
+  readonly presenter: Presenter | null;
+  readonly client: WaylandClient | null;
+}
+
+function isNamed(entry: FramebufferSource | NamedSource): entry is NamedSource {
+  return 'source' in entry && 'name' in entry && typeof entry.name === 'string';
+}
+
+function defaultLog(message: string): void {
+  process.stderr.write(`guestfb: ${message}\n`);
+}
+
+class GuestfbPluginImpl implements GuestfbPlugin {
+  readonly name = 'guestfb';
+  private readonly statsObject = new PluginStats();
+  private presenterObject: Presenter | null = null;
+  private clientObject: WaylandClient | null = null;
+  private log: Logger;
+  private stopped = false;
+
+  constructor(private readonly options: GuestfbPluginOptions) {
+    this.log = options.log ?? defaultLog;
+  }
+
+  get presenter(): Presenter | null {
+    return this.presenterObject;
+  }
+
+  get client(): WaylandClient | null {
+    return this.clientObject;
+  }
+
+  async start(context: PluginContext): Promise<void> {
+    if (!this.options.log && context.log) this.log = context.log;
+    await this.startWith(await WaylandClient.fromFd(context.waylandFd));
+  }
+
+  /** @internal */
+  async startWith(client: WaylandClient): Promise<void> {
+    if (this.clientObject) {
+      client.disconnect();
+      throw new Error('the guestfb plugin is already started');
+    }
+    this.stopped = false;
+    this.clientObject = client;
+    client.onError((error) => {
+      this.log(`compositor connection failed: ${error.message}`);
+      this.options.onError?.(error);
+    });
+    try {
+      const presenter = await Presenter.create(client, {
+        stats: this.statsObject,
+        log: this.log,
+        udmabuf: this.options.udmabuf,
+      });
+      this.presenterObject = presenter;
+      if (this.stopped) return;
+      if (presenter.udmabufRefusal) this.log(`udmabuf: ${presenter.udmabufRefusal}`);
+      const guestName = this.options.guestName ?? 'guestfb';
+      for (const entry of this.options.sources) {
+        presenter.addSource(isNamed(entry) ? entry : { name: guestName, source: entry });
+      }
+      client.flush();
+    } catch (error) {
+      this.stop();
+      throw error;
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    const presenter = this.presenterObject;
+    const client = this.clientObject;
+    this.presenterObject = null;
+    this.clientObject = null;
+    try {
+      presenter?.close();
+    } catch (error) {
+      // A dead connection may refuse requests; the fds and mappings are freed regardless.
+      if (!client?.failed) throw error;
+    } finally {
+      client?.disconnect();
+    }
+  }
+
+  stats(): StatsSnapshot {
+    return this.statsObject.snapshot();
+  }
+
+  async settle(): Promise<void> {
+    if (!this.clientObject) return;
+    await this.clientObject.roundtrip();
+  }
+}
+
+export function createGuestfbPlugin(options: GuestfbPluginOptions): GuestfbPlugin {
+  return new GuestfbPluginImpl(options);
+}
+
+export interface StandaloneOptions extends GuestfbPluginOptions {
+  /** Wayland display name; default WAYLAND_DISPLAY. */
+  display?: string;
+}
+
+/** Runs guestfb as an ordinary client of a compositor; resolves once it is presenting. */
+export async function runStandalone(options: StandaloneOptions): Promise<GuestfbPlugin> {
+  const plugin = new GuestfbPluginImpl(options);
+  await plugin.startWith(await WaylandClient.connect(options.display));
+  return plugin;
+}

@@ -1,0 +1,175 @@
+/**
+ * One toplevel window per guest head: wl_surface + xdg_surface + xdg_toplevel titled
+ * "<guest> — <head>". The surface shows the head's current buffer at the guest's mode size
+ * (a guest mode change attaches a buffer of the new size and the window follows it). Flushes
+ * become damage_buffer + commit through the FramePacer: no pixel is touched on the zero-copy
+ * paths, and the frame callback paces commits.
+ */
+import type {
+  WlCallbackProxy,
+  WlSurfaceProxy,
+  XdgSurfaceProxy,
+  XdgToplevelProxy,
+} from '../../build/protocols/index.js';
+import type { PluginStats } from '../stats.js';
+import type { PresentedBuffer } from './buffers.js';
+import type { DamageAccumulator } from './damage.js';
+import type { PresentGlobals } from './globals.js';
+import { FramePacer, type RectLike } from './pacer.js';
+
+export interface WindowEvents {
+  /** The compositor asked to close the window (xdg_toplevel.close). */
+  close(): void;
+  /** The window committed (for the subsurface cursor, which moves on parent commits). */
+  committed?(): void;
+}
+
+export class HeadWindow {
+  readonly surface: WlSurfaceProxy;
+  private readonly xdgSurface: XdgSurfaceProxy | null;
+  private readonly toplevel: XdgToplevelProxy | null;
+  readonly pacer: FramePacer;
+  private current: PresentedBuffer | null = null;
+  private attachPending = false;
+  private configured = false;
+  private frameCallback: WlCallbackProxy | null = null;
+  /** One listener object for every frame callback: nothing allocated per frame for it. */
+  private readonly frameListener = { done: () => this.onFrameDone() };
+  private destroyed = false;
+  /** Size the compositor last suggested (0 = client's choice); informational. */
+  suggestedWidth = 0;
+  suggestedHeight = 0;
+  configureCount = 0;
+
+  constructor(
+    globals: PresentGlobals,
+    stats: PluginStats,
+    title: string,
+    private readonly events: WindowEvents,
+  ) {
+    this.surface = globals.compositor.createSurface();
+    this.pacer = new FramePacer(stats, this, 1, 1);
+    if (globals.wmBase) {
+      this.xdgSurface = globals.wmBase.getXdgSurface(this.surface);
+      this.xdgSurface.setListener({
+        configure: (serial) => {
+          if (!this.xdgSurface?.alive) return;
+          this.xdgSurface.ackConfigure(serial);
+          this.configureCount++;
+          if (!this.configured) {
+            this.configured = true;
+            this.updateReady();
+          }
+        },
+      });
+      this.toplevel = this.xdgSurface.getToplevel();
+      this.toplevel.setListener({
+        configure: (width, height) => {
+          this.suggestedWidth = width;
+          this.suggestedHeight = height;
+        },
+        close: () => this.events.close(),
+      });
+      this.toplevel.setTitle(title);
+      this.toplevel.setAppId('guestfb');
+      // The initial commit without a buffer asks for the first configure.
+      this.surface.commit();
+    } else {
+      // No shell: a bare surface (some test compositors); nothing to wait for.
+      this.xdgSurface = null;
+      this.toplevel = null;
+      this.configured = true;
+    }
+  }
+
+  get buffer(): PresentedBuffer | null {
+    return this.current;
+  }
+
+  get isConfigured(): boolean {
+    return this.configured;
+  }
+
+  setTitle(title: string): void {
+    if (this.toplevel?.alive) this.toplevel.setTitle(title);
+  }
+
+  /**
+   * Shows a buffer (or nothing). The buffer is attached with the next commit and fully damaged;
+   * the window does not own it (the presenter's cache does).
+   */
+  show(buffer: PresentedBuffer | null): void {
+    if (this.destroyed) return;
+    if (buffer === this.current) return;
+    this.current = buffer;
+    if (buffer === null) {
+      this.pacer.stop();
+      this.attachPending = false;
+      this.surface.attach(null, 0, 0);
+      this.surface.commit();
+      this.updateReady();
+      return;
+    }
+    this.attachPending = true;
+    this.pacer.reset(buffer.width, buffer.height);
+    this.updateReady();
+  }
+
+  /** Guest damage on the shown buffer. */
+  flush(rects: readonly RectLike[]): void {
+    if (this.destroyed || this.current === null) return;
+    this.pacer.flush(rects);
+  }
+
+  private updateReady(): void {
+    this.pacer.setReady(this.configured && this.current !== null && !this.destroyed);
+  }
+
+  /** CommitTarget: damage, frame callback, commit. */
+  commit(damage: DamageAccumulator): number {
+    const buffer = this.current;
+    if (buffer === null) return 0;
+    const copied = buffer.prepare(damage);
+    if (this.attachPending) {
+      this.surface.attach(buffer.wlBuffer, 0, 0);
+      this.attachPending = false;
+    }
+    for (let i = 0; i < damage.count; i++) {
+      this.surface.damageBuffer(
+        damage.x(i),
+        damage.y(i),
+        damage.rectWidth(i),
+        damage.rectHeight(i),
+      );
+    }
+    this.frameCallback = this.surface.frame().setListener(this.frameListener);
+    this.surface.commit();
+    buffer.markCommitted();
+    this.events.committed?.();
+    return copied;
+  }
+
+  /** Commits without new damage when no frame is in flight (e.g. to move a subsurface). */
+  commitIfIdle(): void {
+    if (this.destroyed || !this.configured || this.pacer.waitingForFrame) return;
+    this.surface.commit();
+  }
+
+  private onFrameDone(): void {
+    this.frameCallback?.destroyProxy();
+    this.frameCallback = null;
+    this.pacer.frameDone();
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.pacer.stop();
+    this.frameCallback?.destroyProxy();
+    this.frameCallback = null;
+    if (this.toplevel?.alive) this.toplevel.destroy();
+    if (this.xdgSurface?.alive) this.xdgSurface.destroy();
+    if (this.surface.alive) this.surface.destroy();
+    this.current = null;
+  }
+}

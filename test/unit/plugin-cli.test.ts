@@ -1,0 +1,118 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { parseCommandLine, UsageError } from '../../plugin/cli.js';
+
+const bin = fileURLToPath(new URL('../../../bin/guestfb.js', import.meta.url));
+
+function run(args: string[]) {
+  const env = { ...process.env };
+  delete env.WAYLAND_DISPLAY;
+  return spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env, timeout: 60_000 });
+}
+
+test('run options parse with defaults', () => {
+  const command = parseCommandLine(['--source', 'pattern']);
+  assert.deepEqual(command, {
+    command: 'run',
+    sources: [{ kind: 'pattern', width: 1280, height: 720 }],
+    display: undefined,
+    rate: 60,
+    layout: 'scattered',
+    noDmabuf: false,
+    statsInterval: 0,
+    duration: 0,
+    guestName: 'guestfb',
+  });
+  const full = parseCommandLine([
+    'run',
+    '--source=pattern:320x200',
+    '--vhost-user-gpu',
+    'win=/tmp/a=b.sock',
+    '--vhost-user-gpu',
+    './x=y.sock',
+    '--display',
+    'wayland-9',
+    '--rate',
+    '30',
+    '--layout',
+    'contiguous',
+    '--no-dmabuf',
+    '--duration',
+    '2.5',
+    '--name',
+    'debian',
+  ]);
+  assert.equal(full.command, 'run');
+  if (full.command !== 'run') return;
+  assert.deepEqual(full.sources, [
+    { kind: 'pattern', width: 320, height: 200 },
+    { kind: 'vhost-user-gpu', name: 'win', socket: '/tmp/a=b.sock' },
+    { kind: 'vhost-user-gpu', name: 'vm1', socket: './x=y.sock' },
+  ]);
+  assert.equal(full.display, 'wayland-9');
+  assert.equal(full.rate, 30);
+  assert.equal(full.layout, 'contiguous');
+  assert.equal(full.noDmabuf, true);
+  assert.equal(full.duration, 2.5);
+  assert.equal(full.guestName, 'debian');
+});
+
+test('usage mistakes throw UsageError with a message that names the problem', () => {
+  const cases: [string[], RegExp][] = [
+    [[], /no source given/],
+    [['--source', 'nope'], /unknown source "nope"/],
+    [['--source', 'pattern:0x10'], /outside/],
+    [['--source', 'pattern:10x'], /unknown source/],
+    [['--source', 'pattern', '--rate', 'fast'], /--rate: "fast" is not a number/],
+    [['--source', 'pattern', '--rate', '0'], /outside/],
+    [['--source', 'pattern', '--layout', 'tiled'], /--layout/],
+    [['--source', 'pattern', '--bogus'], /bogus/],
+    [['--source', 'pattern', 'extra'], /extra/],
+    [['--vhost-user-gpu', 'name='], /names no socket/],
+    [['--vhost-user-gpu', 'bad name=/x'], /guest name/],
+    [['doctor', '--frobnicate'], /doctor: .*frobnicate/],
+  ];
+  for (const [args, message] of cases) {
+    assert.throws(
+      () => parseCommandLine(args),
+      (error: unknown) => error instanceof UsageError && message.test(error.message),
+      args.join(' '),
+    );
+  }
+});
+
+test('help and doctor parse', () => {
+  assert.equal(parseCommandLine(['--help']).command, 'help');
+  assert.equal(parseCommandLine(['-h']).command, 'help');
+  const doctorHelp = parseCommandLine(['doctor', '--help']);
+  assert.equal(doctorHelp.command, 'help');
+  assert.deepEqual(parseCommandLine(['doctor', '--json']), {
+    command: 'doctor',
+    display: undefined,
+    json: true,
+  });
+});
+
+test('the CLI exits 2 with a message on bad arguments', () => {
+  for (const args of [['--source', 'nope'], ['--what'], [], ['doctor', 'x']]) {
+    const result = run(args);
+    assert.equal(result.status, 2, `${args.join(' ')}: ${result.stderr}`);
+    assert.match(result.stderr, /^guestfb: .+\nTry 'guestfb --help'\.\n$/);
+    assert.equal(result.stdout, '');
+  }
+});
+
+test('the CLI prints help and version and exits 0', () => {
+  const help = run(['--help']);
+  assert.equal(help.status, 0);
+  assert.match(help.stdout, /^Usage: guestfb/);
+  assert.match(help.stdout, /--vhost-user-gpu/);
+  const doctorHelp = run(['doctor', '--help']);
+  assert.equal(doctorHelp.status, 0);
+  assert.match(doctorHelp.stdout, /^Usage: guestfb doctor/);
+  const version = run(['--version']);
+  assert.equal(version.status, 0);
+  assert.match(version.stdout, /^guestfb \d+\.\d+\.\d+\n$/);
+});
