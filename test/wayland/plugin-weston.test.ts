@@ -1,0 +1,164 @@
+/**
+ * guestfb against a compositor nobody here wrote: Debian 12's weston 10, headless with the
+ * pixman renderer. It offers no linux-dmabuf, so the plugin takes the wl_shm fallback: a copy
+ * for scattered guest pages (counted), or the guest memfd itself when the pages are contiguous
+ * (no copy). weston's own screenshooter (enabled by --debug) checks the pixels.
+ */
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { PNG } from 'pngjs';
+import { fd } from '../../native/fd.js';
+import { runStandalone, type GuestfbPlugin } from '../../plugin/index.js';
+import { PatternSource, patternPixel, type PatternLayout } from '../../plugin/sources/pattern.js';
+
+const [W, H] = [320, 200];
+
+function which(command: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${command}`]).status === 0;
+}
+
+interface Weston {
+  process: ChildProcess;
+  runtimeDir: string;
+  display: string;
+  log: () => string;
+}
+
+async function startWeston(): Promise<Weston> {
+  const runtimeDir = mkdtempSync(path.join(os.tmpdir(), 'guestfb-weston-'));
+  const socket = 'guestfb-weston';
+  let output = '';
+  const child = spawn(
+    'weston',
+    [
+      '--backend=headless-backend.so',
+      '--use-pixman',
+      `--width=${W}`,
+      `--height=${H}`,
+      `--socket=${socket}`,
+      '--idle-time=0',
+      '--shell=kiosk-shell.so',
+      '--debug',
+    ],
+    { env: { ...process.env, XDG_RUNTIME_DIR: runtimeDir }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  child.stdout?.on('data', (chunk) => (output += chunk));
+  child.stderr?.on('data', (chunk) => (output += chunk));
+  const display = path.join(runtimeDir, socket);
+  // Wait for the socket (weston creates the lock file and socket before it is ready to serve).
+  while (!existsSync(display)) {
+    if (child.exitCode !== null) throw new Error(`weston exited early:\n${output}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return { process: child, runtimeDir, display, log: () => output };
+}
+
+async function stopWeston(weston: Weston): Promise<void> {
+  if (weston.process.exitCode === null) {
+    const exited = new Promise((resolve) => weston.process.once('exit', resolve));
+    weston.process.kill('SIGTERM');
+    await exited;
+  }
+  rmSync(weston.runtimeDir, { recursive: true, force: true });
+}
+
+/** Runs weston-screenshooter against the display and decodes the PNG it writes. */
+function screenshot(weston: Weston): PNG {
+  const folder = mkdtempSync(path.join(weston.runtimeDir, 'shot-'));
+  const result = spawnSync('weston-screenshooter', [], {
+    cwd: folder,
+    env: { ...process.env, XDG_RUNTIME_DIR: weston.runtimeDir, WAYLAND_DISPLAY: 'guestfb-weston' },
+    timeout: 30_000,
+    encoding: 'utf8',
+  });
+  assert.equal(result.status, 0, `weston-screenshooter failed: ${result.stderr}`);
+  const files = readdirSync(folder).filter((name) => name.endsWith('.png'));
+  assert.equal(files.length, 1, `one screenshot in ${files.join(', ')}`);
+  return PNG.sync.read(readFileSync(path.join(folder, files[0])));
+}
+
+function countMismatches(png: PNG, frame: number): number {
+  assert.equal(png.width, W);
+  assert.equal(png.height, H);
+  let mismatches = 0;
+  for (let y = 0; y < H; y++) {
+    for (let x = 0; x < W; x++) {
+      const i = (y * W + x) * 4;
+      const rgb = (png.data[i] << 16) | (png.data[i + 1] << 8) | png.data[i + 2];
+      if (rgb !== (patternPixel(x, y, frame, W, H) & 0xffffff)) mismatches++;
+    }
+  }
+  return mismatches;
+}
+
+/** Roundtrips until `done` holds (each roundtrip lets weston repaint and answer callbacks). */
+async function settleUntil(plugin: GuestfbPlugin, done: () => boolean, what: string) {
+  for (let i = 0; i < 500 && !done(); i++) {
+    await plugin.settle();
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  assert.ok(done(), `timed out waiting for ${what}`);
+}
+
+async function runAgainstWeston(t: TestContext, layout: PatternLayout) {
+  const baseline = fd.openFdCount();
+  const weston = await startWeston();
+  const source = new PatternSource({ width: W, height: H, rate: 0, layout, name: 'screen' });
+  const logs: string[] = [];
+  let plugin: GuestfbPlugin | null = null;
+  try {
+    plugin = await runStandalone({
+      display: weston.display,
+      sources: [{ name: 'weston-guest', source }],
+      log: (line) => logs.push(line),
+    });
+    const running = plugin;
+    const window = () => running.presenter?.windows()[0];
+    await settleUntil(running, () => running.stats().framesPresented >= 1, 'the first frame');
+    assert.ok(window()?.isConfigured, 'xdg_surface configure acked');
+    assert.ok((window()?.configureCount ?? 0) >= 1);
+
+    // A new frame drawn into the same guest pages, flushed: no new buffer.
+    const bufferBefore = window()?.buffer;
+    source.showFrame(5);
+    await settleUntil(running, () => running.stats().framesPresented >= 2, 'the second frame');
+    await settleUntil(running, () => !running.presenter!.windows()[0].pacer.waitingForFrame, 'frame done');
+    assert.equal(window()?.buffer, bufferBefore, 'the same wl_buffer');
+    const mismatches = countMismatches(screenshot(weston), 5);
+    assert.equal(mismatches, 0, `${mismatches} of ${W * H} pixels differ`);
+
+    const stats = running.stats();
+    assert.match(stats.fallbackReason ?? '', /udmabuf|zwp_linux_dmabuf_v1/);
+    assert.equal(stats.dmabufsLive, 0);
+    assert.equal(logs.filter((line) => line.includes('fallback:')).length, 1, 'logged once');
+    t.diagnostic(`fallback: ${stats.fallbackReason}`);
+    t.diagnostic(`bytes copied: ${stats.bytesCopied}`);
+    return { stats, buffer: bufferBefore };
+  } finally {
+    plugin?.stop();
+    source.close();
+    await stopWeston(weston);
+    assert.equal(fd.openFdCount(), baseline, 'fd count back to baseline');
+  }
+}
+
+const skip = !which('weston') || !which('weston-screenshooter') ? 'weston 10 not installed (scripts/setup.sh installs it)' : false;
+
+test('weston 10: scattered guest pages go through a counted wl_shm copy', { skip }, async (t) => {
+  const { stats, buffer } = await runAgainstWeston(t, 'scattered');
+  assert.equal(buffer?.path, 'shm-copy');
+  // Two full frames: the first attach and the full redraw.
+  assert.equal(stats.bytesCopied, 2 * W * H * 4);
+  assert.match(stats.fallbackReason ?? '', /copying damaged rects/);
+});
+
+test('weston 10: contiguous guest pages are shown from the guest memfd with no copy', { skip }, async (t) => {
+  const { stats, buffer } = await runAgainstWeston(t, 'contiguous');
+  assert.equal(buffer?.path, 'shm-direct');
+  assert.equal(stats.bytesCopied, 0);
+  assert.match(stats.fallbackReason ?? '', /contiguous backing: wl_shm on the guest memfd/);
+});
