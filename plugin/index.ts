@@ -8,6 +8,7 @@
  * Sources are owned by the caller (close them after stopping the plugin). Statistics (frames,
  * bytes copied, live dma-bufs, fallback reason, handoff latency) come from `stats()`.
  */
+import { fd } from '../native/fd.js';
 import { WaylandClient, type ConnectionError } from './present/connection.js';
 import { Presenter, type Logger, type NamedSource } from './present/presenter.js';
 import type { FramebufferSource } from './sources/types.js';
@@ -32,11 +33,13 @@ export interface GuestfbPluginOptions {
   onError?: (error: ConnectionError) => void;
 }
 
-/** What a compositor hands a plugin when it starts it. */
+/** What a compositor hands a plugin when it starts it (the example compositor's Plugin API). */
 export interface PluginContext {
   /** A connected Wayland socket; the plugin takes ownership. */
   waylandFd: number;
   log?: (message: string) => void;
+  /** Aborted when the compositor stops or drops the plugin's client: the plugin stops. */
+  signal?: AbortSignal;
 }
 
 export interface GuestfbPlugin {
@@ -83,6 +86,11 @@ class GuestfbPluginImpl implements GuestfbPlugin {
 
   async start(context: PluginContext): Promise<void> {
     if (!this.options.log && context.log) this.log = context.log;
+    if (context.signal?.aborted) {
+      fd.close(context.waylandFd);
+      return;
+    }
+    context.signal?.addEventListener('abort', () => this.stop(), { once: true });
     await this.startWith(await WaylandClient.fromFd(context.waylandFd));
   }
 

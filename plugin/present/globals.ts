@@ -148,10 +148,8 @@ export async function bindGlobals(client: WaylandClient): Promise<PresentGlobals
         if (seat.version >= 5) seat.release();
         else seat.destroyProxy();
       }
-      if (shm?.alive) {
-        if (shm.version >= 2) shm.release();
-        else shm.destroyProxy();
-      }
+      // wl_shm has no destructor request in libwayland 1.21.
+      if (shm?.alive) shm.destroyProxy();
       if (compositor.alive) compositor.destroyProxy();
     },
   };
