@@ -835,7 +835,7 @@ class ProtocolEmitter {
           // Always nullable: libwayland-client passes NULL for objects the client destroyed.
           const cls = arg.interface
             ? this.#ref(arg.interface, 'proxy')
-            : this.#runtime('proxy', 'Proxy');
+            : this.#runtime('proxy', 'ClientProxy');
           type = `${cls} | null`;
           expr = `${this.#runtime('owner', 'ownerOf')}(${at}, ${cls})`;
           break;
@@ -878,7 +878,7 @@ class ProtocolEmitter {
   #emitProxy(iface: Interface): void {
     const names = interfaceNames(iface.name);
     const cls = names.proxy;
-    const base = this.#runtime('proxy', 'Proxy');
+    const base = this.#runtime('proxy', 'ClientProxy');
     const lines = this.#lines;
     for (const message of [...iface.requests]) {
       if (PROXY_MEMBERS.has(camelCase(message.name))) {
@@ -958,7 +958,7 @@ class ProtocolEmitter {
       if (arg.type === 'new_id') {
         if (arg.interface === null) {
           const proxyClass = this.#runtime('proxy', 'ProxyClass', true);
-          const proxyBase = this.#runtime('proxy', 'Proxy');
+          const proxyBase = this.#runtime('proxy', 'ClientProxy');
           const classParam = allocate('proxy_class');
           const versionParam = allocate('version');
           generic = `<P extends ${proxyBase}>`;
@@ -999,7 +999,7 @@ class ProtocolEmitter {
         case 'object': {
           const cls = arg.interface
             ? this.#ref(arg.interface, 'proxy')
-            : this.#runtime('proxy', 'Proxy');
+            : this.#runtime('proxy', 'ClientProxy');
           type = `${cls}${nullable}`;
           value = nullable ? `${name}?.native ?? null` : `${name}.native`;
           break;

@@ -10,7 +10,7 @@
 import { native, type NativeClientConnection, type ProtocolErrorInfo } from '../../native/index.js';
 import { WlCallbackProxy, WlRegistryProxy } from '../../build/protocols/wayland.js';
 import { ensureInterfacesDefined } from './interfaces.js';
-import type { Proxy, ProxyClass } from './proxy.js';
+import type { ClientProxy, ProxyClass } from './proxy.js';
 
 /** wl_display request opcodes (the display proxy is libwayland's own, not a generated one). */
 const DISPLAY_SYNC = 0;
@@ -73,7 +73,10 @@ export class Connection {
     return this.native.connected && this.#error === null;
   }
 
-  /** Runs `listener` once when the connection fails (at once if it already has). */
+  /**
+   * Runs `listener` once when the connection fails (at once if it already has). The connection
+   * stays allocated until disconnect(); a listener that gives up calls it.
+   */
   onError(listener: (error: ProtocolError) => void): void {
     if (this.#error) listener(this.#error);
     else this.#errorListeners.push(listener);
@@ -134,7 +137,7 @@ export class Connection {
 
   /** wl_display_disconnect: destroys every proxy. Pending roundtrips reject. */
   disconnect(): void {
-    if (!this.native.connected) return;
+    // Also after a failure (connected is false then, but the connection is still allocated).
     this.native.disconnect();
     if (!this.#error) this.#fail(new ProtocolError({ errno: 0, message: 'disconnected' }), false);
   }
@@ -147,9 +150,12 @@ export class Connection {
   #fail(error: ProtocolError, notify = true): void {
     if (this.#error) return;
     this.#error = error;
+    const told = this.#pending.size + this.#errorListeners.length;
     for (const reject of this.#pending) reject(error);
     this.#pending.clear();
     if (!notify) return;
+    // Like the addon without a handler: a failure nobody hears about still gets reported.
+    if (told === 0) console.error(`guestfb: ${error.message}`);
     for (const listener of this.#errorListeners.splice(0)) listener(error);
   }
 }
@@ -184,12 +190,12 @@ export class Registry {
   }
 
   /** The first global of an interface (by interface name or generated proxy class). */
-  find(what: string | ProxyClass<Proxy>): GlobalInfo | undefined {
+  find(what: string | ProxyClass<ClientProxy>): GlobalInfo | undefined {
     const name = typeof what === 'string' ? what : what.interfaceName;
     return this.globals.find((global) => global.interface === name);
   }
 
-  findAll(what: string | ProxyClass<Proxy>): GlobalInfo[] {
+  findAll(what: string | ProxyClass<ClientProxy>): GlobalInfo[] {
     const name = typeof what === 'string' ? what : what.interfaceName;
     return this.globals.filter((global) => global.interface === name);
   }
@@ -207,7 +213,7 @@ export class Registry {
    * support: min(`version`, the global's version). `version` (what the caller implements)
    * defaults to the class's XML version and may not exceed it.
    */
-  bind<P extends Proxy>(
+  bind<P extends ClientProxy>(
     global: GlobalInfo,
     proxyClass: ProxyClass<P>,
     version = proxyClass.version,
@@ -224,7 +230,7 @@ export class Registry {
   }
 
   /** Binds the first global of the class's interface; throws when there is none. */
-  bindFirst<P extends Proxy>(proxyClass: ProxyClass<P>, version = proxyClass.version): P {
+  bindFirst<P extends ClientProxy>(proxyClass: ProxyClass<P>, version = proxyClass.version): P {
     const global = this.find(proxyClass.interfaceName);
     if (!global) throw new Error(`no ${proxyClass.interfaceName} global`);
     return this.bind(global, proxyClass, version);

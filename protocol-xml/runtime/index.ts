@@ -12,5 +12,5 @@ export {
 export { ownerOf, requireOwner, type ClassOf } from './owner.js';
 export { Resource, checkVersion } from './resource.js';
 export { Display, Global } from './server.js';
-export { Proxy, closeUnhandledFds, type ProxyClass } from './proxy.js';
+export { ClientProxy, closeUnhandledFds, type ProxyClass } from './proxy.js';
 export { Connection, Registry, ProtocolError, type GlobalInfo } from './client.js';

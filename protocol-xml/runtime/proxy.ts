@@ -3,7 +3,8 @@
  *
  * A proxy wraps one NativeProxy (a wl_proxy). Generated request methods marshal typed arguments
  * (a request with a typed new_id returns the new proxy; a destructor request destroys this one;
- * a request newer than the proxy's version throws). Events go to one listener object per proxy
+ * a request newer than the proxy's version throws; on a dead proxy a request without a new_id
+ * does nothing). Events go to one listener object per proxy
  * (`setListener`), like libwayland's wl_proxy_add_listener: fds received in an event belong to
  * the listener method that receives them, and are closed here when no method handles the event.
  */
@@ -12,14 +13,14 @@ import { fd } from '../../native/fd.js';
 import { ensureInterfacesDefined } from './interfaces.js';
 
 /** What `Registry.bind` and untyped new_id requests need from a generated proxy class. */
-export interface ProxyClass<P extends Proxy> {
+export interface ProxyClass<P extends ClientProxy> {
   new (native: NativeProxy): P;
   readonly interfaceName: string;
   /** The interface version in the XML: the highest version this class can speak. */
   readonly version: number;
 }
 
-export abstract class Proxy {
+export abstract class ClientProxy {
   /** The wl_proxy. Inert (alive false) after destruction. */
   readonly native: NativeProxy;
 
@@ -55,9 +56,12 @@ export abstract class Proxy {
     if (this.alive) this.native.destroy();
   }
 
-  /** Throws unless the proxy is alive and its version has the request. */
+  /**
+   * Throws when the proxy's version lacks the request. A dead proxy (destroyed, or its connection
+   * gone) is not an error here: the addon drops requests without a new_id on it, as libwayland
+   * does after a connection failure, and refuses (throws) ones that would create an object.
+   */
   protected checkRequest(name: string, since: number): void {
-    if (!this.alive) throw new Error(`${this.interfaceName}.${name}: proxy was destroyed`);
     if (this.version < since) {
       throw new Error(
         `${this.interfaceName}.${name} needs version ${since}, ${this.interfaceName}@${this.id} has version ${this.version}`,
