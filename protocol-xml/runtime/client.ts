@@ -8,13 +8,9 @@
  * hang-up) rejects every pending roundtrip with a ProtocolError carrying ProtocolErrorInfo.
  */
 import { native, type NativeClientConnection, type ProtocolErrorInfo } from '../../native/index.js';
-import { WlCallbackProxy, WlRegistryProxy } from '../../build/protocols/wayland.js';
+import { WlCallbackProxy, WlDisplayProxy, WlRegistryProxy } from '../../build/protocols/wayland.js';
 import { ensureInterfacesDefined } from './interfaces.js';
 import type { ClientProxy, ProxyClass } from './proxy.js';
-
-/** wl_display request opcodes (the display proxy is libwayland's own, not a generated one). */
-const DISPLAY_SYNC = 0;
-const DISPLAY_GET_REGISTRY = 1;
 
 /** The connection failed: a protocol error (info.code/interfaceName/objectId) or an I/O error. */
 export class ProtocolError extends Error {
@@ -42,6 +38,8 @@ export interface GlobalInfo {
 
 export class Connection {
   readonly native: NativeClientConnection;
+  /** wl_display (object 1): sends sync/get_registry; libwayland handles its events itself. */
+  readonly display: WlDisplayProxy;
   #error: ProtocolError | null = null;
   readonly #pending = new Set<(error: ProtocolError) => void>();
   readonly #errorListeners: ((error: ProtocolError) => void)[] = [];
@@ -49,6 +47,7 @@ export class Connection {
   constructor(nativeConnection: NativeClientConnection) {
     ensureInterfacesDefined();
     this.native = nativeConnection;
+    this.display = new WlDisplayProxy(nativeConnection.display);
     nativeConnection.onError((info) => this.#fail(new ProtocolError(info)));
   }
 
@@ -90,9 +89,7 @@ export class Connection {
   /** wl_display.sync: a callback whose `done` fires after the server handled all earlier requests. */
   sync(): WlCallbackProxy {
     this.#checkUsable();
-    const created = this.native.display.marshal(DISPLAY_SYNC, [null], 'wl_callback', 1);
-    if (!created) throw new Error('wl_display.sync returned no callback');
-    return new WlCallbackProxy(created);
+    return this.display.sync();
   }
 
   /**
@@ -119,9 +116,7 @@ export class Connection {
   /** wl_display.get_registry, wrapped: collects globals; `await connection.roundtrip()` to fill. */
   getRegistry(): Registry {
     this.#checkUsable();
-    const created = this.native.display.marshal(DISPLAY_GET_REGISTRY, [null], 'wl_registry', 1);
-    if (!created) throw new Error('wl_display.get_registry returned no registry');
-    return new Registry(new WlRegistryProxy(created));
+    return new Registry(this.display.getRegistry());
   }
 
   /** A registry with the initial globals collected (one roundtrip). */

@@ -28,7 +28,11 @@ export abstract class ClientProxy {
   constructor(native: NativeProxy) {
     this.native = native;
     native.owner = this;
-    native.setDispatcher((opcode, args) => this.dispatchEvent(opcode, args));
+    // libwayland itself handles wl_display's events (error, delete_id): the display wrapper only
+    // sends requests, and the addon refuses a dispatcher on it.
+    if (!isDisplay(native)) {
+      native.setDispatcher((opcode, args) => this.dispatchEvent(opcode, args));
+    }
   }
 
   get id(): number {
@@ -94,6 +98,13 @@ export abstract class ClientProxy {
   protected dispatchEvent(opcode: number, _args: WireValue[]): void {
     throw new Error(`${this.interfaceName} has no event ${opcode}`);
   }
+}
+
+/** The alias some code imported before the rename (it shadowed the global Proxy). */
+export type Proxy = ClientProxy;
+
+function isDisplay(native: NativeProxy): boolean {
+  return native.id === 1 && native.interfaceName === 'wl_display';
 }
 
 /** Closes the fds of an event nobody listened to (they were handed to us by libwayland). */
