@@ -262,6 +262,12 @@ export class Scene {
     return region.simplify();
   }
 
+  /** A surface tree changed shape (a subsurface came or went): damage old and new bounds. */
+  treeChanged(surface: Surface): void {
+    const window = this.windowOf(surface);
+    if (window) this.relayout(window);
+  }
+
   private relayout(window: Window): void {
     const bounds = this.treeBounds(window);
     this.damageGlobal(window.bounds);

@@ -63,6 +63,13 @@ export class SurfaceCommitError extends Error {
   }
 }
 
+/** Thrown by a role's commit check after it posted its protocol error: the commit is dropped. */
+export class CommitRejected extends Error {
+  constructor() {
+    super('commit rejected by the surface role');
+  }
+}
+
 class PendingState {
   bufferChanged = false;
   buffer: ClientBuffer | null = null;

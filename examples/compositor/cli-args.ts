@@ -1,0 +1,90 @@
+/**
+ * Command line parsing for guestfb-compositor (node:util parseArgs), kept apart from cli.ts so it
+ * can be tested without starting anything.
+ */
+import { parseArgs } from 'node:util';
+import type { OutputConfig } from './core/scene.js';
+
+export const USAGE = `Usage: guestfb-compositor [options]
+
+A small Wayland compositor scripted in TypeScript (software rendering, headless).
+
+Options:
+  --headless                 run without a display device (the only backend so far)
+  --socket NAME              listen on \$XDG_RUNTIME_DIR/NAME (default: first free wayland-N)
+  --output WxH[@HZ]          add an output (repeatable; default 1920x1080@60)
+  --screenshot-dir DIR       write PNG screenshots as DIR/<output>-<sequence>.png
+  --screenshot-every MS      screenshot period in milliseconds (with --screenshot-dir;
+                             default: one screenshot per output on exit)
+  --help                     show this help
+`;
+
+export interface CliOptions {
+  help: boolean;
+  headless: boolean;
+  socket: string | undefined;
+  outputs: OutputConfig[];
+  screenshotDir: string | undefined;
+  screenshotEveryMs: number | undefined;
+}
+
+export class UsageError extends Error {}
+
+/** Parses `WxH` or `WxH@HZ` (HZ may have decimals) into an output config named HEADLESS-n. */
+export function parseOutput(spec: string, index: number): OutputConfig {
+  const match = /^(\d{1,5})x(\d{1,5})(?:@(\d{1,4}(?:\.\d{1,3})?))?$/.exec(spec);
+  if (!match) throw new UsageError(`--output: expected WxH or WxH@HZ, got "${spec}"`);
+  const width = Number(match[1]);
+  const height = Number(match[2]);
+  const hz = match[3] === undefined ? 60 : Number(match[3]);
+  if (width < 1 || height < 1 || width > 16384 || height > 16384) {
+    throw new UsageError(`--output: ${width}x${height} outside 1..16384`);
+  }
+  if (hz < 1 || hz > 1000) throw new UsageError(`--output: refresh ${hz} Hz outside 1..1000`);
+  return { name: `HEADLESS-${index + 1}`, width, height, refreshMhz: Math.round(hz * 1000) };
+}
+
+export function parseCli(argv: string[]): CliOptions {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        help: { type: 'boolean', short: 'h', default: false },
+        headless: { type: 'boolean', default: false },
+        socket: { type: 'string' },
+        output: { type: 'string', multiple: true },
+        'screenshot-dir': { type: 'string' },
+        'screenshot-every': { type: 'string' },
+      },
+    });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const { values } = parsed;
+  const socket = values.socket;
+  if (socket !== undefined && !/^[\w.-]{1,100}$/.test(socket)) {
+    throw new UsageError(`--socket: "${socket}" is not a plain socket name`);
+  }
+  let screenshotEveryMs: number | undefined;
+  if (values['screenshot-every'] !== undefined) {
+    screenshotEveryMs = Number(values['screenshot-every']);
+    if (!Number.isInteger(screenshotEveryMs) || screenshotEveryMs < 1) {
+      throw new UsageError('--screenshot-every: expected a positive number of milliseconds');
+    }
+    if (values['screenshot-dir'] === undefined) {
+      throw new UsageError('--screenshot-every needs --screenshot-dir');
+    }
+  }
+  const outputs = (values.output ?? ['1920x1080']).map(parseOutput);
+  return {
+    help: values.help ?? false,
+    headless: values.headless ?? false,
+    socket,
+    outputs,
+    screenshotDir: values['screenshot-dir'],
+    screenshotEveryMs,
+  };
+}

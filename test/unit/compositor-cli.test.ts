@@ -1,0 +1,45 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { UsageError, parseCli, parseOutput } from '../../examples/compositor/cli-args.js';
+
+test('compositor CLI options', () => {
+  const options = parseCli([
+    '--headless',
+    '--socket',
+    'guestfb-test',
+    '--output',
+    '1920x1080',
+    '--output',
+    '800x600@75',
+    '--screenshot-dir',
+    'shots',
+    '--screenshot-every',
+    '500',
+  ]);
+  assert.equal(options.headless, true);
+  assert.equal(options.socket, 'guestfb-test');
+  assert.deepEqual(options.outputs, [
+    { name: 'HEADLESS-1', width: 1920, height: 1080, refreshMhz: 60000 },
+    { name: 'HEADLESS-2', width: 800, height: 600, refreshMhz: 75000 },
+  ]);
+  assert.equal(options.screenshotDir, 'shots');
+  assert.equal(options.screenshotEveryMs, 500);
+  assert.equal(parseCli([]).outputs[0].width, 1920);
+  assert.equal(parseCli(['--help']).help, true);
+  assert.equal(parseOutput('640x480@59.94', 0).refreshMhz, 59940);
+});
+
+test('compositor CLI rejects bad input with a usage error', () => {
+  for (const argv of [
+    ['--output', '1920'],
+    ['--output', '0x10'],
+    ['--output', '10x10@0'],
+    ['--socket', '../escape'],
+    ['--screenshot-every', '10'],
+    ['--screenshot-dir', 'd', '--screenshot-every', '-5'],
+    ['--bogus'],
+    ['positional'],
+  ]) {
+    assert.throws(() => parseCli(argv), UsageError, argv.join(' '));
+  }
+});
