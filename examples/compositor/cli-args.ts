@@ -11,7 +11,7 @@ A small Wayland compositor scripted in TypeScript (software rendering, headless)
 
 Options:
   --headless                 run without a display device (the only backend so far)
-  --socket NAME              listen on \$XDG_RUNTIME_DIR/NAME (default: first free wayland-N)
+  --socket NAME              listen on $XDG_RUNTIME_DIR/NAME (default: first free wayland-N)
   --output WxH[@HZ]          add an output (repeatable; default 1920x1080@60)
   --screenshot-dir DIR       write PNG screenshots as DIR/<output>-<sequence>.png
   --screenshot-every MS      screenshot period in milliseconds (with --screenshot-dir;

@@ -112,7 +112,9 @@ export function createCompositor(options: CompositorOptions): Compositor {
   };
   display.onError((error, client) => {
     const who = client ? describeClient(client) : 'display';
-    log(`${who}: handler error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    log(
+      `${who}: handler error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
+    );
   });
   const context: ServerContext = {
     display,
@@ -205,7 +207,9 @@ export function createCompositor(options: CompositorOptions): Compositor {
         log(`plugin ${plugin.name} started on ${describeClient(client)}`);
         return true;
       } catch (error) {
-        log(`plugin ${plugin.name} failed to start: ${error instanceof Error ? error.message : String(error)}`);
+        log(
+          `plugin ${plugin.name} failed to start: ${error instanceof Error ? error.message : String(error)}`,
+        );
         controller.abort();
         if (!client.destroyed) client.destroy();
         plugins.splice(plugins.indexOf(entry), 1);

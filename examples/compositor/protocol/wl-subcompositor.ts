@@ -28,7 +28,14 @@ export function createSubcompositorGlobal(context: ServerContext): Global {
           );
           return;
         }
-        new SubsurfaceObject(context, subcompositor.client, subcompositor.version, id, surface, parent);
+        new SubsurfaceObject(
+          context,
+          subcompositor.client,
+          subcompositor.version,
+          id,
+          surface,
+          parent,
+        );
       },
     };
   });

@@ -56,7 +56,10 @@ export class SurfaceObject implements WlSurfaceRequests {
 
   attach(resource: WlSurfaceResource, buffer: WlBufferResource | null, x: number, y: number): void {
     if (resource.version >= 5 && (x !== 0 || y !== 0)) {
-      resource.postError(WlSurfaceError.invalid_offset, 'attach with a non-zero offset (use offset)');
+      resource.postError(
+        WlSurfaceError.invalid_offset,
+        'attach with a non-zero offset (use offset)',
+      );
       return;
     }
     const object = BufferObject.from(buffer);

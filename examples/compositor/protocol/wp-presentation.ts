@@ -17,7 +17,12 @@ export function createPresentationGlobal(context: ServerContext): Global {
       feedback(presentation, surfaceResource, callback) {
         const surface = SurfaceObject.require(surfaceResource).surface;
         surface.presentationFeedback(
-          new PresentationFeedbackObject(context, presentation.client, presentation.version, callback),
+          new PresentationFeedbackObject(
+            context,
+            presentation.client,
+            presentation.version,
+            callback,
+          ),
         );
       },
     };

@@ -38,7 +38,13 @@ export class ViewportObject implements WpViewportRequests {
     return true;
   }
 
-  setSource(resource: WpViewportResource, x: number, y: number, width: number, height: number): void {
+  setSource(
+    resource: WpViewportResource,
+    x: number,
+    y: number,
+    width: number,
+    height: number,
+  ): void {
     if (this.surfaceGone(resource)) return;
     if (x === -1 && y === -1 && width === -1 && height === -1) {
       this.surface.surface.setViewportSource(null);

@@ -42,10 +42,17 @@ export class XdgSurfaceObject implements XdgSurfaceRequests {
     });
   }
 
-  private readonly commitCheck = (_surface: Surface, _bufferChanged: boolean, hasBuffer: boolean) => {
+  private readonly commitCheck = (
+    _surface: Surface,
+    _bufferChanged: boolean,
+    hasBuffer: boolean,
+  ) => {
     if (!this.resource.alive) return;
     if (!this.toplevel?.resource.alive) {
-      this.resource.postError(XdgSurfaceError.not_constructed, 'commit before a role object exists');
+      this.resource.postError(
+        XdgSurfaceError.not_constructed,
+        'commit before a role object exists',
+      );
       throw new CommitRejected();
     }
     if (hasBuffer && !this.configured) {
@@ -75,15 +82,27 @@ export class XdgSurfaceObject implements XdgSurfaceRequests {
 
   getToplevel(resource: XdgSurfaceResource, id: number): void {
     if (this.toplevel || this.surface.role === 'xdg_popup') {
-      resource.postError(XdgSurfaceError.already_constructed, 'xdg_surface already has a role object');
+      resource.postError(
+        XdgSurfaceError.already_constructed,
+        'xdg_surface already has a role object',
+      );
       return;
     }
     if (this.surface.role !== null && this.surface.role !== 'xdg_toplevel') {
-      resource.postError(XdgSurfaceError.already_constructed, `surface has the ${this.surface.role} role`);
+      resource.postError(
+        XdgSurfaceError.already_constructed,
+        `surface has the ${this.surface.role} role`,
+      );
       return;
     }
     this.surface.role = 'xdg_toplevel';
-    this.toplevel = new XdgToplevelObject(this.context, resource.client, resource.version, id, this);
+    this.toplevel = new XdgToplevelObject(
+      this.context,
+      resource.client,
+      resource.version,
+      id,
+      this,
+    );
   }
 
   getPopup(

@@ -29,7 +29,10 @@ export function createXdgWmBaseGlobal(context: ServerContext): Global {
     return {
       destroy(base) {
         if ([...surfaces].some((surface) => surface.resource.alive)) {
-          base.postError(XdgWmBaseError.defunct_surfaces, 'xdg_wm_base destroyed before its surfaces');
+          base.postError(
+            XdgWmBaseError.defunct_surfaces,
+            'xdg_wm_base destroyed before its surfaces',
+          );
         }
       },
       createPositioner(base, id) {
@@ -48,12 +51,22 @@ export function createXdgWmBaseGlobal(context: ServerContext): Global {
       },
       getXdgSurface(base, id, surfaceResource) {
         const surface = SurfaceObject.require(surfaceResource).surface;
-        if (surface.role !== null && surface.role !== 'xdg_toplevel' && surface.role !== 'xdg_popup') {
-          base.postError(XdgWmBaseError.role, `wl_surface@${surfaceResource.id} has the ${surface.role} role`);
+        if (
+          surface.role !== null &&
+          surface.role !== 'xdg_toplevel' &&
+          surface.role !== 'xdg_popup'
+        ) {
+          base.postError(
+            XdgWmBaseError.role,
+            `wl_surface@${surfaceResource.id} has the ${surface.role} role`,
+          );
           return;
         }
         if (surface.roleData instanceof XdgSurfaceObject && surface.roleData.resource.alive) {
-          base.postError(XdgWmBaseError.role, `wl_surface@${surfaceResource.id} already has an xdg_surface`);
+          base.postError(
+            XdgWmBaseError.role,
+            `wl_surface@${surfaceResource.id} already has an xdg_surface`,
+          );
           return;
         }
         if (surface.content !== null) {

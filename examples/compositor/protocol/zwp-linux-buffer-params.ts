@@ -91,7 +91,9 @@ export class BufferParamsObject implements ZwpLinuxBufferParamsV1Requests {
         resource.postError(result.code, result.message);
         return 'fatal';
       }
-      this.context.log(`${describeClient(resource.client)}: dma-buf import failed: ${result.message}`);
+      this.context.log(
+        `${describeClient(resource.client)}: dma-buf import failed: ${result.message}`,
+      );
       return null;
     }
     let buffer: DmabufBuffer;

@@ -39,11 +39,7 @@ export function createLinuxDmabufGlobal(context: ServerContext): Global {
         resource.sendFormat(format);
         if (resource.version >= 3) {
           for (const modifier of context.dmabufFormats.modifiersOf(format)) {
-            resource.sendModifier(
-              format,
-              Number(modifier >> 32n),
-              Number(modifier & 0xffffffffn),
-            );
+            resource.sendModifier(format, Number(modifier >> 32n), Number(modifier & 0xffffffffn));
           }
         }
       }

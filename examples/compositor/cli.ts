@@ -1,0 +1,71 @@
+/**
+ * guestfb-compositor: runs the example compositor until SIGINT/SIGTERM.
+ */
+import { createCompositor } from './index.js';
+import { USAGE, UsageError, parseCli } from './cli-args.js';
+
+function main(): void {
+  let options;
+  try {
+    options = parseCli(process.argv.slice(2));
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`guestfb-compositor: ${error.message}\n\n${USAGE}`);
+    process.exitCode = 2;
+    return;
+  }
+  if (options.help) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  if (!options.headless) {
+    process.stderr.write('guestfb-compositor: only --headless is implemented; running headless\n');
+  }
+  if (!process.env.XDG_RUNTIME_DIR) {
+    process.stderr.write('guestfb-compositor: XDG_RUNTIME_DIR is not set\n');
+    process.exitCode = 1;
+    return;
+  }
+  const log = (message: string): void => {
+    process.stderr.write(`[${new Date().toISOString()}] ${message}\n`);
+  };
+  const compositor = createCompositor({
+    outputs: options.outputs,
+    socket: options.socket,
+    screenshotDir: options.screenshotDir,
+    screenshotEveryMs: options.screenshotEveryMs,
+    log,
+  });
+  const outputs = options.outputs
+    .map((o) => `${o.name} ${o.width}x${o.height}@${o.refreshMhz / 1000}Hz`)
+    .join(', ');
+  process.stdout.write(
+    `guestfb-compositor listening on ${compositor.socketName} (${outputs})\n` +
+      `connect with: WAYLAND_DISPLAY=${compositor.socketName} <wayland client>\n`,
+  );
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log(`${signal}: shutting down`);
+    const finish = async (): Promise<void> => {
+      if (options.screenshotDir) {
+        for (const output of options.outputs) {
+          log(`final screenshot: ${compositor.saveScreenshot(output.name)}`);
+        }
+      }
+      await compositor.close();
+    };
+    finish().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        log(`shutdown failed: ${String(error)}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+main();
