@@ -15,6 +15,8 @@
 //     the first frame shown. Skipped when the output is smaller than 256x16.
 //
 // Damage: --damage full sends the whole frame each frame, --damage box only the counter strip.
+// Mode: --mode WxH if the connector lists it, else one chosen on the kernel command line
+// (video=...), else the connector's preferred mode, else its first.
 // Output on stdout, one line per event, prefixed "drawpattern:".
 
 #include <drm.h>
@@ -47,7 +49,8 @@ struct options {
   unsigned long frames;  // 0: forever
   int full_damage;
   int hold;
-  int output;  // -1: all, -2: last, otherwise an index
+  int output;                        // -1: all, -2: last, otherwise an index
+  uint32_t mode_width, mode_height;  // 0: automatic
 };
 
 struct output {
@@ -87,22 +90,19 @@ static void usage(FILE* out) {
   fprintf(out,
           "usage: drawpattern [--device /dev/dri/card0] [--pattern bars|solid:RRGGBB]\n"
           "                   [--fps 30] [--frames N (0: forever)] [--damage full|box]\n"
-          "                   [--output all|last|N] [--hold]\n"
+          "                   [--output all|last|N] [--mode WxH] [--hold]\n"
           "Draws the documented test pattern on connected outputs, then sends DIRTYFB damage\n"
           "at --fps for --frames frames; --hold keeps the last frame up until killed.\n");
 }
 
 static void parse_options(int argc, char** argv, struct options* o) {
-  static const struct option long_options[] = {{"device", required_argument, 0, 'd'},
-                                               {"pattern", required_argument, 0, 'p'},
-                                               {"fps", required_argument, 0, 'r'},
-                                               {"frames", required_argument, 0, 'n'},
-                                               {"damage", required_argument, 0, 'D'},
-                                               {"output", required_argument, 0, 'o'},
-                                               {"hold", no_argument, 0, 'H'},
-                                               {"help", no_argument, 0, 'h'},
-                                               {0, 0, 0, 0}};
-  *o = (struct options){"/dev/dri/card0", 0, 0, 30.0, 300, 1, 0, -1};
+  static const struct option long_options[] = {
+      {"device", required_argument, 0, 'd'}, {"pattern", required_argument, 0, 'p'},
+      {"fps", required_argument, 0, 'r'},    {"frames", required_argument, 0, 'n'},
+      {"damage", required_argument, 0, 'D'}, {"output", required_argument, 0, 'o'},
+      {"hold", no_argument, 0, 'H'},         {"mode", required_argument, 0, 'm'},
+      {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+  *o = (struct options){"/dev/dri/card0", 0, 0, 30.0, 300, 1, 0, -1, 0, 0};
   int c;
   while ((c = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
     char* end = NULL;
@@ -150,6 +150,12 @@ static void parse_options(int argc, char** argv, struct options* o) {
         break;
       case 'H':
         o->hold = 1;
+        break;
+      case 'm':
+        o->mode_width = (uint32_t)strtoul(optarg, &end, 10);
+        if (*end != 'x') goto bad;
+        o->mode_height = (uint32_t)strtoul(end + 1, &end, 10);
+        if (*end || !o->mode_width || !o->mode_height) goto bad;
         break;
       case 'h':
         usage(stdout);
@@ -199,7 +205,7 @@ static void draw_background(struct output* out, const struct options* o) {
 }
 
 // Returns the number of connected outputs found (at most MAX_OUTPUTS), each with a mode and CRTC.
-static int find_outputs(int fd, struct output* outputs) {
+static int find_outputs(int fd, const struct options* o, struct output* outputs) {
   struct drm_mode_card_res res;
   memset(&res, 0, sizeof res);
   if (xioctl(fd, DRM_IOCTL_MODE_GETRESOURCES, &res)) die("DRM_IOCTL_MODE_GETRESOURCES");
@@ -239,11 +245,21 @@ static int find_outputs(int fd, struct output* outputs) {
 
     struct output* out = &outputs[count];
     memset(out, 0, sizeof *out);
+    // --mode wins, then a mode chosen on the kernel command line, then the preferred one.
     out->mode = modes[0];
+    int rank = 0;
     for (uint32_t m = 0; m < conn.count_modes; m++) {
-      if (modes[m].type & DRM_MODE_TYPE_PREFERRED) {
+      int r = 0;
+      if (modes[m].hdisplay == o->mode_width && modes[m].vdisplay == o->mode_height) {
+        r = 3;
+      } else if (modes[m].type & DRM_MODE_TYPE_USERDEF) {
+        r = 2;
+      } else if (modes[m].type & DRM_MODE_TYPE_PREFERRED) {
+        r = 1;
+      }
+      if (r > rank) {
+        rank = r;
         out->mode = modes[m];
-        break;
       }
     }
     uint32_t encoder_id = conn.encoder_id;
@@ -370,7 +386,7 @@ int main(int argc, char** argv) {
   }
 
   static struct output found[MAX_OUTPUTS];
-  int found_count = find_outputs(fd, found);
+  int found_count = find_outputs(fd, &o, found);
   if (found_count == 0) {
     fprintf(stderr, "drawpattern: no connected output on %s\n", o.device);
     return 1;

@@ -33,7 +33,9 @@ for module in $(cat /etc/guestfb/modules); do
   insmod "/lib/modules/$module.ko" $params || echo "guestfb-init: insmod $module failed"
 done
 
-tries=0
+# Wait for the DRM device only when there is a virtio-gpu (PCI 1af4:1050) to wait for.
+tries=100
+if grep -qs 0x1050 /sys/bus/pci/devices/*/device; then tries=0; fi
 while [ ! -e /dev/dri/card0 ] && [ $tries -lt 100 ]; do
   sleep 0.1
   tries=$((tries + 1))

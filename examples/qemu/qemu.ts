@@ -4,7 +4,7 @@
 // vhost-user-gpu for comparison) or QEMU's built-in `virtio-gpu-pci`.
 import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -199,6 +199,14 @@ export interface BootOptions {
   fbcon?: boolean;
   /** QMP server socket QEMU listens on (for screendump and other queries). */
   qmpSocket?: string;
+  /**
+   * Make the guest drive every scanout even when the device reports only the first one enabled
+   * (QEMU without a UI enables head 0 only, for its built-in GPU and its own vhost-user backend):
+   * adds `video=Virtual-N:e` for scanouts 2.. to the kernel command line. Their modes come from
+   * QEMU's default EDID (up to 5120x2160, preferred not 1280x800): pick one with drawpattern
+   * --mode. Default false.
+   */
+  forceScanouts?: boolean;
   /** Extra kernel command line words. */
   kernelArgs?: string[];
   /** Extra QEMU arguments, appended last. */
@@ -228,6 +236,9 @@ export interface QemuProcess {
   guestStatus(): number | null;
 }
 
+/** QOM id given to the GPU device (unless gpuDevice sets one): QMP screendump's `device`. */
+export const gpuDeviceId = 'gpu0';
+
 /** The QEMU arguments bootGuest uses (exported for tests and the CLI's --print). */
 export function qemuArgs(tier: QemuTier, guest: GuestImage, options: BootOptions): string[] {
   const memory = options.memoryMb ?? 512;
@@ -239,6 +250,9 @@ export function qemuArgs(tier: QemuTier, guest: GuestImage, options: BootOptions
   if (options.fbcon === false) kernelArgs.push('drm_kms_helper.fbdev_emulation=0');
   if (options.guestCommand !== undefined) {
     kernelArgs.push(`guestfb.cmd=${Buffer.from(options.guestCommand).toString('base64')}`);
+  }
+  if (options.forceScanouts) {
+    for (let i = 2; i <= scanouts; i++) kernelArgs.push(`video=Virtual-${i}:e`);
   }
   kernelArgs.push(...(options.kernelArgs ?? []));
   const append = kernelArgs.join(' ');
@@ -279,7 +293,8 @@ export function qemuArgs(tier: QemuTier, guest: GuestImage, options: BootOptions
     options.gpuDevice ?? (options.gpuSocket ? 'vhost-user-gpu-pci,chardev=vgpu' : 'virtio-gpu-pci');
   if (options.gpuSocket) args.push('-chardev', `socket,id=vgpu,path=${options.gpuSocket}`);
   if (device !== 'none') {
-    args.push('-device', `${device},xres=${width},yres=${height},max_outputs=${scanouts}`);
+    const id = /(^|,)id=/.test(device) ? '' : `,id=${gpuDeviceId}`;
+    args.push('-device', `${device}${id},xres=${width},yres=${height},max_outputs=${scanouts}`);
   }
   if (options.ivshmemSocket) {
     args.push(
@@ -374,5 +389,57 @@ export function bootGuest(tier: QemuTier, guest: GuestImage, options: BootOption
         check();
       });
     },
+  };
+}
+
+export interface BackendProcess {
+  pid: number;
+  kill(signal?: NodeJS.Signals): void;
+  exited: Promise<{ code: number | null; signal: string | null }>;
+  /** Resolves once the backend listens on its socket; rejects if it exits first. */
+  ready: Promise<void>;
+  output: () => string;
+}
+
+/**
+ * Starts QEMU's own vhost-user-gpu backend (the copying reference implementation) listening on
+ * `socketPath` (removed first if it exists). Pass the same path as BootOptions.gpuSocket.
+ */
+export function startQemuVhostUserGpu(tier: QemuTier, socketPath: string): BackendProcess {
+  rmSync(socketPath, { force: true });
+  const child = spawn(tier.vhostUserGpuBinary, ['--socket-path', socketPath], {
+    env: qemuEnv(tier),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  let done = false;
+  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve, reject) => {
+    child.on('error', (error) => {
+      done = true;
+      reject(error);
+    });
+    child.on('close', (code, signal) => {
+      done = true;
+      resolve({ code, signal });
+    });
+  });
+  exited.catch(() => {});
+  const ready = (async () => {
+    while (!existsSync(socketPath)) {
+      if (done) throw new Error(`vhost-user-gpu exited before listening:\n${output}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  })();
+  ready.catch(() => {});
+  return {
+    pid: child.pid ?? -1,
+    kill: (signal = 'SIGTERM') => {
+      if (!done) child.kill(signal);
+    },
+    exited,
+    ready,
+    output: () => output,
   };
 }
