@@ -182,9 +182,13 @@ export interface NativeResource {
 // ---------------------------------------------------------------------------------------------
 
 export interface ProtocolErrorInfo {
-  /** errno from wl_display_get_error (EPROTO for protocol errors). */
+  /**
+   * errno from wl_display_get_error. For a wl_display.error event libwayland maps wl_display's own
+   * codes INVALID_OBJECT/INVALID_METHOD to EINVAL, NO_MEMORY to ENOMEM and everything else
+   * (IMPLEMENTATION, errors on other objects) to EPROTO; a hang-up gives EPIPE or the socket error.
+   */
   errno: number;
-  /** For protocol errors: wl_display_get_protocol_error. */
+  /** Present when a wl_display.error event arrived: wl_display_get_protocol_error. */
   code?: number;
   interfaceName?: string;
   objectId?: number;
@@ -192,17 +196,27 @@ export interface ProtocolErrorInfo {
   message?: string;
 }
 
-/** A wl_display client connection, read and flushed from Node's loop, never blocking. */
+/**
+ * A wl_display client connection, read and flushed from Node's loop, never blocking: reads use
+ * prepare_read/read_events/dispatch_pending when the socket is readable; requests are flushed once
+ * per loop iteration (and by flush()), polling for writable while the socket is full. A live
+ * connection keeps the process running; after disconnect() or a fatal error it does not.
+ */
 export interface NativeClientConnection {
-  /** The wl_display proxy (object id 1). Requests: sync (0), get_registry (1). */
+  /** The wl_display proxy (object id 1, version 1). Requests: sync (0), get_registry (1).
+   * libwayland handles its events: setDispatcher and destroy on it throw a TypeError. */
   readonly display: NativeProxy;
-  /** Called once when the connection fails (protocol error, hang-up). */
-  onError(handler: (info: ProtocolErrorInfo) => void): void;
-  /** Reports exceptions thrown by event listeners. */
-  onListenerError(handler: (error: unknown) => void): void;
+  /** Called once when the connection fails (protocol error, hang-up); polling stops then. Call
+   * disconnect() afterwards to free it. Without a handler the failure is printed to stderr. */
+  onError(handler: ((info: ProtocolErrorInfo) => void) | null): void;
+  /** Reports exceptions thrown by event listeners (stderr without a handler). The connection
+   * lives on. */
+  onListenerError(handler: ((error: unknown) => void) | null): void;
   flush(): void;
-  /** wl_display_disconnect. Destroys every proxy. */
+  /** Destroys every proxy (wrappers become inert) and calls wl_display_disconnect. Idempotent;
+   * called from inside an event listener it takes effect when dispatching returns. */
   disconnect(): void;
+  /** False after disconnect() or a fatal error. */
   readonly connected: boolean;
 }
 
@@ -213,8 +227,13 @@ export interface NativeProxy {
   readonly alive: boolean;
   /**
    * wl_proxy_marshal_array_flags. For a request with a new_id, pass null in its slot (or for an
-   * untyped new_id, the interface name, version and null) and `newInterface`/`newVersion`; the new
-   * proxy is returned. `destroy` marks a destructor request (the proxy is destroyed after).
+   * untyped new_id, the interface name, version and null); the new proxy is returned.
+   * `newInterface` defaults to the message's type (or, untyped, the interface name argument, which
+   * it must match); `newVersion` defaults to this proxy's version (untyped: the version argument,
+   * which it must match). `destroy` marks a destructor request (the proxy is destroyed after).
+   * Checks like postEvent (TypeError/RangeError, ERR_WAYLAND_VERSION). On a dead proxy: requests
+   * without a new_id do nothing; requests with one throw ERR_WAYLAND_DESTROYED. After a fatal
+   * connection error libwayland drops requests silently (new proxies are still returned).
    */
   marshal(
     opcode: number,
@@ -223,9 +242,10 @@ export interface NativeProxy {
     newVersion?: number,
     destroy?: boolean,
   ): NativeProxy | undefined;
-  /** Sets the event dispatcher (events arrive decoded). */
+  /** Sets (or replaces) the event dispatcher; events arrive decoded, with the proxy as `this`.
+   * Throws ERR_WAYLAND_DESTROYED on a dead proxy. */
   setDispatcher(dispatch: (opcode: number, args: WireValue[]) => void): void;
-  /** wl_proxy_destroy (no request sent). */
+  /** wl_proxy_destroy (no request sent). No-op when dead. */
   destroy(): void;
   /** Free slot for the JS layer's typed wrapper. */
   owner: unknown;
@@ -236,16 +256,24 @@ export interface NativeProxy {
 // ---------------------------------------------------------------------------------------------
 
 export interface NativeAddon {
-  /** Builds wl_interface/wl_message tables; names must be unique; may be called repeatedly with
-   * new interfaces, and type references are resolved by name across all calls. */
+  /**
+   * Builds wl_interface/wl_message tables (kept for the life of the process, shared by all
+   * threads). May be called repeatedly; type references are resolved by name across all calls
+   * (a referenced name may be defined later). Defining a name again with an identical spec does
+   * nothing; with a different spec it throws (code ERR_WAYLAND_INTERFACE_REDEFINED). A call that
+   * throws defines nothing. Interfaces must be defined before use (else
+   * ERR_WAYLAND_UNKNOWN_INTERFACE).
+   */
   defineInterfaces(specs: InterfaceSpec[]): void;
+  /** True when `name` was defined (a name only referenced so far is not). */
   hasInterface(name: string): boolean;
 
   createServerDisplay(): NativeServerDisplay;
 
-  /** wl_display_connect(name) (name undefined → WAYLAND_DISPLAY / WAYLAND_SOCKET rules). */
+  /** wl_display_connect(name) (name undefined → WAYLAND_DISPLAY / WAYLAND_SOCKET rules).
+   * Fails with an ErrnoError, syscall "wl_display_connect" (e.g. ENOENT). */
   connect(name?: string): NativeClientConnection;
-  /** wl_display_connect_to_fd. Takes ownership of `fd`. */
+  /** wl_display_connect_to_fd. Takes ownership of `fd` (closed on failure too). */
   connectToFd(fd: number): NativeClientConnection;
 
   // fd, memfd, udmabuf, dma-buf, mmap, eventfd, unix sockets: see FdAddon (native/src/fd.cc)

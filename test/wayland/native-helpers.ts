@@ -2,11 +2,31 @@
 // wayland.xml (a minimal reader, independent of the project's scanner), temp runtime dirs,
 // child processes awaited without blocking the event loop, and fd counting.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, existsSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  readdirSync,
+  rmSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { XMLParser } from 'fast-xml-parser';
-import type { InterfaceSpec, MessageSpec } from '../../native/index.js';
+import {
+  native,
+  type InterfaceSpec,
+  type MessageSpec,
+  type NativeClient,
+  type NativeClientConnection,
+  type NativeProxy,
+  type NativeResource,
+  type NativeServerDisplay,
+} from '../../native/index.js';
 
 type XmlNode = Record<string, unknown>;
 
@@ -129,4 +149,211 @@ export function opcodes(specs: InterfaceSpec[], name: string): Record<string, nu
   spec.requests.forEach((m, i) => (table[`request:${m.name}`] = i));
   spec.events.forEach((m, i) => (table[`event:${m.name}`] = i));
   return table;
+}
+
+/**
+ * A small protocol of our own for the binding tests. guestfb_test: ping/pong, a request that the
+ * test server's handler throws on, fds both ways, a server-created child object. guestfb_narrow
+ * has a prefix of its requests (a server can create the resource with it to make later opcodes
+ * unknown); guestfb_ignored is a global whose bind creates nothing.
+ */
+export const testProtocolSpecs: InterfaceSpec[] = [
+  {
+    name: 'guestfb_test',
+    version: 2,
+    requests: [
+      { name: 'ping', signature: 'u', types: [null] },
+      { name: 'fail', signature: '', types: [] },
+      { name: 'send_fd', signature: 'h', types: [null] },
+      { name: 'spawn', signature: 's', types: [null] },
+      { name: 'destroy', signature: '', types: [] },
+      { name: 'late', signature: '2', types: [] },
+    ],
+    events: [
+      { name: 'pong', signature: 'u', types: [null] },
+      { name: 'fd', signature: 'h', types: [null] },
+      { name: 'spawned', signature: 'n?o', types: ['guestfb_child', 'guestfb_child'] },
+      { name: 'late_event', signature: '2', types: [] },
+    ],
+  },
+  {
+    name: 'guestfb_child',
+    version: 1,
+    requests: [{ name: 'destroy', signature: '', types: [] }],
+    events: [{ name: 'hello', signature: 'sfia', types: [null, null, null, null] }],
+  },
+  {
+    name: 'guestfb_narrow',
+    version: 2,
+    requests: [{ name: 'ping', signature: 'u', types: [null] }],
+    events: [{ name: 'pong', signature: 'u', types: [null] }],
+  },
+  {
+    name: 'guestfb_ignored',
+    version: 1,
+    requests: [{ name: 'ping', signature: 'u', types: [null] }],
+    events: [],
+  },
+];
+
+export const TestRequest = { ping: 0, fail: 1, sendFd: 2, spawn: 3, destroy: 4, late: 5 };
+export const TestEvent = { pong: 0, fd: 1, spawned: 2, lateEvent: 3 };
+
+/** wl_display.sync as a promise: resolves with the callback's serial. */
+export function roundtrip(connection: NativeClientConnection): Promise<number> {
+  return new Promise((resolve) => {
+    const callback = connection.display.marshal(0, [null], 'wl_callback')!;
+    callback.setDispatcher((_opcode, args) => {
+      callback.destroy();
+      resolve(args[0] as number);
+    });
+  });
+}
+
+export interface RegistryGlobal {
+  name: number;
+  interfaceName: string;
+  version: number;
+}
+
+/** Gets the registry and collects its globals until a roundtrip completes. */
+export async function listGlobals(
+  connection: NativeClientConnection,
+): Promise<{ registry: NativeProxy; globals: RegistryGlobal[] }> {
+  const registry = connection.display.marshal(1, [null], 'wl_registry')!;
+  const globals: RegistryGlobal[] = [];
+  registry.setDispatcher((opcode, args) => {
+    if (opcode === 0) {
+      globals.push({
+        name: args[0] as number,
+        interfaceName: args[1] as string,
+        version: args[2] as number,
+      });
+    }
+  });
+  await roundtrip(connection);
+  return { registry, globals };
+}
+
+/** wl_registry.bind of the global named `interfaceName`. */
+export function bind(
+  registry: NativeProxy,
+  globals: RegistryGlobal[],
+  interfaceName: string,
+  version: number,
+): NativeProxy {
+  const global = globals.find((g) => g.interfaceName === interfaceName);
+  if (!global) throw new Error(`no global ${interfaceName}`);
+  return registry.marshal(0, [global.name, interfaceName, version, null], interfaceName)!;
+}
+
+/** Reads a whole (small) file through an fd with positional reads; does not close it. */
+export function readFd(fd: number): string {
+  const chunks: Buffer[] = [];
+  for (let position = 0; ;) {
+    const buffer = Buffer.alloc(4096);
+    const count = readSync(fd, buffer, 0, buffer.length, position);
+    if (count === 0) break;
+    chunks.push(buffer.subarray(0, count));
+    position += count;
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Opens a new temp file holding `text`; the caller owns the returned fd. */
+export function fdWithText(dir: string, name: string, text: string): number {
+  const file = path.join(dir, name);
+  writeFileSync(file, text);
+  const fd = openSync(file, 'r');
+  unlinkSync(file);
+  return fd;
+}
+
+/** The test protocol's server on a named socket, built on the raw binding. */
+export class TestServer {
+  readonly display: NativeServerDisplay;
+  readonly socket: string;
+  readonly errors: { error: unknown; client: NativeClient | null }[] = [];
+  readonly receivedTexts: string[] = [];
+  /** Create the next guestfb_test resource with the guestfb_narrow interface. */
+  narrowNext = false;
+  boundClients: NativeClient[] = [];
+  destroyedClients = 0;
+  onClientDestroyed: (() => void) | null = null;
+  postEventChecks: ((resource: NativeResource) => void) | null = null;
+
+  constructor(
+    socket: string,
+    private readonly fileDir: string,
+  ) {
+    this.display = native.createServerDisplay();
+    this.display.onError((error, client) => this.errors.push({ error, client }));
+    this.socket = this.display.addSocket(socket);
+    this.display.createGlobal('guestfb_test', 2, (client, version, id) =>
+      this.bindTest(client, version, id),
+    );
+    this.display.createGlobal('guestfb_ignored', 1, () => {});
+  }
+
+  private bindTest(client: NativeClient, version: number, id: number): void {
+    this.boundClients.push(client);
+    client.onDestroy(() => {
+      this.destroyedClients++;
+      this.onClientDestroyed?.();
+    });
+    const interfaceName = this.narrowNext ? 'guestfb_narrow' : 'guestfb_test';
+    this.narrowNext = false;
+    const resource: NativeResource = client.createResource(
+      interfaceName,
+      version,
+      id,
+      (opcode, args) => {
+        switch (opcode) {
+          case TestRequest.ping:
+            resource.postEvent(TestEvent.pong, [args[0]!]);
+            break;
+          case TestRequest.fail:
+            throw new Error('handler failure on purpose');
+          case TestRequest.sendFd: {
+            const fd = args[0] as number;
+            try {
+              this.receivedTexts.push(readFd(fd));
+            } finally {
+              closeSync(fd);
+            }
+            const reply = fdWithText(this.fileDir, 'server-reply', 'bytes from the server');
+            try {
+              resource.postEvent(TestEvent.fd, [reply]);
+            } finally {
+              closeSync(reply);
+            }
+            break;
+          }
+          case TestRequest.spawn: {
+            const child: NativeResource = client.createResource(
+              'guestfb_child',
+              1,
+              0,
+              (childOpcode) => {
+                if (childOpcode === 0) child.destroy();
+              },
+            );
+            resource.postEvent(TestEvent.spawned, [child, null]);
+            child.postEvent(0, [args[0]!, 1.5, -7, new Uint8Array([1, 2, 3])]);
+            break;
+          }
+          case TestRequest.destroy:
+            resource.destroy();
+            break;
+          default:
+            resource.postEvent(TestEvent.lateEvent, []);
+        }
+      },
+    );
+    this.postEventChecks?.(resource);
+  }
+
+  destroy(): void {
+    this.display.destroy();
+  }
 }
