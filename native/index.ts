@@ -204,7 +204,8 @@ export interface ProtocolErrorInfo {
  */
 export interface NativeClientConnection {
   /** The wl_display proxy (object id 1, version 1). Requests: sync (0), get_registry (1).
-   * libwayland handles its events: setDispatcher and destroy on it throw a TypeError. */
+   * libwayland handles its events (error, delete_id): a dispatcher set on it is never called
+   * (errors arrive through onError), and destroy() on it throws a TypeError. */
   readonly display: NativeProxy;
   /** Called once when the connection fails (protocol error, hang-up); polling stops then. Call
    * disconnect() afterwards to free it. Without a handler the failure is printed to stderr. */

@@ -540,9 +540,9 @@ void ProxyWrap::SetDispatcher(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsFunction()) ThrowTypeError(env, "dispatch must be a function");
   if (data_ == nullptr) throw PlainError(env, "the proxy was destroyed", "ERR_WAYLAND_DESTROYED");
-  if (data_->isDisplay) {
-    ThrowTypeError(env, "libwayland handles the wl_display's events itself");
-  }
+  // libwayland keeps the wl_display's own listener (error, delete_id): a dispatcher set here is
+  // accepted for uniformity with other proxies but never called; errors arrive through onError.
+  if (data_->isDisplay) return;
   bool first = data_->dispatch.IsEmpty();
   data_->dispatch = Napi::Persistent(info[0].As<Napi::Function>());
   if (first && wl_proxy_add_dispatcher(data_->proxy, ClientDispatch, nullptr, data_) != 0) {
