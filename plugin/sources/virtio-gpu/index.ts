@@ -1,0 +1,365 @@
+/**
+ * guestfb as the vhost-user back-end of QEMU's `vhost-user-gpu-pci`.
+ *
+ *   const source = createVhostUserGpuBackend({ socketPath, role: 'listen' });
+ *   source.on('scanoutSet', (head, scanout) => ...);
+ *
+ * role 'listen': guestfb creates the socket and QEMU connects (`-chardev socket,path=P`).
+ * role 'connect': QEMU listens (`-chardev socket,path=P,server=on`) and guestfb connects.
+ * One front-end at a time; in 'listen' role a new connection is accepted after a disconnect.
+ */
+import fs from 'node:fs';
+import { fd as fdModule, type FdAddon } from '../../../native/fd.js';
+import type {
+  FramebufferSource,
+  HeadInfo,
+  Rect,
+  ScanoutInfo,
+  SourceEventName,
+  SourceEvents,
+  SourceListener,
+  SourceResource,
+  SourceStats,
+} from '../types.js';
+import { TypedEmitter } from './emitter.js';
+import type { GpuLimits, Logger } from './gpu-device.js';
+import { headsFromModes, QemuDisplayChannel } from './qemu-display.js';
+import { ProtocolError, FrameReader, requestName } from './vhost-user-protocol.js';
+import { VhostUserDevice, type DeviceIo } from './vhost-user-device.js';
+
+export type { Logger, LogLevel } from './gpu-device.js';
+
+export interface VhostUserGpuBackendOptions {
+  socketPath: string;
+  role: 'listen' | 'connect';
+  /** Number of heads; must match QEMU's `max_outputs` (default 1). */
+  scanouts?: number;
+  /** Preferred mode. When omitted, QEMU's xres/yres (from its display info) is used, else
+   * 1280x800. When given, it overrides QEMU's. */
+  width?: number;
+  height?: number;
+  /** Monitor name in the EDID (default "guestfb"). */
+  name?: string;
+  /** Offer guest blob resources (VIRTIO_GPU_F_RESOURCE_BLOB). Default false: the guest then
+   * uses RESOURCE_CREATE_2D + ATTACH_BACKING, the path the demo measures. */
+  blob?: boolean;
+  limits?: Partial<GpuLimits>;
+  log?: Logger;
+  /** For tests: the fd module to use (default: the native addon). */
+  fdModule?: FdAddon;
+}
+
+export interface VhostUserGpuBackend extends FramebufferSource {
+  /** True while a front-end is connected. */
+  readonly connected: boolean;
+}
+
+const DEFAULT_WIDTH = 1280;
+const DEFAULT_HEIGHT = 800;
+
+function defaultLog(level: string, message: string): void {
+  if (level === 'debug') return;
+  console.error(`guestfb virtio-gpu ${level}: ${message}`);
+}
+
+export function createVhostUserGpuBackend(
+  options: VhostUserGpuBackendOptions,
+): VhostUserGpuBackend {
+  return new Backend(options);
+}
+
+class Backend implements VhostUserGpuBackend {
+  private readonly fd: FdAddon;
+  private readonly log: Logger;
+  private readonly emitter: TypedEmitter<SourceEvents>;
+  private readonly defaultHeads: HeadInfo[];
+  private currentHeads: HeadInfo[];
+  private listenFd: number | null = null;
+  private stopListenWatch: (() => void) | null = null;
+  private session: Session | null = null;
+  private closed = false;
+  private readonly totals = { connections: 0, disconnects: 0 };
+
+  constructor(private readonly options: VhostUserGpuBackendOptions) {
+    this.fd = options.fdModule ?? fdModule;
+    this.log = options.log ?? defaultLog;
+    this.emitter = new TypedEmitter<SourceEvents>((error, event) =>
+      this.log('error', `listener for ${String(event)} threw: ${String(error)}`),
+    );
+    const scanouts = options.scanouts ?? 1;
+    if (!Number.isInteger(scanouts) || scanouts < 1 || scanouts > 16)
+      throw new RangeError('scanouts must be 1..16');
+    const width = options.width ?? DEFAULT_WIDTH;
+    const height = options.height ?? DEFAULT_HEIGHT;
+    for (const v of [width, height]) {
+      if (!Number.isInteger(v) || v < 1 || v > 16384)
+        throw new RangeError('width/height must be 1..16384');
+    }
+    const name = options.name ?? 'guestfb';
+    this.defaultHeads = Array.from({ length: scanouts }, (_, id) => ({
+      id,
+      width,
+      height,
+      x: 0,
+      y: 0,
+      enabled: id === 0,
+      name: scanouts > 1 ? `${name}-${id}` : name,
+    }));
+    this.currentHeads = this.defaultHeads;
+    if (options.role === 'listen') {
+      this.listen();
+    } else if (options.role === 'connect') {
+      const conn = this.fd.unixConnect(options.socketPath);
+      this.startSession(conn);
+    } else {
+      throw new RangeError(`role must be 'listen' or 'connect'`);
+    }
+  }
+
+  private listen(): void {
+    const path = this.options.socketPath;
+    try {
+      if (fs.lstatSync(path).isSocket()) fs.unlinkSync(path); // a stale socket of an earlier run
+    } catch {
+      // nothing there
+    }
+    this.listenFd = this.fd.unixListen(path, 1);
+    const listenFd = this.listenFd;
+    this.stopListenWatch = this.fd.watchReadable(listenFd, () => {
+      for (;;) {
+        let conn: number;
+        try {
+          conn = this.fd.unixAccept(listenFd);
+        } catch (error) {
+          this.log('warn', `accept failed: ${String(error)}`);
+          return;
+        }
+        if (conn < 0) return;
+        if (this.session) {
+          this.log('warn', 'a second front-end connected; refusing it');
+          this.fd.close(conn);
+          continue;
+        }
+        this.startSession(conn);
+      }
+    });
+  }
+
+  private startSession(conn: number): void {
+    this.totals.connections++;
+    this.session = new Session(
+      conn,
+      this.fd,
+      this.log,
+      this.emitter,
+      this.options,
+      this.defaultHeads,
+      (reason) => {
+        this.session = null;
+        this.totals.disconnects++;
+        this.currentHeads = this.defaultHeads;
+        this.emitter.emit('disconnected', reason);
+        if (this.options.role === 'connect') this.log('info', `front-end gone: ${reason}`);
+      },
+      (heads) => {
+        this.currentHeads = heads;
+      },
+    );
+    this.session.start();
+  }
+
+  get connected(): boolean {
+    return this.session !== null;
+  }
+
+  on<K extends SourceEventName>(event: K, listener: SourceListener<K>): this {
+    this.emitter.on(event, listener);
+    return this;
+  }
+
+  off<K extends SourceEventName>(event: K, listener: SourceListener<K>): this {
+    this.emitter.off(event, listener);
+    return this;
+  }
+
+  heads(): readonly HeadInfo[] {
+    return this.session?.device.gpu.heads() ?? this.currentHeads;
+  }
+
+  resource(id: number): SourceResource | undefined {
+    return this.session?.device.gpu.resource(id);
+  }
+
+  scanout(headId: number): ScanoutInfo | null {
+    return this.session?.device.gpu.scanout(headId) ?? null;
+  }
+
+  readPixels(resourceId: number, rect: Rect, target: Uint8Array): boolean {
+    return this.session?.device.gpu.readPixels(resourceId, rect, target) ?? false;
+  }
+
+  stats(): SourceStats {
+    const device = this.session?.device;
+    return {
+      ...this.totals,
+      ...(device ? { ...device.counters, ...device.gpu.counters } : {}),
+    };
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.session?.end('backend closed');
+    this.stopListenWatch?.();
+    if (this.listenFd !== null) {
+      this.fd.close(this.listenFd);
+      this.listenFd = null;
+      try {
+        fs.unlinkSync(this.options.socketPath);
+      } catch {
+        // already gone
+      }
+    }
+  }
+}
+
+/** One front-end connection: the socket, its message reader, the device and the display channel. */
+class Session {
+  readonly device: VhostUserDevice;
+  private readonly reader: FrameReader;
+  private stopWatch: (() => void) | null = null;
+  private display: QemuDisplayChannel | null = null;
+  private ended = false;
+
+  constructor(
+    private readonly conn: number,
+    private readonly fd: FdAddon,
+    private readonly log: Logger,
+    emitter: TypedEmitter<SourceEvents>,
+    private readonly options: VhostUserGpuBackendOptions,
+    private readonly defaultHeads: HeadInfo[],
+    private readonly onEnd: (reason: string) => void,
+    private readonly onHeads: (heads: HeadInfo[]) => void,
+  ) {
+    const io: DeviceIo = {
+      map: (memfd, offset, length) => new Uint8Array(fd.mmap(memfd, offset, length, true)),
+      unmap: (mapping) => fd.munmap(mapping.buffer as ArrayBuffer),
+      close: (x) => fd.close(x),
+      eventfdWrite: (x) => fd.eventfdWrite(x),
+      eventfdRead: (x) => void fd.eventfdRead(x),
+      watchReadable: (x, cb) => fd.watchReadable(x, cb),
+    };
+    this.reader = new FrameReader((x) => fd.close(x));
+    this.device = new VhostUserDevice({
+      io,
+      heads: defaultHeads,
+      emitter,
+      log,
+      blob: options.blob,
+      limits: options.limits,
+      onGpuSocket: (gpuFd) => this.attachDisplay(gpuFd),
+      canProcess: () => this.display === null || this.display.ready,
+    });
+    this.emitter = emitter;
+    emitter.on('scanoutSet', this.onScanout);
+  }
+
+  private readonly emitter: TypedEmitter<SourceEvents>;
+  private readonly onScanout = (headId: number, scanout: ScanoutInfo | null): void => {
+    if (!this.ended)
+      this.display?.scanout(headId, scanout?.rect.width ?? 0, scanout?.rect.height ?? 0);
+  };
+
+  start(): void {
+    this.stopWatch = this.fd.watchReadable(this.conn, () => this.readable());
+  }
+
+  private attachDisplay(gpuFd: number): void {
+    this.display?.close();
+    const fixedSize = this.options.width !== undefined || this.options.height !== undefined;
+    const channel = new QemuDisplayChannel(
+      gpuFd,
+      {
+        send: (x, data) => void this.fd.unixSend(x, data),
+        recv: (x, max) => this.fd.unixRecv(x, max),
+        watchReadable: (x, cb) => this.fd.watchReadable(x, cb),
+        close: (x) => this.fd.close(x),
+      },
+      this.defaultHeads.length,
+      (message) => this.log('info', message),
+      (modes) => {
+        if (this.ended || this.display !== channel) return;
+        if (modes) {
+          const heads = headsFromModes(this.defaultHeads, modes, fixedSize);
+          this.log(
+            'info',
+            `heads: ${heads.map((h) => `${h.id}:${h.width}x${h.height}${h.enabled ? '' : ' (off)'}`).join(' ')}`,
+          );
+          this.device.gpu.setHeads(heads);
+          this.onHeads(heads);
+        }
+        this.device.kickAll();
+      },
+    );
+    this.display = channel;
+    channel.start();
+  }
+
+  private readable(): void {
+    while (!this.ended) {
+      let chunk;
+      try {
+        chunk = this.fd.unixRecv(this.conn, this.reader.wanted());
+      } catch (error) {
+        this.end(`receive failed: ${String(error)}`);
+        return;
+      }
+      if (chunk === null) return;
+      if (chunk.data.length === 0) {
+        for (const x of chunk.fds) this.fd.close(x);
+        this.end('front-end closed the connection');
+        return;
+      }
+      let messages;
+      try {
+        messages = this.reader.push(chunk.data, chunk.fds);
+      } catch (error) {
+        if (!(error instanceof ProtocolError)) throw error;
+        this.end(`protocol error: ${error.message}`);
+        return;
+      }
+      for (const message of messages) {
+        if (this.ended) {
+          for (const x of message.fds) this.fd.close(x);
+          continue;
+        }
+        this.log(
+          'debug',
+          `vhost-user ${requestName(message.request)} (${message.payload.length} bytes, ${message.fds.length} fds)`,
+        );
+        const reply = this.device.handle(message);
+        if (reply) {
+          try {
+            this.fd.unixSend(this.conn, reply);
+          } catch (error) {
+            this.end(`send failed: ${String(error)}`);
+          }
+        }
+      }
+    }
+  }
+
+  end(reason: string): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.stopWatch?.();
+    this.stopWatch = null;
+    this.display?.close();
+    this.display = null;
+    this.device.dispose();
+    this.emitter.off('scanoutSet', this.onScanout);
+    this.reader.dispose();
+    this.fd.close(this.conn);
+    this.onEnd(reason);
+  }
+}

@@ -1,0 +1,548 @@
+/**
+ * The vhost-user back-end state machine for a virtio-gpu device (2 queues: control, cursor):
+ * takes parsed front-end messages, keeps features, the memory table and the rings, runs the
+ * queues when kicked, and returns replies. I/O goes through `DeviceIo`, so the same code runs
+ * against real fds (native) and against in-memory fakes in tests.
+ *
+ * Fd ownership: this object owns every fd that arrives with a message (memory region fds, kick,
+ * call and err eventfds); it closes them when replaced, on reset and on dispose, and closes fds
+ * that came with a message that does not use them. A GPU_SET_SOCKET fd is handed to
+ * `onGpuSocket`, which takes it.
+ */
+import type { HeadInfo, SourceEvents } from '../types.js';
+import type { TypedEmitter } from './emitter.js';
+import {
+  GuestMemory,
+  MAX_REGIONS,
+  MemoryError,
+  toSafeNumber,
+  type RegionMapper,
+} from './guest-memory.js';
+import { GpuDevice, MAX_REQUEST_BYTES, type GpuLimits, type Logger } from './gpu-device.js';
+import { encodeHeaderResponse, HDR_SIZE, readHeader, Resp } from './gpu-protocol.js';
+import {
+  encodeConfig,
+  encodeReply,
+  encodeVringState,
+  Feature,
+  Flags,
+  parseConfig,
+  parseMemTable,
+  parseSingleRegion,
+  parseU64,
+  parseVringAddr,
+  parseVringFd,
+  parseVringState,
+  ProtocolError,
+  ProtocolFeature,
+  Request,
+  requestName,
+  u64Payload,
+  type Message,
+} from './vhost-user-protocol.js';
+import { gatherReadable, scatterWritable, SplitVirtqueue, type Chain } from './virtqueue.js';
+
+export interface DeviceIo extends RegionMapper {
+  close(fd: number): void;
+  /** Signals an eventfd (borrowed). */
+  eventfdWrite(fd: number): void;
+  /** Drains an eventfd (borrowed). */
+  eventfdRead(fd: number): void;
+  /** Calls `onReadable` whenever fd is readable; returns a stop function. Borrows fd. */
+  watchReadable(fd: number, onReadable: () => void): () => void;
+}
+
+export const CONTROL_QUEUE = 0;
+export const CURSOR_QUEUE = 1;
+export const QUEUE_COUNT = 2;
+const CONFIG_SIZE = 16;
+
+interface Queue {
+  vq: SplitVirtqueue;
+  kickFd: number | null;
+  callFd: number | null;
+  errFd: number | null;
+  stopWatch: (() => void) | null;
+  started: boolean;
+  enabled: boolean;
+  problemLogged: string | null;
+}
+
+export interface VhostUserDeviceOptions {
+  io: DeviceIo;
+  heads: HeadInfo[];
+  emitter: TypedEmitter<SourceEvents>;
+  log: Logger;
+  /** Offer VIRTIO_GPU_F_RESOURCE_BLOB (guest blobs). */
+  blob?: boolean;
+  limits?: Partial<GpuLimits>;
+  /** Takes the vhost-user-gpu socket fd QEMU passes with GPU_SET_SOCKET. */
+  onGpuSocket?: (fd: number) => void;
+  /** While false, kicks are noted but queues are not run (e.g. waiting for QEMU's display info). */
+  canProcess?: () => boolean;
+}
+
+export class VhostUserDevice {
+  readonly memory: GuestMemory;
+  readonly gpu: GpuDevice;
+  readonly offeredFeatures: bigint;
+  readonly offeredProtocolFeatures =
+    ProtocolFeature.MQ |
+    ProtocolFeature.REPLY_ACK |
+    ProtocolFeature.CONFIG |
+    ProtocolFeature.RESET_DEVICE |
+    ProtocolFeature.CONFIGURE_MEM_SLOTS |
+    ProtocolFeature.STATUS;
+  features = 0n;
+  protocolFeatures = 0n;
+  status = 0;
+  owner = false;
+  readonly queues: Queue[] = [];
+  readonly counters = {
+    messages: 0,
+    messageErrors: 0,
+    kicks: 0,
+    chains: 0,
+    responses: 0,
+    dropped: 0,
+    notifications: 0,
+  };
+  private disposed = false;
+
+  constructor(private readonly options: VhostUserDeviceOptions) {
+    const { io } = options;
+    this.memory = new GuestMemory(io, (fd) => io.close(fd));
+    this.gpu = new GpuDevice({
+      memory: this.memory,
+      heads: options.heads,
+      emitter: options.emitter,
+      log: options.log,
+      limits: options.limits,
+    });
+    this.offeredFeatures =
+      Feature.VERSION_1 |
+      Feature.VHOST_USER_F_PROTOCOL_FEATURES |
+      Feature.RING_INDIRECT_DESC |
+      Feature.RING_EVENT_IDX |
+      Feature.RING_RESET |
+      Feature.VIRTIO_GPU_F_EDID |
+      (options.blob ? Feature.VIRTIO_GPU_F_RESOURCE_BLOB : 0n);
+    for (let i = 0; i < QUEUE_COUNT; i++) {
+      this.queues.push({
+        vq: new SplitVirtqueue(i),
+        kickFd: null,
+        callFd: null,
+        errFd: null,
+        stopWatch: null,
+        started: false,
+        enabled: false,
+        problemLogged: null,
+      });
+    }
+    this.applyFeatures(0n);
+  }
+
+  private get log(): Logger {
+    return this.options.log;
+  }
+
+  /**
+   * Handles one message (takes its fds) and returns the reply message to send, or null.
+   * Never throws for bad input: errors are logged and, if asked, acknowledged as failures.
+   */
+  handle(msg: Message): Uint8Array | null {
+    this.counters.messages++;
+    const fds = [...msg.fds];
+    const takeFd = (): number | null => fds.shift() ?? null;
+    let reply: Uint8Array | null = null;
+    let ok = true;
+    try {
+      if (this.disposed) throw new ProtocolError('device disposed');
+      reply = this.dispatch(msg, takeFd);
+    } catch (error) {
+      if (!(error instanceof ProtocolError || error instanceof MemoryError)) throw error;
+      ok = false;
+      this.counters.messageErrors++;
+      this.log('warn', `vhost-user ${requestName(msg.request)}: ${error.message}`);
+    } finally {
+      for (const fd of fds) this.options.io.close(fd);
+    }
+    if (reply) return encodeReply(msg.request, reply);
+    if (msg.flags & Flags.NEED_REPLY && this.protocolFeatures & ProtocolFeature.REPLY_ACK) {
+      return encodeReply(msg.request, u64Payload(ok ? 0n : 1n));
+    }
+    return null;
+  }
+
+  private queue(index: number): Queue {
+    const queue = this.queues[index];
+    if (!queue) throw new ProtocolError(`queue index ${index} (device has ${QUEUE_COUNT})`);
+    return queue;
+  }
+
+  private dispatch(msg: Message, takeFd: () => number | null): Uint8Array | null {
+    const payload = msg.payload;
+    switch (msg.request) {
+      case Request.GET_FEATURES:
+        return u64Payload(this.offeredFeatures);
+      case Request.SET_FEATURES: {
+        // QEMU also sets ring features it was not offered (INDIRECT_DESC, EVENT_IDX,
+        // RING_RESET); all of them are implemented, so take the value as is.
+        this.applyFeatures(parseU64(payload));
+        return null;
+      }
+      case Request.GET_PROTOCOL_FEATURES:
+        return u64Payload(this.offeredProtocolFeatures);
+      case Request.SET_PROTOCOL_FEATURES:
+        this.protocolFeatures = parseU64(payload) & this.offeredProtocolFeatures;
+        return null;
+      case Request.SET_OWNER:
+        this.owner = true;
+        return null;
+      case Request.RESET_OWNER:
+      case Request.RESET_DEVICE:
+        this.resetDevice();
+        return null;
+      case Request.SET_MEM_TABLE:
+        this.setMemTable(payload, msg.fds.length, takeFd);
+        return null;
+      case Request.ADD_MEM_REG: {
+        const region = parseSingleRegion(payload);
+        const fd = takeFd();
+        if (fd === null) throw new ProtocolError('ADD_MEM_REG without an fd');
+        this.memory.add(region, fd);
+        this.memoryChanged();
+        return null;
+      }
+      case Request.REM_MEM_REG: {
+        const region = parseSingleRegion(payload);
+        if (!this.memory.remove(region))
+          throw new ProtocolError('REM_MEM_REG of an unknown region');
+        this.memoryChanged();
+        return null;
+      }
+      case Request.GET_MAX_MEM_SLOTS:
+        return u64Payload(BigInt(MAX_REGIONS));
+      case Request.GET_QUEUE_NUM:
+        return u64Payload(BigInt(QUEUE_COUNT));
+      case Request.SET_VRING_NUM: {
+        const state = parseVringState(payload);
+        const queue = this.queue(state.index);
+        if (state.num === 0 || state.num > 32768 || (state.num & (state.num - 1)) !== 0) {
+          throw new ProtocolError(`queue size ${state.num}`);
+        }
+        queue.vq.size = state.num;
+        queue.vq.invalidate();
+        return null;
+      }
+      case Request.SET_VRING_ADDR: {
+        const addr = parseVringAddr(payload);
+        const queue = this.queue(addr.index);
+        const desc = toSafeNumber(addr.descUser);
+        const avail = toSafeNumber(addr.availUser);
+        const used = toSafeNumber(addr.usedUser);
+        if (desc === null || avail === null || used === null)
+          throw new ProtocolError('ring address beyond 2^53');
+        queue.vq.descUser = desc;
+        queue.vq.availUser = avail;
+        queue.vq.usedUser = used;
+        queue.vq.invalidate();
+        return null;
+      }
+      case Request.SET_VRING_BASE: {
+        const state = parseVringState(payload);
+        this.queue(state.index).vq.setBase(state.num);
+        return null;
+      }
+      case Request.GET_VRING_BASE: {
+        const state = parseVringState(payload);
+        const queue = this.queue(state.index);
+        this.stopQueue(queue);
+        return encodeVringState({ index: state.index, num: queue.vq.lastAvailIdx });
+      }
+      case Request.SET_VRING_KICK: {
+        const request = parseVringFd(payload);
+        const queue = this.queue(request.index);
+        const fd = request.noFd ? null : takeFd();
+        if (!request.noFd && fd === null) throw new ProtocolError('SET_VRING_KICK without an fd');
+        this.replaceKick(queue, fd);
+        return null;
+      }
+      case Request.SET_VRING_CALL: {
+        const request = parseVringFd(payload);
+        const queue = this.queue(request.index);
+        const fd = request.noFd ? null : takeFd();
+        if (queue.callFd !== null) this.options.io.close(queue.callFd);
+        queue.callFd = fd;
+        return null;
+      }
+      case Request.SET_VRING_ERR: {
+        const request = parseVringFd(payload);
+        const queue = this.queue(request.index);
+        const fd = request.noFd ? null : takeFd();
+        if (queue.errFd !== null) this.options.io.close(queue.errFd);
+        queue.errFd = fd;
+        return null;
+      }
+      case Request.SET_VRING_ENABLE: {
+        const state = parseVringState(payload);
+        const queue = this.queue(state.index);
+        queue.enabled = state.num === 1;
+        if (queue.enabled) this.processQueue(state.index);
+        return null;
+      }
+      case Request.GET_CONFIG: {
+        const request = parseConfig(payload);
+        const config = new Uint8Array(CONFIG_SIZE);
+        const view = new DataView(config.buffer);
+        // events_read, events_clear: 0; num_scanouts; num_capsets: 0. QEMU overrides the
+        // fields it manages (scanouts, events) with its own values.
+        view.setUint32(8, this.gpu.scanoutCount, true);
+        const data = new Uint8Array(request.size);
+        if (request.offset < CONFIG_SIZE) {
+          data.set(
+            config.subarray(request.offset, Math.min(CONFIG_SIZE, request.offset + request.size)),
+          );
+        }
+        return encodeConfig({ ...request, data });
+      }
+      case Request.SET_CONFIG:
+        parseConfig(payload); // events_clear: no events are ever raised
+        return null;
+      case Request.GPU_SET_SOCKET: {
+        const fd = takeFd();
+        if (fd === null) throw new ProtocolError('GPU_SET_SOCKET without an fd');
+        if (this.options.onGpuSocket) this.options.onGpuSocket(fd);
+        else this.options.io.close(fd);
+        return null;
+      }
+      case Request.SET_STATUS: {
+        const status = Number(parseU64(payload) & 0xffn);
+        if (status === 0 && this.status !== 0) {
+          // QEMU resets the device this way on every stop (vhost_dev_stop): the guest
+          // re-creates its resources on the next start.
+          this.log('info', 'device status reset: dropping resources');
+          this.gpu.reset();
+        }
+        this.status = status;
+        return null;
+      }
+      case Request.GET_STATUS:
+        return u64Payload(BigInt(this.status));
+      default:
+        throw new ProtocolError('unsupported request');
+    }
+  }
+
+  private applyFeatures(features: bigint): void {
+    this.features = features;
+    for (const queue of this.queues) {
+      queue.vq.eventIdx = (features & Feature.RING_EVENT_IDX) !== 0n;
+      queue.vq.indirect = (features & Feature.RING_INDIRECT_DESC) !== 0n;
+      // Without VHOST_USER_F_PROTOCOL_FEATURES rings start enabled (vhost-user.rst).
+      if (!(features & Feature.VHOST_USER_F_PROTOCOL_FEATURES)) queue.enabled = true;
+    }
+    this.gpu.edid = (features & Feature.VIRTIO_GPU_F_EDID) !== 0n;
+    this.gpu.blob = (features & Feature.VIRTIO_GPU_F_RESOURCE_BLOB) !== 0n;
+  }
+
+  private setMemTable(payload: Uint8Array, fdCount: number, takeFd: () => number | null): void {
+    const regions = parseMemTable(payload);
+    if (fdCount !== regions.length) {
+      throw new ProtocolError(`${regions.length} regions with ${fdCount} fds`);
+    }
+    this.memory.clear();
+    let failure: Error | null = null;
+    for (const region of regions) {
+      const fd = takeFd()!;
+      if (failure) {
+        this.options.io.close(fd);
+        continue;
+      }
+      try {
+        this.memory.add(region, fd);
+      } catch (error) {
+        if (!(error instanceof MemoryError)) throw error;
+        failure = error;
+      }
+    }
+    this.memoryChanged();
+    if (failure) throw failure;
+    this.log(
+      'debug',
+      `memory table: ${this.memory.regions
+        .map((r) => `gpa 0x${r.guestAddr.toString(16)}+0x${r.size.toString(16)}`)
+        .join(', ')}`,
+    );
+  }
+
+  private memoryChanged(): void {
+    for (const queue of this.queues) queue.vq.invalidate();
+    this.gpu.memoryChanged();
+    for (let i = 0; i < QUEUE_COUNT; i++) this.processQueue(i);
+  }
+
+  private replaceKick(queue: Queue, fd: number | null): void {
+    queue.stopWatch?.();
+    queue.stopWatch = null;
+    if (queue.kickFd !== null) this.options.io.close(queue.kickFd);
+    queue.kickFd = fd;
+    queue.started = true;
+    queue.problemLogged = null;
+    const index = queue.vq.index;
+    if (fd !== null) {
+      queue.stopWatch = this.options.io.watchReadable(fd, () => {
+        if (queue.kickFd === null) return;
+        this.options.io.eventfdRead(queue.kickFd);
+        this.counters.kicks++;
+        this.processQueue(index);
+      });
+    } else {
+      this.log(
+        'warn',
+        `queue ${index}: no kick fd (polling is not supported); runs on other events`,
+      );
+    }
+    this.processQueue(index);
+  }
+
+  private stopQueue(queue: Queue): void {
+    queue.stopWatch?.();
+    queue.stopWatch = null;
+    if (queue.kickFd !== null) this.options.io.close(queue.kickFd);
+    queue.kickFd = null;
+    queue.started = false;
+    queue.vq.invalidate();
+  }
+
+  /** Runs every queue that can run (after the processing gate opens). */
+  kickAll(): void {
+    for (let i = 0; i < QUEUE_COUNT; i++) this.processQueue(i);
+  }
+
+  /** Takes every available chain of a queue, executes it, returns it, notifies once. */
+  processQueue(index: number): void {
+    const queue = this.queues[index]!;
+    if (this.disposed || !queue.started || !queue.enabled) return;
+    if (this.options.canProcess && !this.options.canProcess()) return;
+    const problem = queue.vq.resolve(this.memory);
+    if (problem) {
+      if (queue.problemLogged !== problem) this.log('warn', `queue ${index}: ${problem}`);
+      queue.problemLogged = problem;
+      return;
+    }
+    let pushed = 0;
+    for (;;) {
+      const result = queue.vq.pop(this.memory);
+      if (result.kind === 'empty') {
+        if (queue.vq.armKick()) continue;
+        break;
+      }
+      if (result.kind === 'broken') {
+        if (queue.problemLogged !== result.reason) {
+          this.log('error', `queue ${index} stopped: ${result.reason}`);
+          if (queue.errFd !== null) this.options.io.eventfdWrite(queue.errFd);
+        }
+        queue.problemLogged = result.reason;
+        break;
+      }
+      this.counters.chains++;
+      if (result.kind === 'bad') {
+        this.counters.dropped++;
+        this.log('warn', `queue ${index}: dropped chain ${result.head}: ${result.reason}`);
+        queue.vq.push(result.head, 0);
+        pushed++;
+        continue;
+      }
+      const written =
+        index === CONTROL_QUEUE ? this.runControl(result.chain) : this.runCursor(result.chain);
+      queue.vq.push(result.chain.head, written);
+      pushed++;
+    }
+    if (pushed > 0 && queue.vq.needsNotify() && queue.callFd !== null) {
+      this.counters.notifications++;
+      this.options.io.eventfdWrite(queue.callFd);
+    }
+  }
+
+  /** Executes one control chain; returns the bytes written into it. */
+  private runControl(chain: Chain): number {
+    let request = gatherReadable(chain, MAX_REQUEST_BYTES);
+    if (!request) {
+      // Too long to be any command: answer from its header alone (the command then fails
+      // its size check, or is a header-only command).
+      this.log('warn', `control request of ${chain.readableLength} bytes truncated`);
+      const head = new Uint8Array(HDR_SIZE);
+      let at = 0;
+      for (const part of chain.readable) {
+        if (at >= HDR_SIZE) break;
+        const take = Math.min(part.length, HDR_SIZE - at);
+        head.set(part.subarray(0, take), at);
+        at += take;
+      }
+      request = head;
+    }
+    let response = this.gpu.handleControl(request);
+    if (scatterWritable(chain, response)) {
+      this.counters.responses++;
+      return response.length;
+    }
+    if (response.length > HDR_SIZE && chain.writableLength >= HDR_SIZE) {
+      const header =
+        request.length >= HDR_SIZE
+          ? readHeader(new DataView(request.buffer, request.byteOffset, HDR_SIZE))
+          : null;
+      this.log(
+        'warn',
+        `response of ${response.length} bytes does not fit ${chain.writableLength}: ERR_UNSPEC`,
+      );
+      response = encodeHeaderResponse(Resp.ERR_UNSPEC, header);
+      scatterWritable(chain, response);
+      this.counters.responses++;
+      return response.length;
+    }
+    this.counters.dropped++;
+    this.log(
+      'warn',
+      `control chain ${chain.head}: ${chain.writableLength} writable bytes, no room for a response`,
+    );
+    return 0;
+  }
+
+  private runCursor(chain: Chain): number {
+    const request = gatherReadable(chain, MAX_REQUEST_BYTES);
+    if (!request) {
+      this.counters.dropped++;
+      this.log('warn', `cursor request of ${chain.readableLength} bytes dropped`);
+      return 0;
+    }
+    this.gpu.handleCursor(request);
+    return 0;
+  }
+
+  /** Stops every queue and closes its fds; forgets features and GPU state (memory stays). */
+  resetDevice(): void {
+    for (const queue of this.queues) {
+      this.stopQueue(queue);
+      if (queue.callFd !== null) this.options.io.close(queue.callFd);
+      if (queue.errFd !== null) this.options.io.close(queue.errFd);
+      queue.callFd = queue.errFd = null;
+      queue.vq.size = 0;
+      queue.vq.descUser = queue.vq.availUser = queue.vq.usedUser = null;
+      queue.vq.setBase(0);
+      queue.enabled = false;
+    }
+    this.status = 0;
+    this.applyFeatures(0n);
+    this.gpu.reset();
+  }
+
+  /** Ends the session: resets and releases the memory table. Idempotent. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.resetDevice();
+    this.disposed = true;
+    this.memory.clear();
+    this.gpu.memoryChanged();
+  }
+}
