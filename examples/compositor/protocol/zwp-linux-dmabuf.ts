@@ -12,9 +12,23 @@ import { BufferParamsObject } from './zwp-linux-buffer-params.js';
 
 export const ZWP_LINUX_DMABUF_VERSION = 4;
 
+/** glibc's makedev encoding of a dev_t. */
+export function makedev(major: number, minor: number): bigint {
+  const ma = BigInt(major >>> 0);
+  const mi = BigInt(minor >>> 0);
+  return (
+    ((ma & 0xfffff000n) << 32n) | ((ma & 0xfffn) << 8n) | ((mi & 0xffffff00n) << 12n) | (mi & 0xffn)
+  );
+}
+
+/** The conventional first render node (char 226:128), used when the machine has no DRM node. */
+export const NOMINAL_RENDER_NODE = makedev(226, 128);
+
 /**
- * The dev_t of the first DRM render node, or 0 without one (a CPU renderer has no device; the
- * protocol still needs a main_device, and clients that find no node fall back to linear).
+ * The dev_t for main_device: the first DRM render node, or, without one, the nominal
+ * renderD128 number. A CPU renderer has no device of its own, but the protocol needs a
+ * non-zero main_device (clients such as wayland-info treat 0 as "no feedback"); a client that
+ * cannot open it falls back to what the format table says, which here is LINEAR memory.
  */
 export function findMainDevice(driDirectory = '/dev/dri'): bigint {
   try {
@@ -28,7 +42,7 @@ export function findMainDevice(driDirectory = '/dev/dri'): bigint {
   } catch {
     // no DRM at all
   }
-  return 0n;
+  return NOMINAL_RENDER_NODE;
 }
 
 export function createLinuxDmabufGlobal(context: ServerContext): Global {
