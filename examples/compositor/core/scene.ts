@@ -72,8 +72,10 @@ export class Output {
       const delayMs = Math.max(0, Number(this.nextTickNs - now) / 1e6);
       this.timer = setTimeout(() => {
         const tickNs = process.hrtime.bigint();
-        // Skip missed ticks instead of bursting to catch up.
-        while (this.nextTickNs <= tickNs) this.nextTickNs += BigInt(this.refreshNs);
+        // Timers may fire a little early: this firing is the tick due at nextTickNs, so always
+        // advance at least one period; skip missed ticks instead of bursting to catch up.
+        do this.nextTickNs += BigInt(this.refreshNs);
+        while (this.nextTickNs <= tickNs);
         this.lastTickNs = tickNs;
         this.sequence++;
         onTick(this, tickNs);
