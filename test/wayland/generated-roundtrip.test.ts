@@ -13,6 +13,11 @@ import {
   WlCallbackResource,
   WlCompositorProxy,
   WlCompositorResource,
+  WlDataDeviceManagerProxy,
+  WlDataDeviceManagerResource,
+  WlDataDeviceResource,
+  WlDataOfferProxy,
+  WlDataOfferResource,
   WlKeyboardKeymapFormat,
   WlKeyboardResource,
   WlOutputMode,
@@ -167,6 +172,33 @@ function startServer(display: Display) {
       release: () => {},
     };
   });
+  // Selections: wl_data_device.data_offer creates a server-side object (new_id in an event).
+  WlDataDeviceManagerResource.global(display, 3, () => ({
+    createDataSource: (resource) => resource.postError(0, 'no sources'),
+    getDataDevice: (manager, id, seat) => {
+      assert.ok(seat instanceof WlSeatResource);
+      const device = WlDataDeviceResource.create(manager.client, manager.version, id, {
+        startDrag: () => {},
+        setSelection: () => {},
+      });
+      const offer = WlDataOfferResource.create(manager.client, manager.version, 0, {
+        accept: () => {},
+        receive: (_offer, mimeType, pipeFd) => {
+          try {
+            fd.unixSend(pipeFd, new TextEncoder().encode(`contents as ${mimeType}`));
+          } finally {
+            fd.close(pipeFd);
+          }
+        },
+        finish: () => {},
+        setActions: () => {},
+      });
+      assert.equal(device.sendDataOffer(offer), true);
+      offer.sendOffer('text/plain');
+      offer.sendOffer('text/html');
+      device.sendSelection(offer);
+    },
+  }));
   return seen;
 }
 
@@ -191,6 +223,7 @@ test(
         { name: 2, interface: 'wl_shm', version: 1 },
         { name: 3, interface: 'wl_output', version: 4 },
         { name: 4, interface: 'wl_seat', version: 5 },
+        { name: 5, interface: 'wl_data_device_manager', version: 3 },
       ]);
 
       // wl_output: typed event arguments, in order, done last.
@@ -348,6 +381,57 @@ test(
       assert.equal(failures.length, 1);
       assert.equal(connection.connected, false);
       await assert.rejects(connection.roundtrip(), ProtocolError);
+    } finally {
+      connection.disconnect();
+      display.destroy();
+      for (const mapping of seen.mappings) fd.munmap(mapping);
+      runtime.remove();
+    }
+    assert.equal(fd.openFdCount(), baselineFds);
+  },
+);
+
+test(
+  'objects created by events arrive as typed proxies, and fds go both ways',
+  { skip: clientMissing },
+  async () => {
+    const runtime = useTempRuntimeDir();
+    const baselineFds = fd.openFdCount();
+    const display = Display.create();
+    const seen = startServer(display);
+    const connection = Connection.connect(display.addSocket('guestfb-gen-offer'));
+    try {
+      const registry = await connection.registry();
+      const seat = registry.bindFirst(WlSeatProxy, 5);
+      const manager = registry.bindFirst(WlDataDeviceManagerProxy, 3);
+      const offers: WlDataOfferProxy[] = [];
+      const mimeTypes: string[] = [];
+      let selection: WlDataOfferProxy | null | undefined;
+      manager.getDataDevice(seat).setListener({
+        dataOffer: (offer) => {
+          assert.ok(offer instanceof WlDataOfferProxy);
+          offers.push(offer.setListener({ offer: (mimeType) => mimeTypes.push(mimeType) }));
+        },
+        selection: (offer) => (selection = offer),
+      });
+      await connection.roundtrip();
+      assert.equal(offers.length, 1);
+      assert.equal(offers[0].version, 3);
+      assert.deepEqual(mimeTypes, ['text/plain', 'text/html']);
+      assert.equal(selection, offers[0], 'the selection names the same proxy object');
+
+      const [readEnd, writeEnd] = fd.socketpair();
+      try {
+        offers[0].receive('text/plain', writeEnd);
+        fd.close(writeEnd); // borrowed by the request
+        await connection.roundtrip();
+        const message = fd.unixRecv(readEnd, 256);
+        assert.equal(new TextDecoder().decode(message?.data), 'contents as text/plain');
+      } finally {
+        fd.close(readEnd);
+      }
+      offers[0].destroy();
+      await connection.roundtrip();
     } finally {
       connection.disconnect();
       display.destroy();
