@@ -22,6 +22,8 @@ export interface WindowEvents {
   close(): void;
   /** The window committed (for the subsurface cursor, which moves on parent commits). */
   committed?(): void;
+  /** A frame callback fired (after the pacer committed any merged damage). */
+  frameDone?(): void;
 }
 
 export class HeadWindow {
@@ -159,6 +161,7 @@ export class HeadWindow {
     this.frameCallback?.destroyProxy();
     this.frameCallback = null;
     this.pacer.frameDone();
+    this.events.frameDone?.();
   }
 
   destroy(): void {

@@ -105,6 +105,7 @@ export function layoutPages(
   layout: PatternLayout,
   seed = 1,
   maxRun = 24,
+  contiguousStart = 3,
 ): PageLayout {
   if (!Number.isInteger(framebufferPages) || framebufferPages < 1) {
     throw new RangeError(`bad page count ${framebufferPages}`);
@@ -112,8 +113,8 @@ export function layoutPages(
   const random = random32(seed);
   const pages = new Uint32Array(framebufferPages);
   if (layout === 'contiguous') {
-    // Start a few pages in, so the buffer offset inside the memfd is not zero.
-    const start = 3;
+    // By default start a few pages in, so the buffer offset inside the memfd is not zero.
+    const start = contiguousStart;
     for (let i = 0; i < framebufferPages; i++) pages[i] = start + i;
     return {
       pages,
@@ -163,6 +164,10 @@ export interface PatternGuestOptions {
   height: number;
   layout?: PatternLayout;
   seed?: number;
+  /** Scattered: longest run of adjacent pages (1: every page on its own). Default 24. */
+  maxRun?: number;
+  /** Contiguous: first page of the framebuffer in the memfd. Default 3. */
+  firstPage?: number;
 }
 
 /**
@@ -191,7 +196,13 @@ export class PatternGuest {
     this.height = height;
     this.stride = width * 4;
     const framebufferPages = Math.ceil((this.stride * height) / PAGE_SIZE);
-    this.layout = layoutPages(framebufferPages, options.layout ?? 'scattered', options.seed ?? 1);
+    this.layout = layoutPages(
+      framebufferPages,
+      options.layout ?? 'scattered',
+      options.seed ?? 1,
+      options.maxRun ?? 24,
+      options.firstPage ?? 3,
+    );
     const memfd = fd.memfdCreate('guestfb-pattern-ram', true);
     try {
       fd.ftruncate(memfd, this.layout.totalPages * PAGE_SIZE);
