@@ -1,17 +1,17 @@
 /**
- * A Wayland client connection for the present layer: the display and registry proxies, the
- * globals list, and an async roundtrip. Errors (protocol errors, hang-ups) are reported once
- * through `onError`; after that every pending roundtrip rejects.
+ * The present layer's Wayland connection: the runtime client Connection (non-blocking
+ * roundtrips, protocol errors) plus its Registry, with the few helpers the present layer uses.
+ * A failure (protocol error, hang-up, a throwing event handler) is reported once via `onError`.
  */
-import { native, type NativeClientConnection, type ProtocolErrorInfo } from '../../native/index.js';
-import type { ProxyClass, Proxy } from '../../protocol-xml/runtime/proxy.js';
-import { WlCallbackProxy, WlDisplayProxy, WlRegistryProxy } from '../../build/protocols/index.js';
+import type { ProtocolErrorInfo } from '../../native/index.js';
+import {
+  Connection,
+  type GlobalInfo,
+  type Registry,
+} from '../../protocol-xml/runtime/client.js';
+import type { Proxy, ProxyClass } from '../../protocol-xml/runtime/proxy.js';
 
-export interface GlobalInfo {
-  name: number;
-  interfaceName: string;
-  version: number;
-}
+export type { GlobalInfo } from '../../protocol-xml/runtime/client.js';
 
 export class ConnectionError extends Error {
   constructor(
@@ -19,62 +19,46 @@ export class ConnectionError extends Error {
     readonly info: ProtocolErrorInfo | null,
   ) {
     super(message);
+    this.name = 'ConnectionError';
   }
-}
-
-export function describeProtocolError(info: ProtocolErrorInfo): string {
-  if (info.code !== undefined) {
-    const where = `${info.interfaceName ?? '?'}@${info.objectId ?? '?'}`;
-    return `protocol error ${info.code} on ${where}${info.message ? `: ${info.message}` : ''}`;
-  }
-  return `connection failed (errno ${info.errno})${info.message ? `: ${info.message}` : ''}`;
 }
 
 export class WaylandClient {
-  readonly display: WlDisplayProxy;
-  readonly registry: WlRegistryProxy;
-  readonly globals = new Map<number, GlobalInfo>();
   private error: ConnectionError | null = null;
-  private readonly pending = new Set<(error: ConnectionError) => void>();
   private readonly errorHandlers: ((error: ConnectionError) => void)[] = [];
-  private readonly globalRemovedHandlers: ((global: GlobalInfo) => void)[] = [];
+  private closing = false;
 
-  /** Takes ownership of the native connection (disconnect() closes it). */
-  constructor(readonly connection: NativeClientConnection) {
-    this.display = new WlDisplayProxy(connection.display);
-    connection.onError((info) => this.fail(new ConnectionError(describeProtocolError(info), info)));
+  private constructor(
+    readonly connection: Connection,
+    readonly registry: Registry,
+  ) {
+    connection.onError((error) => {
+      if (!this.closing) this.fail(new ConnectionError(error.message, error.info));
+    });
     connection.onListenerError((error) => {
-      this.fail(
-        new ConnectionError(
-          `event handler failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
-          null,
-        ),
-      );
-    });
-    this.registry = this.display.getRegistry().setListener({
-      global: (name, interfaceName, version) => {
-        this.globals.set(name, { name, interfaceName, version });
-      },
-      globalRemove: (name) => {
-        const global = this.globals.get(name);
-        this.globals.delete(name);
-        if (global) for (const handler of this.globalRemovedHandlers) handler(global);
-      },
+      const text = error instanceof Error ? (error.stack ?? error.message) : String(error);
+      this.fail(new ConnectionError(`a Wayland event handler failed: ${text}`, null));
     });
   }
 
-  /** Connects to a display name (or WAYLAND_DISPLAY when undefined) and lists the globals. */
-  static async connect(display?: string): Promise<WaylandClient> {
-    const client = new WaylandClient(native.connect(display));
-    await client.roundtrip();
-    return client;
+  private static async start(connection: Connection): Promise<WaylandClient> {
+    try {
+      const registry = await connection.registry();
+      return new WaylandClient(connection, registry);
+    } catch (error) {
+      connection.disconnect();
+      throw error;
+    }
   }
 
-  /** Connects over an already connected socket (takes the fd) and lists the globals. */
-  static async fromFd(socketFd: number): Promise<WaylandClient> {
-    const client = new WaylandClient(native.connectToFd(socketFd));
-    await client.roundtrip();
-    return client;
+  /** Connects to a display name or path (WAYLAND_DISPLAY when undefined); lists the globals. */
+  static connect(display?: string): Promise<WaylandClient> {
+    return WaylandClient.start(Connection.connect(display));
+  }
+
+  /** Connects over an already connected socket (takes the fd); lists the globals. */
+  static fromFd(socketFd: number): Promise<WaylandClient> {
+    return WaylandClient.start(Connection.connectToFd(socketFd));
   }
 
   get failed(): ConnectionError | null {
@@ -82,70 +66,42 @@ export class WaylandClient {
   }
 
   onError(handler: (error: ConnectionError) => void): void {
-    this.errorHandlers.push(handler);
-  }
-
-  onGlobalRemoved(handler: (global: GlobalInfo) => void): void {
-    this.globalRemovedHandlers.push(handler);
+    if (this.error) handler(this.error);
+    else this.errorHandlers.push(handler);
   }
 
   private fail(error: ConnectionError): void {
     if (this.error) return;
     this.error = error;
-    for (const reject of [...this.pending]) reject(error);
-    this.pending.clear();
-    for (const handler of this.errorHandlers) handler(error);
+    for (const handler of this.errorHandlers.splice(0)) handler(error);
   }
 
-  /** Resolves once the compositor processed every request sent so far (wl_display.sync). */
+  /** Resolves once the compositor processed every request sent so far. */
   roundtrip(): Promise<void> {
     if (this.error) return Promise.reject(this.error);
-    return new Promise<void>((resolve, reject) => {
-      const onFail = (error: ConnectionError) => reject(error);
-      this.pending.add(onFail);
-      let callback: WlCallbackProxy;
-      try {
-        callback = this.display.sync();
-      } catch (error) {
-        this.pending.delete(onFail);
-        reject(error);
-        return;
-      }
-      callback.setListener({
-        done: () => {
-          callback.destroyProxy();
-          this.pending.delete(onFail);
-          resolve();
-        },
-      });
-      this.flush();
-    });
+    return this.connection.roundtrip();
   }
 
   flush(): void {
-    if (this.connection.connected && !this.error) this.connection.flush();
+    if (this.connection.connected) this.connection.flush();
   }
 
-  /** The first global of an interface, or undefined. */
-  find(interfaceName: string): GlobalInfo | undefined {
-    for (const global of this.globals.values()) {
-      if (global.interfaceName === interfaceName) return global;
-    }
-    return undefined;
+  get globals(): GlobalInfo[] {
+    return this.registry.globals;
   }
 
   /**
-   * Binds the first global of `cls`'s interface at min(advertised, wanted) or returns null when
+   * Binds the first global of `cls`'s interface at min(advertised, wanted), or returns null when
    * the compositor lacks it or offers less than `minVersion`.
    */
   bind<P extends Proxy>(cls: ProxyClass<P>, wanted: number, minVersion = 1): P | null {
-    const global = this.find(cls.interfaceName);
+    const global = this.registry.find(cls);
     if (!global || global.version < minVersion) return null;
-    const version = Math.min(global.version, wanted, cls.version);
-    return this.registry.bind(global.name, cls, version);
+    return this.registry.bind(global, cls, Math.min(wanted, cls.version));
   }
 
   disconnect(): void {
-    if (this.connection.connected) this.connection.disconnect();
+    this.closing = true;
+    this.connection.disconnect();
   }
 }

@@ -21,7 +21,7 @@ export async function probeCompositor(display?: string): Promise<CompositorInfo>
   try {
     const globals = await bindGlobals(client);
     const info: CompositorInfo = {
-      globals: [...new Set([...client.globals.values()].map((g) => g.interfaceName))].sort(),
+      globals: [...new Set(client.globals.map((g) => g.interface))].sort(),
       dmabufVersion: globals.dmabufVersion,
       dmabufFormats: globals.dmabufFormats ?? new Formats(),
       shmFormats: globals.shmFormats,

@@ -32,7 +32,6 @@ export class HeadWindow {
   private readonly toplevel: XdgToplevelProxy | null;
   readonly pacer: FramePacer;
   private current: PresentedBuffer | null = null;
-  private attachPending = false;
   private configured = false;
   private frameCallback: WlCallbackProxy | null = null;
   /** One listener object for every frame callback: nothing allocated per frame for it. */
@@ -97,7 +96,7 @@ export class HeadWindow {
   }
 
   /**
-   * Shows a buffer (or nothing). The buffer is attached with the next commit and fully damaged;
+   * Shows a buffer (or nothing). The buffer is attached with each commit; a new one is fully damaged;
    * the window does not own it (the presenter's cache does).
    */
   show(buffer: PresentedBuffer | null): void {
@@ -106,13 +105,11 @@ export class HeadWindow {
     this.current = buffer;
     if (buffer === null) {
       this.pacer.stop();
-      this.attachPending = false;
       this.surface.attach(null, 0, 0);
       this.surface.commit();
       this.updateReady();
       return;
     }
-    this.attachPending = true;
     this.pacer.reset(buffer.width, buffer.height);
     this.updateReady();
   }
@@ -132,10 +129,9 @@ export class HeadWindow {
     const buffer = this.current;
     if (buffer === null) return 0;
     const copied = buffer.prepare(damage);
-    if (this.attachPending) {
-      this.surface.attach(buffer.wlBuffer, 0, 0);
-      this.attachPending = false;
-    }
+    // Attach on every commit, not only when the buffer changes: a compositor that released the
+    // buffer (e.g. after uploading shm contents) only reads it again when it is attached again.
+    this.surface.attach(buffer.wlBuffer, 0, 0);
     for (let i = 0; i < damage.count; i++) {
       this.surface.damageBuffer(
         damage.x(i),

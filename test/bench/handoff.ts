@@ -69,7 +69,7 @@ async function startCompositor(width: number, height: number) {
   const child: ChildProcess = spawn(
     process.execPath,
     [
-      path.join(repoRoot, 'bin/guestfb-compositor.js'),
+      path.join(repoRoot, 'dist/examples/compositor/cli.js'),
       '--headless',
       '--socket',
       socket,

@@ -81,10 +81,11 @@ interface Setup {
 async function withPlugin(
   t: TestContext,
   sourceOptions: Partial<PatternSourceOptions>,
-  udmabuf: string | false | UdmabufExporter,
+  udmabufOption: string | false | (() => UdmabufExporter),
   body: (setup: Setup) => Promise<void>,
 ): Promise<void> {
   const baseline = fd.openFdCount();
+  const udmabuf = typeof udmabufOption === 'function' ? udmabufOption() : udmabufOption;
   const logs: string[] = [];
   const compositor = createCompositor({
     outputs: [{ name: OUTPUT, width: W, height: H, refreshMhz: 60000 }],
@@ -142,7 +143,8 @@ test('no udmabuf: scattered guest pages are copied, damaged rects only, and coun
     assert.equal(mismatches(s.compositor, 9), 0);
     assert.equal(s.plugin.stats().bytesCopied, 2 * W * H * 4 + 2 * box * box * 4);
     assert.equal(s.logs.filter((line) => line.includes('fallback:')).length, 1, 'logged once');
-    assert.ok((s.plugin.stats().handoffSamples ?? 0) >= 3);
+    // Handoff latency is sampled for guest flushes (the first frame is the attach, not a flush).
+    assert.equal(s.plugin.stats().handoffSamples, 2);
   });
 });
 
@@ -161,7 +163,7 @@ test('no udmabuf: contiguous guest pages are shown from the guest memfd, no copy
 });
 
 test('dma-buf path: the guest pages are imported once, flushes copy nothing', async (t) => {
-  const exporter = UdmabufExporter.open({ syscalls: memfdAsDmabuf, limits: limits(1024) });
+  const exporter = () => UdmabufExporter.open({ syscalls: memfdAsDmabuf, limits: limits(1024) });
   await withPlugin(t, { layout: 'contiguous', firstPage: 0 }, exporter, async (s) => {
     await s.presented(1);
     assert.equal(mismatches(s.compositor, 0), 0);
@@ -186,7 +188,7 @@ test('dma-buf path: the guest pages are imported once, flushes copy nothing', as
 });
 
 test('a typed udmabuf refusal (list_limit) falls back with its reason', async (t) => {
-  const exporter = UdmabufExporter.open({ syscalls: memfdAsDmabuf, limits: limits(4) });
+  const exporter = () => UdmabufExporter.open({ syscalls: memfdAsDmabuf, limits: limits(4) });
   await withPlugin(t, { layout: 'scattered', maxRun: 1 }, exporter, async (s) => {
     await s.presented(1);
     assert.equal(mismatches(s.compositor, 0), 0);
