@@ -262,12 +262,19 @@ async function runCli(options: RunOptions): Promise<number> {
         });
         sources.push({ name: options.guestName, source: pattern, start: () => pattern.start() });
       } else {
-        sources.push({ name: spec.name, source: await openVhostSource(spec, log) });
+        let source;
+        try {
+          source = await openVhostSource(spec, log);
+        } catch (error) {
+          throw new Error(`--vhost-user-gpu ${spec.socket}: ${(error as Error).message}`);
+        }
+        sources.push({ name: spec.name, source });
       }
     }
   } catch (error) {
     closeSources();
-    throw error;
+    process.stderr.write(`guestfb: ${(error as Error).message}\n`);
+    return 1;
   }
   if (!options.display && !process.env.WAYLAND_DISPLAY) {
     closeSources();
@@ -322,9 +329,20 @@ async function runCli(options: RunOptions): Promise<number> {
 
 async function openVhostSource(
   spec: Extract<SourceSpec, { kind: 'vhost-user-gpu' }>,
-  _log: (message: string) => void,
+  log: (message: string) => void,
 ): Promise<import('./sources/types.js').FramebufferSource> {
-  throw new Error(
-    `--vhost-user-gpu ${spec.name}=${spec.socket}: the vhost-user-gpu backend is not part of this build yet`,
+  const { createVhostUserGpuBackend } = await import('./sources/virtio-gpu/index.js');
+  const backend = createVhostUserGpuBackend({
+    socketPath: spec.socket,
+    role: 'listen',
+    name: spec.name,
+    log: (level, message) => {
+      if (level !== 'debug') log(`${spec.name}: ${level}: ${message}`);
+    },
+  });
+  log(
+    `${spec.name}: vhost-user-gpu back-end listening on ${spec.socket} ` +
+      `(QEMU: -chardev socket,id=gpu,path=${spec.socket} -device vhost-user-gpu-pci,chardev=gpu)`,
   );
+  return backend;
 }

@@ -4,11 +4,7 @@
  * A failure (protocol error, hang-up, a throwing event handler) is reported once via `onError`.
  */
 import type { ProtocolErrorInfo } from '../../native/index.js';
-import {
-  Connection,
-  type GlobalInfo,
-  type Registry,
-} from '../../protocol-xml/runtime/client.js';
+import { Connection, type GlobalInfo, type Registry } from '../../protocol-xml/runtime/client.js';
 import type { Proxy, ProxyClass } from '../../protocol-xml/runtime/proxy.js';
 
 export type { GlobalInfo } from '../../protocol-xml/runtime/client.js';
