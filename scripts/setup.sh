@@ -10,6 +10,7 @@ packages=(
   pkg-config g++ make python3
   libwayland-dev wayland-protocols wayland-utils weston libdrm-dev
   qemu-system-x86 busybox-static cpio xz-utils zstd kmod
+  gcc-12 libelf1 apt debian-archive-keyring
   clang-format
   # Libraries QEMU 10 from bookworm-backports (unpacked by examples/qemu) links against.
   libaio1 libbpf1 libcap-ng0 libcapstone4 libepoxy0 libfdt1 libfuse3-3 libgbm1 libglib2.0-0

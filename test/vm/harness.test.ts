@@ -1,0 +1,131 @@
+// The kernel-tier harness itself: exit statuses, output separation, the guest's udmabuf and
+// vkms, guest node tests, timeouts. The VMs boot in parallel to keep the tier short.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
+import {
+  ensureKernelTier,
+  repoRoot,
+  runGuestTestFile,
+  runInVm,
+  type VmRunResult,
+} from './harness.js';
+
+const selfcheck = 'dist/test/vm/guest/harness-selfcheck.vmtest.js';
+const fdCount = (): number => readdirSync('/proc/self/fd').length;
+
+/** Starts now, awaited by a test later: mark it handled so an early failure is not fatal. */
+function started<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => {});
+  return promise;
+}
+
+const probeScript = `
+printf 'arg:%s\\n' "$@"
+echo "cwd:$(pwd)"
+echo "env:$GUESTFB_PROBE"
+echo to-stderr >&2
+if [ -c /dev/udmabuf ]; then echo udmabuf:char-device; fi
+echo "list_limit:$(cat /sys/module/udmabuf/parameters/list_limit)"
+if [ -c /dev/dri/card0 ]; then echo card0:char-device; fi
+echo "card0-modalias:$(cat /sys/class/drm/card0/device/modalias)"
+echo "vkms:$(cat /sys/module/vkms/initstate)"
+exit 7
+`;
+const probeArgs = ['two words', `it's "quoted" $HOME \\ *`, 'new\nline'];
+
+const tierReady = ensureKernelTier();
+const baselineFds = tierReady.then(fdCount);
+const boot = (options: Parameters<typeof runInVm>[0]): Promise<VmRunResult> =>
+  started(tierReady.then(() => runInVm(options)));
+
+const probe = boot({
+  command: ['sh', '-c', probeScript, 'probe', ...probeArgs],
+  env: { GUESTFB_PROBE: 'a b=c' },
+  modules: ['vkms'],
+});
+const bulk = boot({ command: ['sh', '-c', 'seq 1 100000; seq 1 50000 >&2; exit 255'] });
+const timeout = boot({ command: ['sh', '-c', 'echo started; exec sleep 3600'], timeoutMs: 20_000 });
+const quiet = { diagnostic: (): void => {} };
+const guestPass = started(tierReady.then(() => runGuestTestFile(quiet, selfcheck)));
+const guestFail = started(
+  tierReady.then(() =>
+    runGuestTestFile(quiet, selfcheck, {
+      env: { GUESTFB_SELFCHECK_FAIL: '1' },
+      onOutput: () => {},
+    }),
+  ),
+);
+
+test('the kernel tier is cached after the first preparation', async () => {
+  const tier = await tierReady;
+  assert.match(tier.kernelRelease, /^\d+\.\d+\.\d+.*-amd64$/);
+  const again = await ensureKernelTier();
+  assert.equal(again.kernelImage, tier.kernelImage);
+});
+
+test('exit status, argv, env, cwd and separate stdout/stderr come back exactly', async () => {
+  const result = await probe;
+  assert.equal(result.timedOut, false);
+  assert.equal(result.status, 7);
+  assert.equal(result.stderr, 'to-stderr\n');
+  const lines = result.stdout.split('\n');
+  assert.deepEqual(lines.slice(0, 4), [
+    'arg:two words',
+    `arg:it's "quoted" $HOME \\ *`,
+    'arg:new',
+    'line',
+  ]);
+  assert.ok(lines.includes(`cwd:${repoRoot}`), result.stdout);
+  assert.ok(lines.includes('env:a b=c'), result.stdout);
+});
+
+test('the guest has /dev/udmabuf with list_limit 1024', async () => {
+  const lines = (await probe).stdout.split('\n');
+  assert.ok(lines.includes('udmabuf:char-device'), 'no /dev/udmabuf character device in the guest');
+  assert.ok(lines.includes('list_limit:1024'));
+});
+
+test('vkms loads and provides /dev/dri/card0', async () => {
+  const lines = (await probe).stdout.split('\n');
+  assert.ok(lines.includes('vkms:live'), 'vkms is not loaded');
+  assert.ok(lines.includes('card0:char-device'), 'no /dev/dri/card0');
+  assert.ok(lines.includes('card0-modalias:platform:vkms'), 'card0 is not the vkms device');
+});
+
+test('large outputs arrive complete and status 255 is exact', async () => {
+  const result = await bulk;
+  const numbers = (count: number): string =>
+    Array.from({ length: count }, (_, i) => `${i + 1}\n`).join('');
+  assert.equal(result.status, 255);
+  assert.equal(result.stdout.length, numbers(100000).length);
+  assert.equal(result.stdout === numbers(100000), true, 'stdout differs from `seq 1 100000`');
+  assert.equal(result.stderr === numbers(50000), true, 'stderr differs from `seq 1 50000`');
+});
+
+test('runGuestTestFile passes when every guest test passes', async () => {
+  const result = await guestPass;
+  assert.equal(result.status, 0);
+  assert.match(result.stdout, /^ℹ pass 2$/m);
+});
+
+test('runGuestTestFile fails the host test with the guest summary', async () => {
+  await assert.rejects(guestFail, (error: Error) => {
+    assert.match(error.message, /failed in the VM \(exit status 1\)/);
+    assert.match(error.message, /selfcheck failure switch/);
+    assert.match(error.message, /failing on purpose/);
+    return true;
+  });
+});
+
+test('a timeout kills the VM and is reported', async () => {
+  const result = await timeout;
+  assert.equal(result.timedOut, true);
+  assert.equal(result.status, -1);
+  assert.ok(result.durationMs >= 20_000);
+});
+
+test('no file descriptors leak across runs', async () => {
+  await Promise.allSettled([probe, bulk, timeout, guestPass, guestFail]);
+  assert.equal(fdCount(), await baselineFds);
+});
