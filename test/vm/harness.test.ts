@@ -2,7 +2,7 @@
 // vkms, guest node tests, timeouts. The VMs boot in parallel to keep the tier short.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readlinkSync } from 'node:fs';
 import {
   ensureKernelTier,
   repoRoot,
@@ -12,7 +12,19 @@ import {
 } from './harness.js';
 
 const selfcheck = 'dist/test/vm/guest/harness-selfcheck.vmtest.js';
-const fdCount = (): number => readdirSync('/proc/self/fd').length;
+/** Open fds that are files, pipes or sockets (runtime-internal anon inodes come and go). */
+function openFds(): string[] {
+  const targets: string[] = [];
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      const target = readlinkSync(`/proc/self/fd/${fd}`);
+      if (!target.startsWith('anon_inode:')) targets.push(target);
+    } catch {
+      // The fd readdir itself used is gone by now.
+    }
+  }
+  return targets.sort();
+}
 
 /** Starts now, awaited by a test later: mark it handled so an early failure is not fatal. */
 function started<T>(promise: Promise<T>): Promise<T> {
@@ -35,7 +47,7 @@ exit 7
 const probeArgs = ['two words', `it's "quoted" $HOME \\ *`, 'new\nline'];
 
 const tierReady = ensureKernelTier();
-const baselineFds = tierReady.then(fdCount);
+const baselineFds = tierReady.then(openFds);
 const boot = (options: Parameters<typeof runInVm>[0]): Promise<VmRunResult> =>
   started(tierReady.then(() => runInVm(options)));
 
@@ -127,5 +139,5 @@ test('a timeout kills the VM and is reported', async () => {
 
 test('no file descriptors leak across runs', async () => {
   await Promise.allSettled([probe, bulk, timeout, guestPass, guestFail]);
-  assert.equal(fdCount(), await baselineFds);
+  assert.deepEqual(openFds(), await baselineFds);
 });

@@ -178,6 +178,8 @@ function qemuArguments(
     'console=ttyS0',
     'loglevel=4',
     'panic=-1',
+    // Under TCG on a busy host the IO-APIC timer check can miss its window and panic the boot.
+    'no_timer_check',
     'rdinit=/init',
     `guestfb.run=${runDir}`,
     `guestfb.nonce=${nonce}`,
@@ -366,6 +368,25 @@ function installExitHook(): void {
   });
 }
 
+/** Passes text on line by line, each line prefixed, so guest output stands apart in logs. */
+function prefixedLines(
+  prefix: string,
+  sink: (text: string) => void,
+): { write: (chunk: string) => void; end: () => void } {
+  let partial = '';
+  return {
+    write: (chunk) => {
+      const lines = (partial + chunk).split('\n');
+      partial = lines.pop() ?? '';
+      if (lines.length > 0) sink(lines.map((line) => `${prefix}${line}\n`).join(''));
+    },
+    end: () => {
+      if (partial !== '') sink(`${prefix}${partial}\n`);
+      partial = '';
+    },
+  };
+}
+
 /** The guest test runner's verdict: the failing-tests section, or the last lines of output. */
 function testSummary(result: VmRunResult): string {
   const output = `${result.stdout}\n${result.stderr}`;
@@ -391,11 +412,13 @@ export async function runGuestTestFile(
   if (!existsSync(path.resolve(repoRoot, file))) {
     throw new Error(`${file} does not exist: run \`npm run build\` first`);
   }
+  const relay = prefixedLines('[vm] ', (text) => process.stderr.write(text));
   const result = await runInVm({
-    onOutput: (chunk) => process.stderr.write(chunk),
+    onOutput: relay.write,
     ...options,
     command: [process.execPath, '--test', '--test-reporter=spec', file],
   });
+  relay.end();
   const totals = result.stdout
     .split('\n')
     .filter((line) => /^ℹ (tests|pass|fail|skipped) /.test(line));
