@@ -231,7 +231,8 @@ export interface NativeProxy {
    * untyped new_id, the interface name, version and null); the new proxy is returned.
    * `newInterface` defaults to the message's type (or, untyped, the interface name argument, which
    * it must match); `newVersion` defaults to this proxy's version (untyped: the version argument,
-   * which it must match). `destroy` marks a destructor request (the proxy is destroyed after).
+   * which it must match). On the wl_display proxy, 'wl_callback' and 'wl_registry' work before
+   * they are defined (libwayland's own tables serve). `destroy` marks a destructor request (the proxy is destroyed after).
    * Checks like postEvent (TypeError/RangeError, ERR_WAYLAND_VERSION). On a dead proxy: requests
    * without a new_id do nothing; requests with one throw ERR_WAYLAND_DESTROYED. After a fatal
    * connection error libwayland drops requests silently (new proxies are still returned).

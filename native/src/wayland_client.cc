@@ -496,7 +496,12 @@ Napi::Value ProxyWrap::Marshal(const Napi::CallbackInfo& info) {
     bool untyped = spec.iface == nullptr && newIdIndex >= 2 &&
                    shape.args[newIdIndex - 2].type == 's' && shape.args[newIdIndex - 1].type == 'u';
     if (!info[2].IsUndefined() && !info[2].IsNull()) {
-      newIface = InterfaceArg(info[2], "newInterface");
+      // libwayland's own tables (wl_display.sync's wl_callback...) serve when the name matches
+      // the message's type and nobody defined it.
+      bool builtin = info[2].IsString() && spec.iface != nullptr &&
+                     info[2].As<Napi::String>().Utf8Value() == spec.iface->name &&
+                     FindInterface(spec.iface->name) == nullptr;
+      newIface = builtin ? spec.iface : InterfaceArg(info[2], "newInterface");
     } else if (spec.iface != nullptr) {
       newIface = FindInterface(spec.iface->name);
       if (newIface == nullptr) newIface = spec.iface;
