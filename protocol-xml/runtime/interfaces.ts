@@ -24,8 +24,10 @@ export function registerInterfaces(specs: readonly InterfaceSpec[]): void {
 /** Defines every queued spec with the addon (interfaces the addon already knows are skipped). */
 export function ensureInterfacesDefined(): void {
   if (pending.length === 0) return;
-  const batch = pending.splice(0).filter((spec) => !native.hasInterface(spec.name));
+  const batch = pending.filter((spec) => !native.hasInterface(spec.name));
+  // A call that throws defines nothing (addon contract): keep the queue to report it again.
   if (batch.length > 0) native.defineInterfaces(batch);
+  pending.length = 0;
 }
 
 /** The names registered so far (for diagnostics and tests). */

@@ -441,3 +441,61 @@ test(
     assert.equal(fd.openFdCount(), baselineFds);
   },
 );
+
+test(
+  'a throwing request handler becomes an implementation error, and the server lives on',
+  { skip: clientMissing },
+  async () => {
+    const runtime = useTempRuntimeDir();
+    const baselineFds = fd.openFdCount();
+    const display = Display.create();
+    const serverErrors: unknown[] = [];
+    display.onError((error) => serverErrors.push(error));
+    WlCompositorResource.global(display, 5, () => ({
+      createSurface: (compositor, id) => {
+        // Version 6 is beyond wl_surface's XML version: the generated create refuses it.
+        WlSurfaceResource.create(compositor.client, 6, id, {} as never);
+      },
+      createRegion: () => {
+        throw new Error('regions are broken on purpose');
+      },
+    }));
+    const socket = display.addSocket('guestfb-gen-throw');
+    const first = Connection.connect(socket);
+    const second = Connection.connect(socket);
+    try {
+      for (const [connection, request] of [
+        [first, 'surface'],
+        [second, 'region'],
+      ] as const) {
+        const registry = await connection.registry();
+        const compositor = registry.bindFirst(WlCompositorProxy);
+        if (request === 'surface') compositor.createSurface();
+        else compositor.createRegion();
+        await assert.rejects(connection.roundtrip(), (error: unknown) => {
+          assert.ok(error instanceof ProtocolError);
+          assert.equal(error.info.interfaceName, 'wl_display');
+          assert.equal(error.info.code, 3); // WL_DISPLAY_ERROR_IMPLEMENTATION
+          return true;
+        });
+      }
+      assert.equal(serverErrors.length, 2);
+      assert.match(String(serverErrors[0]), /RangeError: wl_surface: version 6 outside 1\.\.\d/);
+      assert.match(String(serverErrors[1]), /regions are broken on purpose/);
+      // The display still serves new clients.
+      const third = Connection.connect(socket);
+      try {
+        const registry = await third.registry();
+        assert.equal(registry.globals.length, 1);
+      } finally {
+        third.disconnect();
+      }
+    } finally {
+      first.disconnect();
+      second.disconnect();
+      display.destroy();
+      runtime.remove();
+    }
+    assert.equal(fd.openFdCount(), baselineFds);
+  },
+);
