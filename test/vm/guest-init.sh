@@ -57,7 +57,9 @@ mount -t devpts devpts $root/dev/pts
 mount -t tmpfs -o mode=1777 tmp $root/tmp || fail "mounting /tmp failed"
 mount -t tmpfs -o mode=0755 run $root/run || fail "mounting /run failed"
 mount -t debugfs debugfs $root/sys/kernel/debug 2>/dev/null
-mkdir -p $root/run/guestfb $root/tmp/guestfb-home
+mkdir -p $root/run/guestfb/host $root/tmp/guestfb-home
+# The host's root as it is (its /tmp included), read-only, for files a test wants to read.
+mount --bind /mnt/host $root/run/guestfb/host
 cp "$host_run/command.sh" $root/run/guestfb/command.sh || fail "copying the command failed"
 
 kernel_release=$(cat "$host_run/kernel-release")

@@ -42,6 +42,7 @@ echo "list_limit:$(cat /sys/module/udmabuf/parameters/list_limit)"
 if [ -c /dev/dri/card0 ]; then echo card0:char-device; fi
 echo "card0-modalias:$(cat /sys/class/drm/card0/device/modalias)"
 echo "vkms:$(cat /sys/module/vkms/initstate)"
+if [ -f "/run/guestfb/host$(pwd)/package.json" ]; then echo host-view:yes; fi
 exit 7
 `;
 const probeArgs = ['two words', `it's "quoted" $HOME \\ *`, 'new\nline'];
@@ -54,8 +55,9 @@ const boot = (options: Parameters<typeof runInVm>[0]): Promise<VmRunResult> =>
 const probe = boot({
   command: ['sh', '-c', probeScript, 'probe', ...probeArgs],
   env: { GUESTFB_PROBE: 'a b=c' },
-  modules: ['vkms'],
+  modules: ['vkms', 'udmabuf'],
 });
+const badModule = boot({ command: ['true'], modules: ['guestfb_no_such_module'] });
 const bulk = boot({ command: ['sh', '-c', 'seq 1 100000; seq 1 50000 >&2; exit 255'] });
 const timeout = boot({ command: ['sh', '-c', 'echo started; exec sleep 3600'], timeoutMs: 20_000 });
 const quiet = { diagnostic: (): void => {} };
@@ -130,6 +132,14 @@ test('runGuestTestFile fails the host test with the guest summary', async () => 
   });
 });
 
+test('the unmodified host root is readable at /run/guestfb/host', async () => {
+  assert.ok((await probe).stdout.split('\n').includes('host-view:yes'));
+});
+
+test('a module that cannot load fails the run loudly', async () => {
+  await assert.rejects(badModule, /init failed: modprobe guestfb_no_such_module failed/);
+});
+
 test('a timeout kills the VM and is reported', async () => {
   const result = await timeout;
   assert.equal(result.timedOut, true);
@@ -138,6 +148,6 @@ test('a timeout kills the VM and is reported', async () => {
 });
 
 test('no file descriptors leak across runs', async () => {
-  await Promise.allSettled([probe, bulk, timeout, guestPass, guestFail]);
+  await Promise.allSettled([probe, bulk, timeout, guestPass, guestFail, badModule]);
   assert.deepEqual(openFds(), await baselineFds);
 });

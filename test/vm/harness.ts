@@ -5,7 +5,9 @@ import type { TestContext } from 'node:test';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
+  accessSync,
   closeSync,
+  constants,
   existsSync,
   mkdtempSync,
   openSync,
@@ -62,6 +64,21 @@ const pollIntervalMs = 50;
 const qemuBinary = 'qemu-system-x86_64';
 const running = new Set<import('node:child_process').ChildProcess>();
 let exitHookInstalled = false;
+
+/** The absolute path of an executable on PATH, or undefined. */
+function findOnPath(name: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    if (dir === '') continue;
+    const candidate = path.join(dir, name);
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // Not in this folder.
+    }
+  }
+  return undefined;
+}
 
 /** Quotes a string for POSIX sh. */
 function shellQuote(value: string): string {
@@ -247,6 +264,12 @@ export async function runInVm(options: VmRunOptions): Promise<VmRunResult> {
   checkString('cwd', cwd);
   const env = guestEnvironment(options.env);
 
+  const qemu = findOnPath(qemuBinary);
+  if (!qemu) {
+    throw new Error(
+      `${qemuBinary} is not installed: run scripts/setup.sh (Debian package qemu-system-x86)`,
+    );
+  }
   const tier = await ensureKernelTier(options.progress);
   const runDir = mkdtempSync(path.join(os.tmpdir(), 'guestfb-vm-'));
   try {
@@ -260,13 +283,14 @@ export async function runInVm(options: VmRunOptions): Promise<VmRunResult> {
     writeFileSync(path.join(runDir, 'kernel-release'), `${tier.kernelRelease}\n`);
     writeFileSync(path.join(runDir, 'modules-root'), `${tier.modulesRoot}\n`);
     for (const name of ['stdout', 'stderr', 'console']) writeFileSync(path.join(runDir, name), '');
-    return await boot(tier, runDir, nonce, memoryMb, timeoutMs, options);
+    return await boot(qemu, tier, runDir, nonce, memoryMb, timeoutMs, options);
   } finally {
     rmSync(runDir, { recursive: true, force: true });
   }
 }
 
 async function boot(
+  qemu: string,
   tier: KernelTier,
   runDir: string,
   nonce: string,
@@ -298,7 +322,7 @@ async function boot(
     signal: NodeJS.Signals | null;
     error?: Error;
   }>((resolve) => {
-    const child = spawn(qemuBinary, qemuArguments(tier, runDir, nonce, memoryMb), {
+    const child = spawn(...killedWithParent(qemu, qemuArguments(tier, runDir, nonce, memoryMb)), {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     running.add(child);
@@ -330,14 +354,7 @@ async function boot(
   const text = finishAll();
   const durationMs = Date.now() - started;
 
-  if (exit.error) {
-    if ((exit.error as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new Error(
-        `${qemuBinary} is not installed: run scripts/setup.sh (Debian package qemu-system-x86)`,
-      );
-    }
-    throw exit.error;
-  }
+  if (exit.error) throw exit.error;
   const result = { stdout: text.stdout, stderr: text.stderr, console: text.console, durationMs };
   if (timedOut) return { ...result, status: -1, timedOut: true };
 
@@ -357,6 +374,15 @@ async function boot(
     );
   }
   return { ...result, status: Number(marker[1]), timedOut: false };
+}
+
+/**
+ * Wraps a command so the kernel kills it when this process dies (even by SIGKILL, when no exit
+ * hook runs): util-linux's setpriv sets the parent-death signal, then execs the command.
+ */
+function killedWithParent(command: string, args: string[]): [string, string[]] {
+  if (!existsSync('/usr/bin/setpriv')) return [command, args];
+  return ['/usr/bin/setpriv', ['--pdeathsig', 'SIGKILL', '--', command, ...args]];
 }
 
 /** Kills VMs still running when this process exits, so none outlive a crashed test. */
