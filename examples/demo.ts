@@ -1,0 +1,207 @@
+/**
+ * `npm run demo`: boots a real guest under QEMU with guestfb as its GPU (vhost-user-gpu) and shows
+ * the guest's display. With a compositor of your own (WAYLAND_DISPLAY set and reachable) guestfb
+ * joins it as a client; otherwise the example compositor runs headless in this process and writes
+ * screenshots. Ctrl-C stops everything and prints guestfb's statistics.
+ */
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+
+import { createCompositor, type Compositor } from './compositor/index.js';
+import { bootGuest, ensureGuest, ensureQemu, type QemuProcess } from './qemu/qemu.js';
+import {
+  createGuestfbPlugin,
+  formatStats,
+  runStandalone,
+  type GuestfbPlugin,
+} from '../plugin/index.js';
+import {
+  createVhostUserGpuBackend,
+  type VhostUserGpuBackend,
+} from '../plugin/sources/virtio-gpu/index.js';
+
+const HELP = `Usage: npm run demo -- [options]
+
+Boots a guest (Debian kernel, virtio-gpu, a test pattern and console text) under QEMU 10 with
+guestfb as its vhost-user GPU, and shows its display through guestfb.
+
+Options:
+  --duration SECONDS     stop after this long (default: run until Ctrl-C)
+  --screenshot-dir DIR   where the headless compositor writes PNGs (default: ./demo-screenshots)
+  --screenshot-every MS  screenshot period (default 2000)
+  --size WxH             the guest's display mode (default 1280x800)
+  --scanouts N           guest heads, one window each (default 1)
+  --headless             ignore WAYLAND_DISPLAY and use the built-in headless compositor
+  -h, --help             this text
+
+The first run downloads QEMU 10 and a guest kernel into \${XDG_CACHE_HOME:-~/.cache}/guestfb
+(a few hundred MB); later runs start in seconds (plus the guest's boot, ~10 s under emulation).
+`;
+
+interface DemoOptions {
+  durationS: number;
+  screenshotDir: string;
+  screenshotEveryMs: number;
+  width: number;
+  height: number;
+  scanouts: number;
+  headless: boolean;
+}
+
+function fail(message: string): never {
+  process.stderr.write(`demo: ${message}\n(see --help)\n`);
+  process.exit(2);
+}
+
+function parseOptions(argv: string[]): DemoOptions {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        duration: { type: 'string' },
+        'screenshot-dir': { type: 'string' },
+        'screenshot-every': { type: 'string' },
+        size: { type: 'string' },
+        scanouts: { type: 'string' },
+        headless: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (error) {
+    fail((error as Error).message);
+  }
+  if (values.help) {
+    process.stdout.write(HELP);
+    process.exit(0);
+  }
+  const integer = (text: string | undefined, fallback: number, name: string, min: number) => {
+    if (text === undefined) return fallback;
+    const value = Number(text);
+    if (!Number.isInteger(value) || value < min) fail(`--${name} must be an integer >= ${min}`);
+    return value;
+  };
+  const size = /^(\d+)x(\d+)$/.exec(values.size ?? '1280x800');
+  if (!size) fail('--size must look like 1280x800');
+  const width = Number(size[1]);
+  const height = Number(size[2]);
+  if (width < 64 || height < 64 || width > 8192 || height > 8192)
+    fail('--size must be between 64x64 and 8192x8192');
+  return {
+    durationS: integer(values.duration, 0, 'duration', 0),
+    screenshotDir: path.resolve(values['screenshot-dir'] ?? 'demo-screenshots'),
+    screenshotEveryMs: integer(values['screenshot-every'], 2000, 'screenshot-every', 100),
+    width,
+    height,
+    scanouts: integer(values.scanouts, 1, 'scanouts', 1),
+    headless: values.headless ?? false,
+  };
+}
+
+/** A compositor of the user's own is used when WAYLAND_DISPLAY names a live socket. */
+function userCompositorSocket(): string | null {
+  const display = process.env.WAYLAND_DISPLAY;
+  if (!display) return null;
+  const runtime = process.env.XDG_RUNTIME_DIR ?? '';
+  const socket = path.isAbsolute(display) ? display : path.join(runtime, display);
+  return existsSync(socket) ? display : null;
+}
+
+const step = (message: string) => process.stderr.write(`demo: ${message}\n`);
+
+async function main(): Promise<void> {
+  const options = parseOptions(process.argv.slice(2));
+  step('preparing QEMU 10 and the guest image (cached after the first run)');
+  const tier = await ensureQemu((message) => step(message));
+  const guest = await ensureGuest((message) => step(message));
+
+  const workDir = mkdtempSync(path.join(os.tmpdir(), 'guestfb-demo-'));
+  const gpuSocket = path.join(workDir, 'gpu.sock');
+  const backend: VhostUserGpuBackend = createVhostUserGpuBackend({
+    socketPath: gpuSocket,
+    role: 'listen',
+    scanouts: options.scanouts,
+    width: options.width,
+    height: options.height,
+    name: 'demo',
+    log: (level, message) => {
+      if (level !== 'debug') step(`virtio-gpu ${level}: ${message}`);
+    },
+  });
+
+  let compositor: Compositor | null = null;
+  let plugin: GuestfbPlugin;
+  const display = options.headless ? null : userCompositorSocket();
+  if (display) {
+    step(`showing the guest in your compositor (WAYLAND_DISPLAY=${display})`);
+    plugin = await runStandalone({ display, sources: [{ name: 'demo', source: backend }] });
+  } else {
+    mkdirSync(options.screenshotDir, { recursive: true });
+    // A headless session (CI, ssh) may have no runtime dir: the compositor's socket needs one.
+    if (!process.env.XDG_RUNTIME_DIR || !existsSync(process.env.XDG_RUNTIME_DIR)) {
+      process.env.XDG_RUNTIME_DIR = path.join(workDir, 'runtime');
+      mkdirSync(process.env.XDG_RUNTIME_DIR, { mode: 0o700 });
+    }
+    compositor = createCompositor({
+      outputs: [
+        { name: 'HEADLESS-1', width: options.width, height: options.height, refreshMhz: 60000 },
+      ],
+      screenshotDir: options.screenshotDir,
+      screenshotEveryMs: options.screenshotEveryMs,
+      log: (message) => step(`compositor: ${message}`),
+    });
+    plugin = createGuestfbPlugin({ sources: [{ name: 'demo', source: backend }] });
+    await compositor.use(plugin);
+    step(`headless compositor on WAYLAND_DISPLAY=${compositor.socketName ?? '(none)'}`);
+    step(`screenshots every ${options.screenshotEveryMs} ms in ${options.screenshotDir}`);
+  }
+
+  step('booting the guest (about 10 s under software emulation)');
+  const qemu: QemuProcess = bootGuest(tier, guest, {
+    gpuSocket,
+    scanouts: options.scanouts,
+    width: options.width,
+    height: options.height,
+  });
+  void qemu.waitForConsole(/drawpattern: frame 0 shown/).then(
+    () => step('the guest is drawing; its display is on screen'),
+    () => undefined,
+  );
+
+  let stopping = false;
+  const stop = async (reason: string) => {
+    if (stopping) return;
+    stopping = true;
+    step(`stopping (${reason})`);
+    // The last picture of the guest, taken while it is still connected.
+    if (compositor) step(`last screenshot: ${compositor.saveScreenshot('HEADLESS-1')}`);
+    qemu.kill('SIGTERM');
+    await Promise.race([qemu.exited, new Promise((resolve) => setTimeout(resolve, 3000))]);
+    qemu.kill('SIGKILL');
+    const stats = plugin.stats();
+    plugin.stop();
+    backend.close();
+    await compositor?.close();
+    rmSync(workDir, { recursive: true, force: true });
+    process.stdout.write(`${formatStats(stats)}\n`);
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void stop('Ctrl-C'));
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  void qemu.exited.then(({ code, signal }) => {
+    if (!stopping) {
+      step(`QEMU exited (code ${code}, signal ${signal}); last console lines:`);
+      process.stderr.write(`${qemu.console().split('\n').slice(-15).join('\n')}\n`);
+      void stop('QEMU exited');
+    }
+  });
+  if (options.durationS > 0)
+    setTimeout(() => void stop('duration reached'), options.durationS * 1000);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`demo: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});
