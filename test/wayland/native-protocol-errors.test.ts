@@ -8,6 +8,7 @@ import path from 'node:path';
 import { once } from 'node:events';
 import {
   native,
+  type NativeClient,
   type NativeClientConnection,
   type NativeProxy,
   type NativeResource,
@@ -295,6 +296,51 @@ test('display.destroy runs destroy listeners, makes wrappers inert and hangs up 
     runtime.remove();
   }
   assert.equal(proxy?.alive, false);
+});
+
+test('postNoMemory, postImplementationError and resource.postError reach the client', async () => {
+  const runtime = useTempRuntimeDir();
+  const server = new TestServer('guestfb-post-0', runtime.dir);
+  const serial = server.display.nextSerial();
+  assert.equal(server.display.nextSerial(), (serial + 1) >>> 0);
+  const cases: [
+    string,
+    (client: NativeClient, resource: NativeResource) => void,
+    number,
+    number,
+  ][] = [
+    ['no memory', (client) => client.postNoMemory(), os.constants.errno.ENOMEM, 2],
+    ['implementation', (client) => client.postImplementationError('broken on purpose'), EPROTO, 3],
+    [
+      'resource error',
+      (_client, resource) => resource.postError(7, 'bad request on purpose'),
+      EPROTO,
+      7,
+    ],
+  ];
+  try {
+    for (const [what, post, errno, code] of cases) {
+      const { connection, failed } = connectWithErrors(server.socket);
+      const { registry, globals } = await listGlobals(connection);
+      const proxy = bind(registry, globals, 'guestfb_test', 2);
+      await roundtrip(connection);
+      const client = server.boundClients.at(-1)!;
+      post(client, client.getObject(proxy.id)!);
+      const info = await failed;
+      assert.equal(info.errno, errno, what);
+      assert.equal(info.code, code, what);
+      if (code === 7) {
+        assert.equal(info.interfaceName, 'guestfb_test');
+        assert.equal(info.objectId, proxy.id);
+        assert.match(info.message ?? '', /bad request on purpose/);
+      }
+      connection.disconnect();
+    }
+    assert.deepEqual(server.errors, []);
+  } finally {
+    server.destroy();
+    runtime.remove();
+  }
 });
 
 test('connect failures are ErrnoErrors; destroy is idempotent', () => {
