@@ -15,8 +15,7 @@
 //     the first frame shown. Skipped when the output is smaller than 256x16.
 //
 // Damage: --damage full sends the whole frame each frame, --damage box only the counter strip.
-// Mode: --mode WxH if the connector lists it, else one chosen on the kernel command line
-// (video=...), else the connector's preferred mode, else its first.
+// Mode: see pick_mode (--mode WxH picks the exact or the largest fitting listed mode).
 // Output on stdout, one line per event, prefixed "drawpattern:".
 
 #include <drm.h>
@@ -204,6 +203,33 @@ static void draw_background(struct output* out, const struct options* o) {
   }
 }
 
+// Mode choice: with --mode WxH the exact mode, else the largest listed mode that fits in WxH;
+// otherwise (or if none fits) a mode chosen on the kernel command line, else the preferred
+// mode, else the first.
+static struct drm_mode_modeinfo pick_mode(const struct drm_mode_modeinfo* modes, uint32_t count,
+                                          const struct options* o) {
+  const struct drm_mode_modeinfo* best = &modes[0];
+  uint64_t best_score = 0;
+  for (uint32_t m = 0; m < count; m++) {
+    uint64_t score = 0;
+    uint64_t area = (uint64_t)modes[m].hdisplay * modes[m].vdisplay;
+    if (modes[m].hdisplay == o->mode_width && modes[m].vdisplay == o->mode_height) {
+      score = 1ull << 62;
+    } else if (modes[m].hdisplay <= o->mode_width && modes[m].vdisplay <= o->mode_height) {
+      score = (1ull << 61) + area;
+    } else if (modes[m].type & DRM_MODE_TYPE_USERDEF) {
+      score = 2;
+    } else if (modes[m].type & DRM_MODE_TYPE_PREFERRED) {
+      score = 1;
+    }
+    if (score > best_score) {
+      best_score = score;
+      best = &modes[m];
+    }
+  }
+  return *best;
+}
+
 // Returns the number of connected outputs found (at most MAX_OUTPUTS), each with a mode and CRTC.
 static int find_outputs(int fd, const struct options* o, struct output* outputs) {
   struct drm_mode_card_res res;
@@ -245,23 +271,7 @@ static int find_outputs(int fd, const struct options* o, struct output* outputs)
 
     struct output* out = &outputs[count];
     memset(out, 0, sizeof *out);
-    // --mode wins, then a mode chosen on the kernel command line, then the preferred one.
-    out->mode = modes[0];
-    int rank = 0;
-    for (uint32_t m = 0; m < conn.count_modes; m++) {
-      int r = 0;
-      if (modes[m].hdisplay == o->mode_width && modes[m].vdisplay == o->mode_height) {
-        r = 3;
-      } else if (modes[m].type & DRM_MODE_TYPE_USERDEF) {
-        r = 2;
-      } else if (modes[m].type & DRM_MODE_TYPE_PREFERRED) {
-        r = 1;
-      }
-      if (r > rank) {
-        rank = r;
-        out->mode = modes[m];
-      }
-    }
+    out->mode = pick_mode(modes, conn.count_modes, o);
     uint32_t encoder_id = conn.encoder_id;
     if (!encoder_id && conn.count_encoders) encoder_id = conn_encoders[0];
     struct drm_mode_get_encoder enc;

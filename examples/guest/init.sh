@@ -4,11 +4,12 @@
 # (dependencies first), passing "module.param=value" words of the kernel command line to them
 # like modprobe would, 3. waits for /dev/dri/card0, 4. runs the command given base64-encoded as
 # guestfb.cmd= on the kernel command line (default: the demo), 5. prints
-# "GUESTFB-EXIT <status>" on the console and powers off.
+# "GUESTFB-EXIT <status>" on the console, waits for the console UART to drain and powers off.
 #
-# The demo: the kernel's fbcon shows the boot log on every output; then drawpattern takes the
-# last output (the only one with a single scanout) and animates the test pattern forever, so with
-# two or more scanouts the console text stays visible on the others.
+# The demo (default command): the kernel's fbcon shows the boot log on every output; then
+# drawpattern takes the last output (the only one with a single scanout) and animates the test
+# pattern forever, so with two or more scanouts the console text stays visible on the others.
+# guestfb.mode=WxH on the command line is passed to drawpattern as --mode.
 /bin/busybox mkdir -p /proc /sys /dev /tmp /sbin /usr/bin /usr/sbin
 /bin/busybox --install -s
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
@@ -52,6 +53,11 @@ fi
 command="drawpattern --output last --frames 0"
 for word in $cmdline; do
   case "$word" in
+    guestfb.mode=*) command="$command --mode ${word#guestfb.mode=}" ;;
+  esac
+done
+for word in $cmdline; do
+  case "$word" in
     guestfb.cmd=*) command=$(echo "${word#guestfb.cmd=}" | base64 -d) ;;
   esac
 done
@@ -59,4 +65,6 @@ echo "guestfb-init: running: $command"
 sh -c "$command"
 status=$?
 echo "GUESTFB-EXIT $status"
+# The UART still holds the last lines: let them out before the power goes.
+ttydrain /dev/console
 poweroff -f

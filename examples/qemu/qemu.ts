@@ -246,7 +246,12 @@ export function qemuArgs(tier: QemuTier, guest: GuestImage, options: BootOptions
   const width = options.width ?? 1280;
   const height = options.height ?? 800;
   const accel = options.accel === 'kvm' ? 'kvm' : 'tcg';
-  const kernelArgs = ['console=tty0', 'console=ttyS0', 'panic=-1'];
+  const kernelArgs = [
+    'console=tty0',
+    'console=ttyS0',
+    'panic=-1',
+    `guestfb.mode=${width}x${height}`,
+  ];
   if (options.fbcon === false) kernelArgs.push('drm_kms_helper.fbdev_emulation=0');
   if (options.guestCommand !== undefined) {
     kernelArgs.push(`guestfb.cmd=${Buffer.from(options.guestCommand).toString('base64')}`);

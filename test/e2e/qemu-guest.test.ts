@@ -53,7 +53,7 @@ async function grabUntil(
   qmp: QmpClient,
   head: number,
   accept: (image: Image) => boolean,
-  attempts = 50,
+  attempts = 300,
 ): Promise<Image> {
   const file = path.join(workDir, `head${head}.ppm`);
   let image = await screendump(qmp, file, { device: gpuDeviceId, head });
