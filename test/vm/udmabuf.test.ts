@@ -5,11 +5,11 @@ import { runGuestTestFile } from './harness.js';
 
 test('udmabuf and vkms inside the kernel-tier VM', { concurrency: 2 }, async (t) => {
   await Promise.all([
-    t.test('udmabuf: coalescing, both-way bytes, typed refusals', (sub) =>
-      runGuestTestFile(sub, 'dist/test/vm/guest/udmabuf.vmtest.js'),
-    ),
-    t.test('vkms: a udmabuf scanned out and captured by the writeback connector', (sub) =>
-      runGuestTestFile(sub, 'dist/test/vm/guest/vkms.vmtest.js', { modules: ['vkms'] }),
-    ),
+    t.test('udmabuf: coalescing, both-way bytes, typed refusals', async (sub) => {
+      await runGuestTestFile(sub, 'dist/test/vm/guest/udmabuf.vmtest.js');
+    }),
+    t.test('vkms: a udmabuf scanned out and captured by the writeback connector', async (sub) => {
+      await runGuestTestFile(sub, 'dist/test/vm/guest/vkms.vmtest.js', { modules: ['vkms'] });
+    }),
   ]);
 });
