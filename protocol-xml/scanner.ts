@@ -51,9 +51,9 @@ function words(name: string): string[] {
 }
 
 export function pascalCase(name: string): string {
-  return words(name)
-    .map((word) => word[0].toUpperCase() + word.slice(1))
-    .join('');
+  const parts = words(name);
+  if (parts.length === 0) throw new Error(`cannot make an identifier of "${name}"`);
+  return parts.map((word) => word[0].toUpperCase() + word.slice(1)).join('');
 }
 
 export function camelCase(name: string): string {
@@ -227,6 +227,22 @@ function buildCatalog(protocols: readonly Protocol[]): Catalog {
         throw new Error(`interface ${iface.name} defined twice (run selectProtocols first)`);
       }
       interfaceOwner.set(iface.name, protocol);
+      for (const [kind, messages] of [
+        ['request', iface.requests],
+        ['event', iface.events],
+      ] as const) {
+        const methods = new Map<string, string>();
+        for (const message of messages) {
+          const method = camelCase(message.name);
+          const previous = methods.get(method);
+          if (previous !== undefined) {
+            throw new Error(
+              `${protocol.source}: ${kind}s ${iface.name}.${previous} and ${message.name} both become ${method}`,
+            );
+          }
+          methods.set(method, message.name);
+        }
+      }
       for (const identifier of Object.values(interfaceNames(iface.name))) {
         claim(identifier, `interface ${iface.name}`);
       }

@@ -1,9 +1,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import ts from 'typescript';
-import { defaultXmlFiles, repositoryRoot } from '../../protocol-xml/generate.js';
+import { defaultXmlFiles, repositoryRoot, run } from '../../protocol-xml/generate.js';
 import {
   generateProtocols,
   messageSignature,
@@ -270,4 +279,41 @@ test('malformed XML is rejected with the file and element named', () => {
     /invalid value "-1"/,
   );
   assert.throws(() => parseProtocol('<nothing/>', 'bad.xml'), /no <protocol> element/);
+});
+
+test('messages whose method names would collide are refused', () => {
+  const protocol = parseProtocol(
+    `<protocol name="clash"><interface name="thing" version="1">
+       <request name="set_x"/><request name="setX"/>
+     </interface></protocol>`,
+    'clash.xml',
+  );
+  assert.throws(
+    () => generateProtocols([protocol], options),
+    /requests thing\.set_x and setX both become setX/,
+  );
+});
+
+test('the CLI entry writes one module per protocol, drops stale ones, skips unchanged files', () => {
+  const root = repositoryRoot();
+  const scratch = path.join(root, 'build', 'test-scratch');
+  mkdirSync(scratch, { recursive: true });
+  const dir = mkdtempSync(path.join(scratch, 'scanner-cli-'));
+  try {
+    writeFileSync(path.join(dir, 'stale_protocol.ts'), '// left over\n');
+    writeFileSync(path.join(dir, 'notes.txt'), 'not ours\n');
+    const first = run(dir, [EDGE_XML_FILE], () => {});
+    assert.deepEqual(first.written, ['edge_test_v1.ts', 'index.ts']);
+    assert.deepEqual(readdirSync(dir).sort(), ['edge_test_v1.ts', 'index.ts', 'notes.txt']);
+    const module = path.join(dir, 'edge_test_v1.ts');
+    const text = readFileSync(module, 'utf8');
+    assert.match(text, /from '\.\.\/\.\.\/\.\.\/protocol-xml\/runtime\/resource\.js';/);
+    assert.match(text, /from '\.\.\/\.\.\/\.\.\/native\/index\.js';/);
+    const past = new Date(2000, 0, 1);
+    utimesSync(module, past, past);
+    run(dir, [EDGE_XML_FILE], () => {});
+    assert.equal(statSync(module).mtime.getTime(), past.getTime(), 'unchanged file not rewritten');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
