@@ -119,6 +119,9 @@ export class GpuDevice {
     bytesCopied: 0,
   };
 
+  /** Commands seen, by name (unknown types counted under their hex code). */
+  readonly commandCounts = new Map<string, number>();
+
   constructor(private readonly options: GpuDeviceOptions) {
     if (options.heads.length < 1 || options.heads.length > MAX_SCANOUTS) {
       throw new RangeError(`scanouts must be 1..${MAX_SCANOUTS}`);
@@ -205,6 +208,7 @@ export class GpuDevice {
     }
     const view = new DataView(request.buffer, request.byteOffset, request.byteLength);
     const header = readHeader(view);
+    this.count(header.type);
     try {
       const need = RequestSize[header.type];
       if (need !== undefined && request.length < need) {
@@ -219,6 +223,13 @@ export class GpuDevice {
         `${commandName(header.type)}: ${responseName(error.response)}: ${error.message}`,
       );
       return encodeHeaderResponse(error.response, header);
+    }
+  }
+
+  private count(type: number): void {
+    const name = commandName(type);
+    if (this.commandCounts.size < 64 || this.commandCounts.has(name)) {
+      this.commandCounts.set(name, (this.commandCounts.get(name) ?? 0) + 1);
     }
   }
 
@@ -671,6 +682,7 @@ export class GpuDevice {
     }
     const view = new DataView(request.buffer, request.byteOffset, request.byteLength);
     const type = view.getUint32(0, true);
+    this.count(type);
     const scanoutId = view.getUint32(24, true);
     const x = view.getUint32(28, true);
     const y = view.getUint32(32, true);

@@ -155,6 +155,7 @@ class Backend implements VhostUserGpuBackend {
       this.options,
       this.defaultHeads,
       (reason) => {
+        this.lastSessionStats = this.sessionStats();
         this.session = null;
         this.totals.disconnects++;
         this.currentHeads = this.defaultHeads;
@@ -199,11 +200,18 @@ class Backend implements VhostUserGpuBackend {
   }
 
   stats(): SourceStats {
+    if (!this.session) return { ...this.totals, ...this.lastSessionStats };
+    return { ...this.totals, ...this.sessionStats() };
+  }
+
+  /** Counters of the session that ended last (kept after a disconnect). */
+  private lastSessionStats: SourceStats = {};
+
+  private sessionStats(): SourceStats {
     const device = this.session?.device;
-    return {
-      ...this.totals,
-      ...(device ? { ...device.counters, ...device.gpu.counters } : {}),
-    };
+    if (!device) return {};
+    const commands = [...device.gpu.commandCounts].map(([name, n]) => [`cmd.${name}`, n]);
+    return { ...device.counters, ...device.gpu.counters, ...Object.fromEntries(commands) };
   }
 
   close(): void {
