@@ -15,6 +15,7 @@ import {
   statSync,
   symlinkSync,
   unlinkSync,
+  utimesSync,
   writeFileSync,
 } from 'node:fs';
 import os from 'node:os';
@@ -484,7 +485,11 @@ async function ensureInitramfs(
     .digest('hex')
     .slice(0, 16);
   const target = path.join(cacheDir, manifest.kernelRelease, `initramfs-${key}.cpio`);
-  if (existsSync(target)) return { path: target, built: false };
+  if (existsSync(target)) {
+    const now = new Date();
+    utimesSync(target, now, now);
+    return { path: target, built: false };
+  }
 
   progress(`building initramfs (busybox, ${order.join(' ')})`);
   const entries: CpioEntry[] = [
@@ -502,10 +507,13 @@ async function ensureInitramfs(
     const file = path.join(modulesDir, modules.get(name)?.file ?? '');
     entries.push({ kind: 'file', path: `modules/${name}.ko`, data: decompressModule(file) });
   }
-  // Older initramfs builds are stale now; keep the folder tidy.
+  // Other checkouts sharing this cache may boot older variants right now: only remove ones
+  // unused for a week (each use refreshes its mtime).
+  const weekAgo = Date.now() - 7 * 24 * 3600 * 1000;
   for (const old of readdirSync(path.dirname(target))) {
-    if (/^initramfs-[0-9a-f]+\.cpio$/.test(old))
-      rmSync(path.join(path.dirname(target), old), { force: true });
+    const file = path.join(path.dirname(target), old);
+    if (/^initramfs-[0-9a-f]+\.cpio$/.test(old) && statSync(file).mtimeMs < weekAgo)
+      rmSync(file, { force: true });
   }
   writeFileAtomic(target, cpioNewc(entries));
   return { path: target, built: true };
