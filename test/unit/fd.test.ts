@@ -267,6 +267,41 @@ test('a message with more fds than the receiver takes closes all of them', () =>
   assert.equal(fd.openFdCount(), before);
 });
 
+test('a full socket buffer is EAGAIN; partial sends report their byte count', () => {
+  const [left, right] = fd.socketpair();
+  try {
+    const chunk = new Uint8Array(64 * 1024);
+    let total = 0;
+    let sends = 0;
+    // The kernel buffer is finite: sending without reading ends in EAGAIN.
+    assert.throws(
+      () => {
+        for (;;) {
+          const sent = fd.unixSend(left, chunk);
+          assert.ok(sent > 0 && sent <= chunk.length);
+          total += sent;
+          sends++;
+        }
+      },
+      (error: unknown) =>
+        isSystemError(error) && error.code === 'EAGAIN' && error.syscall === 'sendmsg',
+    );
+    assert.ok(sends > 0);
+    let received = 0;
+    for (
+      let message = fd.unixRecv(right, 1 << 20);
+      message;
+      message = fd.unixRecv(right, 1 << 20)
+    ) {
+      received += message.data.length;
+    }
+    assert.equal(received, total, 'every byte that was reported sent arrived');
+  } finally {
+    fd.close(left);
+    fd.close(right);
+  }
+});
+
 test('unixListen, unixConnect and unixAccept connect a stream', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'guestfb-fd-'));
   const socketPath = path.join(dir, 'socket');

@@ -8,6 +8,7 @@ import { Seal, fd, pageSize, waitReadable } from '../../../native/fd.js';
 import {
   AtomicFlag,
   AtomicRequest,
+  DRM_EVENT_FLIP_COMPLETE,
   DRM_FORMAT_MOD_LINEAR,
   DRM_FORMAT_XRGB8888,
   DrmDevice,
@@ -254,6 +255,30 @@ test('a udmabuf scanned out by vkms comes back exactly through the writeback con
     writeFrame(ram, pages, expected);
     new Uint8Array(captured).fill(0);
     await capture('second frame (same dma-buf)', 0);
+
+    // The capture is also readable as a dma-buf exported from the dumb buffer.
+    const exported = device.exportDmabuf(dumb.handle);
+    try {
+      const exportedMap = fd.mmap(exported, 0, dumb.size);
+      try {
+        assert.equal(Buffer.compare(new Uint8Array(exportedMap), new Uint8Array(captured)), 0);
+      } finally {
+        fd.munmap(exportedMap);
+      }
+    } finally {
+      fd.close(exported);
+    }
+
+    // A non-blocking flip reports completion as an event carrying our user data.
+    const flip = new AtomicRequest().set(crtc, 'ACTIVE', 1).set(primary, 'FB_ID', scanoutFb);
+    device.commit(flip, AtomicFlag.NONBLOCK | AtomicFlag.PAGE_FLIP_EVENT, 0xfeedn);
+    await waitReadable(device.fd, FENCE_GUARD_MS);
+    const events = device.readEvents();
+    assert.equal(events.length, 1);
+    assert.equal(events[0]!.type, DRM_EVENT_FLIP_COMPLETE);
+    assert.equal(events[0]!.userData, 0xfeedn);
+    assert.equal(events[0]!.crtcId, crtc.id);
+    assert.deepEqual(device.readEvents(), [], 'nothing more queued');
 
     // Switch the display off before taking the buffers away.
     const off = new AtomicRequest()
