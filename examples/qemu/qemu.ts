@@ -314,10 +314,20 @@ export function qemuArgs(tier: QemuTier, guest: GuestImage, options: BootOptions
   return args;
 }
 
+/**
+ * Wraps a command so the kernel kills it when this process dies (util-linux setpriv sets the
+ * parent-death signal, then execs it): a crashed test must not leave QEMU running.
+ */
+function dieWithParent(command: string, args: string[]): [string, string[]] {
+  const setpriv = '/usr/bin/setpriv';
+  if (!existsSync(setpriv)) return [command, args];
+  return [setpriv, ['--pdeathsig', 'SIGKILL', '--', command, ...args]];
+}
+
 /** Starts QEMU with the guest; see BootOptions. */
 export function bootGuest(tier: QemuTier, guest: GuestImage, options: BootOptions): QemuProcess {
   const args = qemuArgs(tier, guest, options);
-  const child = spawn(tier.qemuBinary, args, {
+  const child = spawn(...dieWithParent(tier.qemuBinary, args), {
     env: qemuEnv(tier),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -412,7 +422,7 @@ export interface BackendProcess {
  */
 export function startQemuVhostUserGpu(tier: QemuTier, socketPath: string): BackendProcess {
   rmSync(socketPath, { force: true });
-  const child = spawn(tier.vhostUserGpuBinary, ['--socket-path', socketPath], {
+  const child = spawn(...dieWithParent(tier.vhostUserGpuBinary, ['--socket-path', socketPath]), {
     env: qemuEnv(tier),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
