@@ -13,7 +13,11 @@ import { describeClient } from './context.js';
 import { XdgSurfaceObject } from './xdg-surface.js';
 import { SurfaceObject } from './wl-surface.js';
 
-export const XDG_WM_BASE_VERSION = 5;
+/**
+ * Version 4: Debian 12's weston-presentation-shm binds whatever version is offered but has no
+ * listener for v5's wm_capabilities (libwayland aborts it), and nothing here needs v5.
+ */
+export const XDG_WM_BASE_VERSION = 4;
 
 export function createXdgWmBaseGlobal(context: ServerContext): Global {
   return XdgWmBaseResource.global(context.display, XDG_WM_BASE_VERSION, (resource) => {
