@@ -118,7 +118,7 @@ export interface FdAddon {
    * readable (level triggered: read until EAGAIN or it fires again). On a poll error the watch
    * stops and `onReadable` gets the error once. Returns an idempotent function that stops
    * watching (the fd is not closed; stop before closing it). Borrows fd. An active watch keeps
-   * the process alive.
+   * the process alive. One watch per fd: a second one throws EEXIST.
    */
   watchReadable(fd: number, onReadable: (error?: SystemError) => void): () => void;
   /** poll(POLLIN) with a timeout in ms, blocking the thread: true when readable. Borrows fd. For

@@ -339,6 +339,7 @@ test('watchReadable fires while readable, stops when told, stop is idempotent', 
       release();
     });
     assert.equal(calls, 0);
+    assertErrno(() => fd.watchReadable(event, () => undefined), 'EEXIST', 'uv_poll_init');
     fd.eventfdWrite(event);
     await fired;
     assert.equal(calls, 1);
