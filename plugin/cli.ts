@@ -28,7 +28,8 @@ export interface RunOptions {
   statsInterval: number;
   /** Stop after N seconds (0: run until a signal). */
   duration: number;
-  guestName: string;
+  /** Guest name for pattern windows (vhost sources use their NAME=); default "pattern". */
+  guestName: string | undefined;
 }
 
 export interface DoctorOptions {
@@ -57,7 +58,7 @@ Sources (at least one, repeatable):
 
 Options:
   --display NAME                Wayland display (default: $WAYLAND_DISPLAY)
-  --name NAME                   guest name in window titles (default: guestfb)
+  --name NAME                   the pattern guest's name in window titles (default: pattern)
   --rate HZ                     pattern flushes per second (default 60)
   --layout scattered|contiguous pattern's guest memory layout (default scattered)
   --no-dmabuf                   do not use udmabuf (forces the wl_shm fallback)
@@ -159,8 +160,8 @@ export function parseCommandLine(argv: readonly string[]): Command {
   if (layout !== 'scattered' && layout !== 'contiguous') {
     throw new UsageError(`--layout: "${layout}" is neither scattered nor contiguous`);
   }
-  const guestName = values.name ?? 'guestfb';
-  if (guestName.length === 0 || guestName.length > 200) {
+  const guestName = values.name;
+  if (guestName !== undefined && (guestName.length === 0 || guestName.length > 200)) {
     throw new UsageError('--name: must be 1..200 characters');
   }
   return {
@@ -260,7 +261,11 @@ async function runCli(options: RunOptions): Promise<number> {
           rate: options.rate,
           layout: options.layout,
         });
-        sources.push({ name: options.guestName, source: pattern, start: () => pattern.start() });
+        sources.push({
+          name: options.guestName ?? 'pattern',
+          source: pattern,
+          start: () => pattern.start(),
+        });
       } else {
         let source;
         try {
@@ -291,7 +296,8 @@ async function runCli(options: RunOptions): Promise<number> {
     });
   } catch (error) {
     closeSources();
-    process.stderr.write(`guestfb: ${(error as Error).message}\n`);
+    const display = options.display ?? process.env.WAYLAND_DISPLAY;
+    process.stderr.write(`guestfb: compositor "${display}": ${(error as Error).message}\n`);
     return 1;
   }
   for (const entry of sources) entry.start?.();

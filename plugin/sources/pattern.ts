@@ -11,6 +11,8 @@ import { fd, Seal } from '../../native/fd.js';
 import { DRM_FORMAT_MOD_LINEAR, DrmFormat } from '../present/formats.js';
 import { backingSize, type BackingRange, type GuestBuffer } from '../present/plan.js';
 import type {
+  CursorImage,
+  CursorUpdate,
   FramebufferSource,
   HeadInfo,
   Rect,
@@ -412,6 +414,17 @@ export class PatternSource implements FramebufferSource {
     this.emitFlush([{ x: 0, y: 0, width: this.guest.width, height: this.guest.height }]);
   }
 
+  /**
+   * Moves the guest cursor to (x, y) on the head; `image` replaces it (null hides it, undefined
+   * keeps it), like virtio-gpu's UPDATE_CURSOR / MOVE_CURSOR.
+   */
+  setCursor(x: number, y: number, image?: CursorImage | null): void {
+    if (this.closed) return;
+    const update: CursorUpdate = { headId: 0, x, y };
+    if (image !== undefined) update.image = image;
+    for (const listener of this.listeners.cursor) listener(update);
+  }
+
   private emitFlush(damage: readonly Rect[]): void {
     this.counters.flushes++;
     for (const listener of this.listeners.flush) listener(0, damage);
@@ -473,6 +486,20 @@ function setRect(rect: Rect, x: number, y: number, width: number, height: number
   rect.y = y;
   rect.width = width;
   rect.height = height;
+}
+
+/** A cursor image of one ARGB8888 colour (tests and demos). */
+export function solidCursor(
+  width: number,
+  height: number,
+  argb: number,
+  hotX = 0,
+  hotY = 0,
+): CursorImage {
+  const pixels = new Uint8Array(width * height * 4);
+  const view = new DataView(pixels.buffer);
+  for (let i = 0; i < width * height; i++) view.setUint32(i * 4, argb >>> 0, true);
+  return { resourceId: 0, hotX, hotY, width, height, fourcc: DrmFormat.ARGB8888, pixels };
 }
 
 export function createPatternSource(options: PatternSourceOptions): PatternSource {

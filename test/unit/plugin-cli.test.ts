@@ -23,7 +23,7 @@ test('run options parse with defaults', () => {
     noDmabuf: false,
     statsInterval: 0,
     duration: 0,
-    guestName: 'guestfb',
+    guestName: undefined,
   });
   const full = parseCommandLine([
     'run',

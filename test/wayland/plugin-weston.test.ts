@@ -14,7 +14,12 @@ import { PNG } from 'pngjs';
 import { fd } from '../../native/fd.js';
 import { native } from '../../native/index.js';
 import { runStandalone, type GuestfbPlugin } from '../../plugin/index.js';
-import { PatternSource, patternPixel, type PatternLayout } from '../../plugin/sources/pattern.js';
+import {
+  PatternSource,
+  patternPixel,
+  solidCursor,
+  type PatternLayout,
+} from '../../plugin/sources/pattern.js';
 
 const [W, H] = [320, 200];
 /** The output is larger than the window: desktop-shell places windows where it likes. */
@@ -115,16 +120,29 @@ function findWindow(png: PNG, frame: number): [number, number] {
   assert.fail('the guest window is not in the screenshot');
 }
 
-function countMismatches(png: PNG, frame: number): number {
+interface CursorBox {
+  x: number;
+  y: number;
+  size: number;
+  rgb: number;
+}
+
+/** Pixels of the window that differ from the pattern (or, inside `cursor`, from its colour). */
+function countMismatches(png: PNG, frame: number, cursor?: CursorBox): number {
   assert.equal(png.width, OUTPUT_W);
   assert.equal(png.height, OUTPUT_H);
   const [ox, oy] = findWindow(png, frame);
   let mismatches = 0;
   for (let y = 0; y < H; y++) {
     for (let x = 0; x < W; x++) {
-      if (rgbAt(png, ox + x, oy + y) !== (patternPixel(x, y, frame, W, H) & 0xffffff)) {
-        mismatches++;
-      }
+      const inCursor =
+        cursor &&
+        x >= cursor.x &&
+        x < cursor.x + cursor.size &&
+        y >= cursor.y &&
+        y < cursor.y + cursor.size;
+      const expected = inCursor ? cursor.rgb : patternPixel(x, y, frame, W, H) & 0xffffff;
+      if (rgbAt(png, ox + x, oy + y) !== expected) mismatches++;
     }
   }
   return mismatches;
@@ -169,6 +187,24 @@ async function runAgainstWeston(t: TestContext, layout: PatternLayout) {
     assert.equal(window()?.buffer, bufferBefore, 'the same wl_buffer');
     const mismatches = countMismatches(screenshot(weston), 5);
     assert.equal(mismatches, 0, `${mismatches} of ${W * H} pixels differ`);
+
+    // weston headless has no wl_seat: the guest cursor goes on a subsurface at its position.
+    const cursorView = () => running.presenter!.windows()[0];
+    assert.ok(cursorView());
+    source.setCursor(100, 50, solidCursor(16, 16, 0xffff00ff, 2, 3));
+    await running.settle();
+    await settleUntil(
+      running,
+      () => !running.presenter!.windows()[0].pacer.waitingForFrame,
+      'idle',
+    );
+    const withCursor = countMismatches(screenshot(weston), 5, {
+      x: 98,
+      y: 47,
+      size: 16,
+      rgb: 0xff00ff,
+    });
+    assert.equal(withCursor, 0, `${withCursor} pixels differ with the cursor shown`);
 
     const stats = running.stats();
     assert.match(stats.fallbackReason ?? '', /udmabuf|zwp_linux_dmabuf_v1/);

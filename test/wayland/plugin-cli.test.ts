@@ -1,0 +1,89 @@
+/**
+ * `guestfb` as a process: runs the pattern against the example compositor (in this process, on
+ * a socket), stops on SIGTERM and prints its statistics; fails clearly without a display.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createCompositor } from '../../examples/compositor/index.js';
+
+const bin = fileURLToPath(new URL('../../../bin/guestfb.js', import.meta.url));
+
+test('guestfb --source pattern shows a window, and SIGTERM prints the stats', async () => {
+  const runtimeDir = mkdtempSync(path.join(os.tmpdir(), 'guestfb-cli-'));
+  const savedRuntimeDir = process.env.XDG_RUNTIME_DIR;
+  process.env.XDG_RUNTIME_DIR = runtimeDir;
+  const compositor = createCompositor({
+    outputs: [{ name: 'HEADLESS-1', width: 320, height: 240, refreshMhz: 60000 }],
+    socket: 'guestfb-cli-test',
+    log: () => undefined,
+  });
+  try {
+    const child = spawn(
+      process.execPath,
+      [bin, '--source', 'pattern:160x120', '--rate', '30', '--display', 'guestfb-cli-test'],
+      { env: { ...process.env, XDG_RUNTIME_DIR: runtimeDir }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
+    // Wait for a few frames of the moving pattern to reach the compositor.
+    for (let i = 0; i < 1000 && compositor.stats().frameCallbacksDone < 5; i++) {
+      if (child.exitCode !== null) break;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.ok(
+      compositor.stats().frameCallbacksDone >= 5,
+      `frames reached the compositor: ${stderr}`,
+    );
+    assert.equal(compositor.stats().windows, 1);
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0, stderr);
+    const presented = Number(/frames presented: (\d+)/.exec(stdout)?.[1] ?? -1);
+    assert.ok(presented >= 5, stdout);
+    assert.match(stdout, /bytes copied: +\d+/);
+    assert.match(stdout, /fallback: +.*udmabuf/);
+    assert.match(stdout, /handoff latency: +p50 [\d.]+ µs, p99 [\d.]+ µs/);
+    assert.match(stderr, /pattern: fallback: .*\n/);
+    assert.match(stderr, /stopping \(SIGTERM\)/);
+  } finally {
+    await compositor.close();
+    if (savedRuntimeDir === undefined) delete process.env.XDG_RUNTIME_DIR;
+    else process.env.XDG_RUNTIME_DIR = savedRuntimeDir;
+    rmSync(runtimeDir, { recursive: true, force: true });
+  }
+});
+
+test('guestfb without a display says so and exits 1', () => {
+  const env = { ...process.env };
+  delete env.WAYLAND_DISPLAY;
+  const result = spawnSync(process.execPath, [bin, '--source', 'pattern:16x16'], {
+    env,
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  assert.equal(result.status, 1);
+  assert.match(result.stderr, /WAYLAND_DISPLAY is not set and no --display given/);
+});
+
+test('guestfb against a display that does not exist fails clearly', () => {
+  const result = spawnSync(
+    process.execPath,
+    [
+      bin,
+      '--source',
+      'pattern:16x16',
+      '--display',
+      path.join(os.tmpdir(), 'no-such-wayland-socket'),
+    ],
+    { encoding: 'utf8', timeout: 60_000 },
+  );
+  assert.equal(result.status, 1);
+  assert.match(result.stderr, /^guestfb: .+/m);
+});
