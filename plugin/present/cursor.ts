@@ -62,6 +62,8 @@ export class HeadCursor {
   update(update: CursorUpdate): boolean {
     const mode = this.mode();
     if (mode === 'none') return false;
+    // The role first: some compositors (weston) ignore content committed before it.
+    if (mode === 'subsurface') this.ensureSubsurface();
     if (update.image !== undefined) {
       if (update.image === null) {
         this.visible = false;
@@ -87,7 +89,6 @@ export class HeadCursor {
     if (mode === 'pointer') {
       this.applyPointerCursor();
     } else {
-      this.ensureSubsurface();
       this.subsurface?.setPosition(update.x - this.hotX, update.y - this.hotY);
       this.commitParent();
     }
