@@ -372,7 +372,8 @@ void Connection::Fail(int pollError) {
     return;
   }
   try {
-    onError_.Call(env.Undefined(), {errorInfo});
+    Napi::Function handler = onError_.Value();  // the handler may disconnect (and reset it)
+    handler.Call(env.Undefined(), {errorInfo});
   } catch (const Napi::Error& error) {
     fprintf(stderr, "guestfb wayland: the connection error handler threw: %s\n",
             DescribeError(error).c_str());
@@ -579,6 +580,10 @@ int ClientDispatch(const void* /*implementation*/, void* target, uint32_t opcode
   Connection* connection = data->connection;
   Napi::Env env = data->dispatch.Env();
   Napi::HandleScope scope(env);
+  // The listener may destroy the proxy (wl_callback.done does): keep locals, not `data`.
+  Napi::Function dispatch = data->dispatch.Value();
+  Napi::Value self = data->wrapper.Value();
+  [[maybe_unused]] Napi::Object keepConnection = connection->Value();
   bool delivered = false;
   try {
     Napi::Array values = Napi::Array::New(env, shape.count);
@@ -603,7 +608,7 @@ int ClientDispatch(const void* /*implementation*/, void* target, uint32_t opcode
       values.Set(i, value);
     }
     delivered = true;
-    data->dispatch.Call(data->wrapper.Value(), {Napi::Number::New(env, opcode), values});
+    dispatch.Call(self, {Napi::Number::New(env, opcode), values});
   } catch (const Napi::Error& error) {
     if (!delivered) CloseReceivedFds(shape, args);
     connection->ListenerFailed(error);

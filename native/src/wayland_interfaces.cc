@@ -426,7 +426,8 @@ void ReportError(Napi::Env env, const Napi::FunctionReference& handler,
     try {
       std::vector<napi_value> args{error.Value()};
       args.insert(args.end(), extraArgs.begin(), extraArgs.end());
-      handler.Call(env.Undefined(), args);
+      Napi::Function function = handler.Value();  // the handler may replace itself
+      function.Call(env.Undefined(), args);
       return;
     } catch (const Napi::Error& handlerError) {
       fprintf(stderr, "guestfb wayland: the error handler threw: %s\n",

@@ -218,13 +218,16 @@ class GlobalWrap : public Napi::ObjectWrap<GlobalWrap> {
     if (display == nullptr || !display->JsAllowed() || clientData == nullptr) return;
     Napi::Env env = self->Env();
     Napi::HandleScope scope(env);
+    // The handler may destroy the global: keep what is needed afterwards in locals.
+    [[maybe_unused]] Napi::Object keepAlive = self->Value();
+    std::string where = std::string("bind of ") + self->interfaceName_ + " global";
     try {
+      Napi::Function bind = self->bind_.Value();
       Napi::Value clientWrapper = display->WrapperOf(clientData);
-      self->bind_.Call(env.Undefined(), {clientWrapper, Napi::Number::New(env, version),
-                                         Napi::Number::New(env, id)});
+      bind.Call(env.Undefined(),
+                {clientWrapper, Napi::Number::New(env, version), Napi::Number::New(env, id)});
     } catch (const Napi::Error& error) {
-      display->HandlerFailed(error, client, true,
-                             std::string("bind of ") + self->interfaceName_ + " global");
+      display->HandlerFailed(error, client, true, where);
     }
   }
 
@@ -459,6 +462,13 @@ int Dispatch(const void* /*implementation*/, void* target, uint32_t opcode,
   ServerDisplay* display = data->display;
   Napi::Env env = data->dispatch.Env();
   Napi::HandleScope scope(env);
+  // The handler may destroy the resource (destructor requests do): nothing below may touch
+  // `data` or `resource` after the call, so keep what the error path needs.
+  wl_client* client = wl_resource_get_client(resource);
+  std::string where = std::string(wl_resource_get_class(resource)) + "@" +
+                      std::to_string(wl_resource_get_id(resource)) + "." + message->name;
+  Napi::Function dispatch = data->dispatch.Value();
+  Napi::Value self = data->wrapper.Value();
   bool delivered = false;
   try {
     Napi::Array values = Napi::Array::New(env, shape.count);
@@ -479,12 +489,10 @@ int Dispatch(const void* /*implementation*/, void* target, uint32_t opcode,
       values.Set(i, value);
     }
     delivered = true;
-    data->dispatch.Call(data->wrapper.Value(), {Napi::Number::New(env, opcode), values});
+    dispatch.Call(self, {Napi::Number::New(env, opcode), values});
   } catch (const Napi::Error& error) {
     if (!delivered) CloseReceivedFds(shape, args);
-    display->HandlerFailed(error, wl_resource_get_client(resource), true,
-                           std::string(wl_resource_get_class(resource)) + "@" +
-                               std::to_string(wl_resource_get_id(resource)) + "." + message->name);
+    display->HandlerFailed(error, client, true, where);
   }
   return 0;
 }
@@ -499,7 +507,8 @@ void ResourceDestroyed(wl_listener* listener, void* /*data*/) {
     Napi::Env env = data->onDestroy.Env();
     Napi::HandleScope scope(env);
     try {
-      data->onDestroy.Call(data->wrapper.IsEmpty() ? env.Undefined() : data->wrapper.Value(), {});
+      Napi::Function onDestroy = data->onDestroy.Value();
+      onDestroy.Call(data->wrapper.IsEmpty() ? env.Undefined() : data->wrapper.Value(), {});
     } catch (const Napi::Error& error) {
       display->HandlerFailed(error, nullptr, false, "resource destroy listener");
     }
@@ -518,7 +527,8 @@ void ClientDestroyed(wl_listener* listener, void* /*data*/) {
     Napi::HandleScope scope(env);
     for (Napi::FunctionReference& destroyListener : data->destroyListeners) {
       try {
-        destroyListener.Call(env.Undefined(), {});
+        Napi::Function listener = destroyListener.Value();
+        listener.Call(env.Undefined(), {});
       } catch (const Napi::Error& error) {
         display->HandlerFailed(error, nullptr, false, "client destroy listener");
       }

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { openSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { native, type NativeClient } from '../../native/index.js';
+import { native, type NativeClient, type ProtocolErrorInfo } from '../../native/index.js';
 import { fd } from '../../native/fd.js';
 import {
   TestEvent,
@@ -111,6 +111,44 @@ test('destroying the client or the display from inside a request handler is defe
     assert.deepEqual(server.errors, []);
   } finally {
     server.destroy();
+    runtime.remove();
+  }
+});
+
+test('handlers that destroy their own object and then throw are reported safely', async () => {
+  const runtime = useTempRuntimeDir();
+  const display = native.createServerDisplay();
+  const reported: string[] = [];
+  display.onError((error) => reported.push(String(error)));
+  const socket = display.addSocket('guestfb-selfdestroy-0');
+  display.createGlobal('guestfb_test', 2, (client, version, id) => {
+    const resource = client.createResource('guestfb_test', version, id, (opcode) => {
+      if (opcode !== TestRequest.destroy) return;
+      resource.destroy();
+      throw new Error('thrown after destroying the resource');
+    });
+  });
+  const global = display.createGlobal('guestfb_ignored', 1, () => {
+    global.destroy();
+    throw new Error('thrown after destroying the global');
+  });
+  try {
+    for (const target of ['guestfb_test', 'guestfb_ignored']) {
+      const connection = native.connect(socket);
+      const failed = new Promise<ProtocolErrorInfo>((resolve) => connection.onError(resolve));
+      const { registry, globals } = await listGlobals(connection);
+      const proxy = bind(registry, globals, target, 1);
+      if (target === 'guestfb_test')
+        proxy.marshal(TestRequest.destroy, [], undefined, undefined, true);
+      const info = await failed;
+      assert.equal(info.code, 3, target);
+      connection.disconnect();
+    }
+    assert.equal(reported.length, 2);
+    assert.match(reported[0]!, /after destroying the resource/);
+    assert.match(reported[1]!, /after destroying the global/);
+  } finally {
+    display.destroy();
     runtime.remove();
   }
 });
