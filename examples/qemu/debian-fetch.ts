@@ -350,3 +350,11 @@ function processAlive(pid: number): boolean {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
+
+/** The private index of the host release's backports suite (e.g. bookworm-backports) in `dir`. */
+export function ensureBackportsIndex(
+  dir: string,
+  progress?: (msg: string) => void,
+): Promise<AptIndex> {
+  return ensureAptIndex({ dir, suites: [`${hostCodename()}-backports`], progress });
+}

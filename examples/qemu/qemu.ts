@@ -10,9 +10,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import {
   cacheDir,
-  ensureAptIndex,
+  ensureBackportsIndex,
   extractDeb,
-  hostCodename,
   withCacheLock,
   type ResolvedPackage,
 } from './debian-fetch.js';
@@ -123,11 +122,7 @@ export async function ensureQemu(progress?: (msg: string) => void): Promise<Qemu
       existsSync(path.join(dir, manifest.root, 'usr', 'bin', 'qemu-system-x86_64'));
     if (manifest && complete) return tierFromRoot(path.join(dir, manifest.root), manifest);
 
-    const index = await ensureAptIndex({
-      dir: path.join(dir, 'apt'),
-      suites: [`${hostCodename()}-backports`],
-      progress,
-    });
+    const index = await ensureBackportsIndex(path.join(dir, 'apt'), progress);
     const resolved: ResolvedPackage[] = [];
     for (const name of qemuPackages) resolved.push(await index.resolve(name));
     const debs = await index.download(resolved, path.join(dir, 'debs'), progress);
