@@ -2,7 +2,7 @@
 # /init of the kernel-tier initramfs (built by test/vm/initramfs.ts). It mounts the host's root
 # (9p, read-only) under a tmpfs overlay, loads the requested modules with the host's modprobe,
 # runs the command the host wrote into its run folder with stdout and stderr on two
-# virtio-serial ports, prints "guestfb-exit <nonce> <status>" on the console and stops QEMU.
+# virtio-serial ports, reports "guestfb-exit <nonce> <status>" and stops QEMU.
 /bin/busybox --install -s /bin
 export PATH=/bin
 mount -t proc proc /proc
@@ -25,10 +25,36 @@ power_off() {
   sleep 60
 }
 
+port() {
+  for entry in /sys/class/virtio-ports/*; do
+    if [ "$(cat "$entry/name" 2>/dev/null)" = "$1" ]; then
+      echo "/dev/${entry##*/}"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# Port names arrive from QEMU shortly after the device is probed.
+status_port=
+for _ in $(seq 50); do
+  status_port=$(port guestfb.status) && break
+  sleep 0.1
+done
+
+# The status line goes to the status port: a virtio-serial write reaches QEMU before write()
+# returns, while console output sits in the UART's buffer and can be lost at power-off.
+report() {
+  echo "$*" >/dev/console
+  if [ -n "$status_port" ]; then echo "$*" >"$status_port"; fi
+}
+
 fail() {
-  echo "guestfb-init-failed $nonce $*" >/dev/console
+  report "guestfb-init-failed $nonce $*"
   power_off
 }
+
+[ -n "$status_port" ] || fail "no virtio-serial port guestfb.status"
 
 [ -n "$run" ] || fail "no guestfb.run= on the kernel command line"
 
@@ -71,20 +97,11 @@ while read -r module; do
     fail "modprobe $module failed"
 done <"$host_run/modules"
 
-port() {
-  for entry in /sys/class/virtio-ports/*; do
-    if [ "$(cat "$entry/name" 2>/dev/null)" = "$1" ]; then
-      echo "/dev/${entry##*/}"
-      return 0
-    fi
-  done
-  return 1
-}
 stdout_port=$(port guestfb.stdout) || fail "no virtio-serial port guestfb.stdout"
 stderr_port=$(port guestfb.stderr) || fail "no virtio-serial port guestfb.stderr"
 
 cd /
 env -i chroot $root /bin/sh /run/guestfb/command.sh </dev/null >"$stdout_port" 2>"$stderr_port"
 status=$?
-echo "guestfb-exit $nonce $status" >/dev/console
+report "guestfb-exit $nonce $status"
 power_off

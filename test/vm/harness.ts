@@ -11,6 +11,7 @@ import {
   existsSync,
   mkdtempSync,
   openSync,
+  readFileSync,
   readSync,
   rmSync,
   writeFileSync,
@@ -236,6 +237,7 @@ function qemuArguments(
     'virtio-serial-pci,id=guestfb-serial',
     ...port('stdout', path.join(runDir, 'stdout')),
     ...port('stderr', path.join(runDir, 'stderr')),
+    ...port('status', path.join(runDir, 'status')),
     '-device',
     'isa-debug-exit,iobase=0xf4,iosize=0x04',
   ];
@@ -282,7 +284,8 @@ export async function runInVm(options: VmRunOptions): Promise<VmRunResult> {
     writeFileSync(path.join(runDir, 'modules'), modules.map((m) => `${m}\n`).join(''));
     writeFileSync(path.join(runDir, 'kernel-release'), `${tier.kernelRelease}\n`);
     writeFileSync(path.join(runDir, 'modules-root'), `${tier.modulesRoot}\n`);
-    for (const name of ['stdout', 'stderr', 'console']) writeFileSync(path.join(runDir, name), '');
+    for (const name of ['stdout', 'stderr', 'console', 'status'])
+      writeFileSync(path.join(runDir, name), '');
     return await boot(qemu, tier, runDir, nonce, memoryMb, timeoutMs, options);
   } finally {
     rmSync(runDir, { recursive: true, force: true });
@@ -358,13 +361,15 @@ async function boot(
   const result = { stdout: text.stdout, stderr: text.stderr, console: text.console, durationMs };
   if (timedOut) return { ...result, status: -1, timedOut: true };
 
-  const initFailure = new RegExp(`guestfb-init-failed ${nonce} (.*)`).exec(text.console);
+  // The status port is authoritative; the console copy may be cut off at power-off.
+  const reports = `${readFileSync(path.join(runDir, 'status'), 'utf8')}\n${text.console}`;
+  const initFailure = new RegExp(`guestfb-init-failed ${nonce} (.*)`).exec(reports);
   if (initFailure) {
     throw new Error(
       `the guest's init failed: ${initFailure[1].trim()}\nconsole:\n${tail(text.console, 40)}`,
     );
   }
-  const marker = new RegExp(`guestfb-exit ${nonce} (\\d+)`).exec(text.console);
+  const marker = new RegExp(`guestfb-exit ${nonce} (\\d+)`).exec(reports);
   if (!marker) {
     const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
     throw new Error(
