@@ -244,3 +244,13 @@ test('GPU_SET_SOCKET hands the fd over; the processing gate holds queues until o
   device.kickAll();
   assert.equal(bench.control.takeUsed().length, 1);
 });
+
+test('guest-caused warnings thin out after the limit; errors and info always pass', () => {
+  const bench = new GpuBench({ warnLimit: 5 });
+  for (let i = 0; i < 2010; i++) bench.command(encodeRequest(Cmd.RESOURCE_UNREF, [99, 0]));
+  const warnings = bench.logs.filter((l) => l.level === 'warn');
+  assert.equal(warnings.length, 5 + 2, 'five, then one per thousand');
+  assert.match(warnings.at(-1)!.message, /warnings suppressed so far/);
+  assert.equal(bench.device.counters.warningsSuppressed, 2010 - 7);
+  assert.ok(bench.device.counters.queueNs > 0);
+});

@@ -307,6 +307,7 @@ export interface BenchOptions {
   indirect?: boolean;
   blob?: boolean;
   queueSize?: number;
+  warnLimit?: number;
   scanouts?: number;
   width?: number;
   height?: number;
@@ -364,6 +365,7 @@ export class GpuBench {
       emitter: this.emitter,
       log: (level, message) => this.logs.push({ level, message }),
       blob: options.blob ?? false,
+      warnLimit: options.warnLimit ?? Infinity,
     });
     this.alloc = new Allocator();
     const size = options.queueSize ?? 64;

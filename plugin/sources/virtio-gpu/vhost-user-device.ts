@@ -80,6 +80,11 @@ export interface VhostUserDeviceOptions {
   onGpuSocket?: (fd: number) => void;
   /** While false, kicks are noted but queues are not run (e.g. waiting for QEMU's display info). */
   canProcess?: () => boolean;
+  /**
+   * Guest-caused warnings logged before thinning out to one in 1000 (a guest repeating a bad
+   * command every frame must not flood the log). Default 200.
+   */
+  warnLimit?: number;
 }
 
 export class VhostUserDevice {
@@ -106,17 +111,33 @@ export class VhostUserDevice {
     responses: 0,
     dropped: 0,
     notifications: 0,
+    warningsSuppressed: 0,
+    /** Time spent running queues (ns): the back-end's per-command cost. */
+    queueNs: 0,
   };
   private disposed = false;
+  private warnings = 0;
+  private readonly log: Logger;
 
   constructor(private readonly options: VhostUserDeviceOptions) {
     const { io } = options;
+    const limit = options.warnLimit ?? 200;
+    this.log = (level, message) => {
+      if (level === 'warn' && ++this.warnings > limit) {
+        if (this.warnings % 1000 !== 0) {
+          this.counters.warningsSuppressed++;
+          return;
+        }
+        message += ` (${this.counters.warningsSuppressed} warnings suppressed so far)`;
+      }
+      options.log(level, message);
+    };
     this.memory = new GuestMemory(io, (fd) => io.close(fd));
     this.gpu = new GpuDevice({
       memory: this.memory,
       heads: options.heads,
       emitter: options.emitter,
-      log: options.log,
+      log: this.log,
       limits: options.limits,
     });
     this.offeredFeatures =
@@ -140,10 +161,6 @@ export class VhostUserDevice {
       });
     }
     this.applyFeatures(0n);
-  }
-
-  private get log(): Logger {
-    return this.options.log;
   }
 
   /**
@@ -425,6 +442,15 @@ export class VhostUserDevice {
     const queue = this.queues[index]!;
     if (this.disposed || !queue.started || !queue.enabled) return;
     if (this.options.canProcess && !this.options.canProcess()) return;
+    const started = process.hrtime.bigint();
+    try {
+      this.runQueue(queue, index);
+    } finally {
+      this.counters.queueNs += Number(process.hrtime.bigint() - started);
+    }
+  }
+
+  private runQueue(queue: Queue, index: number): void {
     const problem = queue.vq.resolve(this.memory);
     if (problem) {
       if (queue.problemLogged !== problem) this.log('warn', `queue ${index}: ${problem}`);
