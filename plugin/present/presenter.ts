@@ -60,6 +60,18 @@ class HeadView {
   scanout: ScanoutInfo | null = null;
   /** Set when the shown resource lost its buffer (backing changed); rebuilt on the next flush. */
   stale = false;
+  /**
+   * The invalidated buffer still on screen: kept (not unmapped) until its replacement is shown,
+   * then destroyed. Safe: the compositor's dma-buf or pool keeps the old pages alive.
+   */
+  retired: PresentedBuffer | null = null;
+
+  /** Shows `buffer` and destroys a retired one. */
+  replace(buffer: PresentedBuffer | null): void {
+    this.window.show(buffer);
+    if (this.retired && this.retired !== buffer) this.retired.destroy();
+    this.retired = null;
+  }
 
   constructor(
     readonly head: HeadInfo,
@@ -136,7 +148,7 @@ class SourceBinding {
     const view = this.views.get(headId);
     if (!view) return;
     this.views.delete(headId);
-    view.window.show(null);
+    view.replace(null);
     for (const cached of view.buffers.values()) cached.buffer.destroy();
     view.buffers.clear();
     view.cursor.destroy();
@@ -149,7 +161,7 @@ class SourceBinding {
     if (!view) return;
     view.scanout = scanout;
     view.stale = false;
-    view.window.show(scanout ? this.bufferFor(view, scanout) : null);
+    view.replace(scanout ? this.bufferFor(view, scanout) : null);
   }
 
   flush(headId: number, damage: readonly Rect[]): void {
@@ -157,7 +169,7 @@ class SourceBinding {
     if (!view || !view.scanout) return;
     if (view.stale || view.window.buffer === null) {
       view.stale = false;
-      view.window.show(this.bufferFor(view, view.scanout));
+      view.replace(this.bufferFor(view, view.scanout));
     }
     view.window.flush(damage);
   }
@@ -188,10 +200,13 @@ class SourceBinding {
       if (!cached) continue;
       view.buffers.delete(resourceId);
       if (view.window.buffer === cached.buffer) {
-        view.window.show(null);
+        // Keep it on screen until the next flush brings its replacement.
+        view.retired?.destroy();
+        view.retired = cached.buffer;
         view.stale = true;
+      } else {
+        cached.buffer.destroy();
       }
-      cached.buffer.destroy();
     }
     this.presenter.releaseDmabuf(this.exporterKey(resourceId));
   }
@@ -204,9 +219,14 @@ class SourceBinding {
     const cached = view.buffers.get(resource.id);
     if (cached && cached.key === key) return cached.buffer;
     if (cached) {
+      // A new layout for the same resource: the old buffer retires once the new one shows.
       view.buffers.delete(resource.id);
-      if (view.window.buffer === cached.buffer) view.window.show(null);
-      cached.buffer.destroy();
+      if (view.window.buffer === cached.buffer) {
+        view.retired?.destroy();
+        view.retired = cached.buffer;
+      } else {
+        cached.buffer.destroy();
+      }
     }
     const rect = scanout.rect;
     if (

@@ -104,9 +104,15 @@ export class HeadWindow {
     if (buffer === this.current) return;
     this.current = buffer;
     if (buffer === null) {
+      // Unmap. xdg-shell then wants the initial commit again and a new configure before the
+      // next buffer.
       this.pacer.stop();
       this.surface.attach(null, 0, 0);
       this.surface.commit();
+      if (this.xdgSurface) {
+        this.configured = false;
+        this.surface.commit();
+      }
       this.updateReady();
       return;
     }

@@ -1,0 +1,251 @@
+/**
+ * The presenter's reaction to what a guest does besides flushing: switching scanout to a
+ * buffer of another size (the window follows), backing detached and re-attached (buffers and
+ * dma-bufs dropped, rebuilt on the next flush), resources destroyed, heads disabled and the
+ * source disconnecting. A scripted source over PatternGuests, in the example compositor.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { fd } from '../../native/fd.js';
+import { createCompositor, type Compositor } from '../../examples/compositor/index.js';
+import { decodePng } from '../../examples/compositor/render/screenshot.js';
+import { UdmabufExporter, nativeUdmabufSyscalls } from '../../plugin/dmabuf/index.js';
+import { createGuestfbPlugin, type GuestfbPlugin } from '../../plugin/index.js';
+import { PatternGuest, patternPixel } from '../../plugin/sources/pattern.js';
+import type {
+  FramebufferSource,
+  HeadInfo,
+  Rect,
+  ScanoutInfo,
+  SourceEventName,
+  SourceEvents,
+  SourceListener,
+  SourceResource,
+} from '../../plugin/sources/types.js';
+
+const OUTPUT = 'HEADLESS-1';
+const [OUT_W, OUT_H] = [320, 200];
+
+/** A source whose every event the test triggers by hand. */
+class ScriptedSource implements FramebufferSource {
+  readonly guests = new Map<number, PatternGuest>();
+  private current: ScanoutInfo | null = null;
+  private headList: HeadInfo[] = [
+    { id: 0, width: OUT_W, height: OUT_H, x: 0, y: 0, enabled: true, name: 'scripted' },
+  ];
+  private readonly listeners = new Map<SourceEventName, Set<unknown>>();
+
+  on<K extends SourceEventName>(event: K, listener: SourceListener<K>): this {
+    if (!this.listeners.has(event)) this.listeners.set(event, new Set());
+    this.listeners.get(event)!.add(listener);
+    return this;
+  }
+
+  off<K extends SourceEventName>(event: K, listener: SourceListener<K>): this {
+    this.listeners.get(event)?.delete(listener);
+    return this;
+  }
+
+  emit<K extends SourceEventName>(event: K, ...args: SourceEvents[K]): void {
+    for (const listener of this.listeners.get(event) ?? []) {
+      (listener as (...a: SourceEvents[K]) => void)(...args);
+    }
+  }
+
+  listenerCount(): number {
+    let count = 0;
+    for (const set of this.listeners.values()) count += set.size;
+    return count;
+  }
+
+  addGuest(id: number, width: number, height: number, frame: number): void {
+    // Offset 0 of the memfd: the stand-in udmabuf below can wrap it.
+    const guest = new PatternGuest({ width, height, layout: 'contiguous', firstPage: 0 });
+    guest.drawFrame(frame);
+    this.guests.set(id, guest);
+  }
+
+  heads(): readonly HeadInfo[] {
+    return this.headList;
+  }
+
+  setHeads(heads: HeadInfo[]): void {
+    this.headList = heads;
+    this.emit('headsChanged', heads);
+  }
+
+  resource(id: number): SourceResource | undefined {
+    const guest = this.guests.get(id);
+    if (!guest) return undefined;
+    const buffer = guest.buffer();
+    return {
+      id,
+      kind: '2d',
+      fourcc: buffer.format,
+      modifier: buffer.modifier,
+      width: buffer.width,
+      height: buffer.height,
+      stride: buffer.stride,
+      offset: 0,
+      size: buffer.ranges.reduce((sum, r) => sum + r.length, 0),
+      backing: buffer.ranges,
+    };
+  }
+
+  scanout(headId: number): ScanoutInfo | null {
+    return headId === 0 ? this.current : null;
+  }
+
+  show(id: number | null): void {
+    const resource = id === null ? undefined : this.resource(id);
+    this.current = resource
+      ? {
+          headId: 0,
+          resourceId: resource.id,
+          fourcc: resource.fourcc,
+          modifier: resource.modifier,
+          width: resource.width,
+          height: resource.height,
+          stride: resource.stride,
+          offset: 0,
+          rect: { x: 0, y: 0, width: resource.width, height: resource.height },
+        }
+      : null;
+    this.emit('scanoutSet', 0, this.current);
+  }
+
+  flush(rect: Rect): void {
+    this.emit('flush', 0, [rect]);
+  }
+
+  readPixels(): boolean {
+    return false;
+  }
+
+  stats() {
+    return {};
+  }
+
+  close(): void {
+    for (const guest of this.guests.values()) guest.close();
+    this.guests.clear();
+  }
+}
+
+function windowMismatches(compositor: Compositor, guest: PatternGuest, frame: number): number {
+  const window = compositor.scene.windows[0];
+  assert.ok(window, 'a window is mapped');
+  const image = decodePng(compositor.screenshot(OUTPUT));
+  // The compositor keeps a window where it was mapped; compare the part on the output.
+  const visibleWidth = Math.min(guest.width, OUT_W - window.x);
+  const visibleHeight = Math.min(guest.height, OUT_H - window.y);
+  assert.ok(visibleWidth > 0 && visibleHeight > 0, 'part of the window is visible');
+  let differing = 0;
+  for (let y = 0; y < visibleHeight; y++) {
+    for (let x = 0; x < visibleWidth; x++) {
+      const expected = patternPixel(x, y, frame, guest.width, guest.height) & 0xffffff;
+      if (image.pixel(window.x + x, window.y + y) !== expected) differing++;
+    }
+  }
+  return differing;
+}
+
+async function settle(plugin: GuestfbPlugin, done: () => boolean, what: string) {
+  for (let i = 0; i < 1000 && !done(); i++) {
+    await plugin.settle();
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  assert.ok(done(), `gave up waiting for ${what}`);
+}
+
+test('scanout switches, backing changes, destroyed resources, heads and disconnects', async () => {
+  const baseline = fd.openFdCount();
+  const compositor = createCompositor({
+    outputs: [{ name: OUTPUT, width: OUT_W, height: OUT_H, refreshMhz: 60000 }],
+    socket: false,
+    log: () => undefined,
+  });
+  const exporter = UdmabufExporter.open({
+    syscalls: {
+      ...nativeUdmabufSyscalls,
+      open: () => fd.eventfd(0),
+      create: (_device, range) => fd.dup(range.memfd),
+    },
+    limits: { listLimit: 1024, sizeLimitMb: 64, sizeLimitBytes: 64 << 20, assumed: [] },
+  });
+  const source = new ScriptedSource();
+  const logs: string[] = [];
+  const plugin = createGuestfbPlugin({
+    sources: [{ name: 'scripted-guest', source }],
+    udmabuf: exporter,
+    log: (line) => logs.push(line),
+  });
+  try {
+    source.addGuest(1, 160, 100, 3);
+    source.addGuest(2, OUT_W, OUT_H, 8);
+    source.show(1);
+    assert.equal(await compositor.use(plugin), true, logs.join('; '));
+    const view = () => plugin.presenter!.windows()[0];
+    const frames = () => plugin.stats().framesPresented;
+    await settle(plugin, () => frames() >= 1 && !view().pacer.waitingForFrame, 'first frame');
+    assert.equal(view().buffer?.width, 160);
+    assert.equal(windowMismatches(compositor, source.guests.get(1)!, 3), 0);
+    assert.equal(plugin.stats().dmabufsLive, 1);
+
+    // The guest switches to a bigger buffer (a mode change): the window follows its size.
+    source.show(2);
+    await settle(plugin, () => frames() >= 2 && !view().pacer.waitingForFrame, 'mode change');
+    assert.equal(view().buffer?.width, OUT_W);
+    assert.equal(view().buffer?.height, OUT_H);
+    assert.equal(windowMismatches(compositor, source.guests.get(2)!, 8), 0);
+    assert.equal(plugin.stats().dmabufsLive, 2, 'resource 1 keeps its dma-buf for a switch back');
+
+    // Backing re-attached (new generation): the dma-buf is dropped; the old wl_buffer stays on
+    // screen until the next flush brings the rebuilt one.
+    const before = view().buffer;
+    source.emit('backingChanged', source.resource(2)!);
+    assert.equal(view().buffer, before);
+    assert.equal(plugin.stats().dmabufsLive, 1);
+    source.guests.get(2)!.drawFrame(9);
+    source.flush({ x: 0, y: 0, width: OUT_W, height: OUT_H });
+    await settle(plugin, () => frames() >= 3 && !view().pacer.waitingForFrame, 'rebuilt buffer');
+    assert.equal(view().buffer?.path, 'dmabuf');
+    assert.notEqual(view().buffer, before);
+    assert.equal(plugin.stats().dmabufsLive, 2);
+    assert.equal(windowMismatches(compositor, source.guests.get(2)!, 9), 0);
+
+    // Resource 1 destroyed: its cached buffer and dma-buf go.
+    source.emit('resourceDestroyed', 1);
+    assert.equal(plugin.stats().dmabufsLive, 1);
+
+    // The scanout is disabled (unmap) and set again: the window goes through configure again.
+    source.show(null);
+    await settle(plugin, () => compositor.stats().windows === 0, 'unmapped');
+    source.show(2);
+    await settle(plugin, () => compositor.stats().windows === 1 && frames() >= 4, 'mapped again');
+    await settle(plugin, () => !view().pacer.waitingForFrame, 'frame');
+    assert.equal(windowMismatches(compositor, source.guests.get(2)!, 9), 0);
+
+    // The head is disabled: its window goes; enabled again: it comes back with the scanout.
+    source.setHeads([{ ...source.heads()[0], enabled: false }]);
+    await plugin.settle();
+    assert.equal(plugin.presenter!.windows().length, 0);
+    await settle(plugin, () => compositor.stats().windows === 0, 'window unmapped');
+    source.setHeads([{ ...source.heads()[0], enabled: true }]);
+    await settle(plugin, () => compositor.stats().windows === 1, 'window back');
+    assert.equal(windowMismatches(compositor, source.guests.get(2)!, 9), 0);
+
+    source.emit('disconnected', 'test');
+    assert.equal(plugin.presenter!.windows().length, 0);
+    assert.equal(plugin.stats().dmabufsLive, 0);
+    assert.equal(plugin.stats().bytesCopied, 0);
+    assert.equal(plugin.stats().fallbackReason, null);
+  } finally {
+    plugin.stop();
+    assert.equal(source.listenerCount(), 0, 'the plugin stopped listening');
+    await compositor.close();
+    source.close();
+    exporter.dispose();
+  }
+  assert.equal(fd.openFdCount(), baseline, 'fd count back to baseline');
+});
