@@ -3,6 +3,7 @@
  * insist on a seat get well-formed objects: the keyboard gets the keymap and repeat info.
  */
 import {
+  WlKeyboardKeymapFormat,
   WlKeyboardResource,
   WlPointerResource,
   WlSeatCapability,
@@ -10,7 +11,6 @@ import {
   WlSeatResource,
 } from '../../../build/protocols/wayland.js';
 import type { Global } from '../../../protocol-xml/runtime/server.js';
-import { KEYMAP_FORMAT_XKB_V1 } from '../keymap.js';
 import type { ServerContext } from './context.js';
 import { PointerObject } from './wl-pointer.js';
 
@@ -33,7 +33,7 @@ export function createSeatGlobal(context: ServerContext): Global {
           id,
           {},
         );
-        keyboard.sendKeymap(KEYMAP_FORMAT_XKB_V1 as never, context.keymap.fd, context.keymap.size);
+        keyboard.sendKeymap(WlKeyboardKeymapFormat.xkb_v1, context.keymap.fd, context.keymap.size);
         keyboard.sendRepeatInfo(25, 600);
       },
       getTouch(seat) {

@@ -1,5 +1,5 @@
 /** wl_shm: advertises the formats the renderer reads and creates pools. */
-import { WlShmResource } from '../../../build/protocols/wayland.js';
+import { WlShmResource, type WlShmFormat } from '../../../build/protocols/wayland.js';
 import type { Global } from '../../../protocol-xml/runtime/server.js';
 import { ShmPool, ShmProtocolError } from '../buffers/shm-pool.js';
 import { formatInfo, fourccToWlShm } from '../dmabuf/formats.js';
@@ -18,7 +18,7 @@ export function shmFormats(): number[] {
 export function createShmGlobal(context: ServerContext): Global {
   return WlShmResource.global(context.display, WL_SHM_VERSION, (resource) => {
     context.noteClient(resource.client);
-    for (const format of shmFormats()) resource.sendFormat(format as never);
+    for (const format of shmFormats()) resource.sendFormat(format as WlShmFormat);
     return {
       createPool(shm, id, poolFd, size) {
         let pool: ShmPool;

@@ -1,0 +1,94 @@
+// The guestfb-compositor command: prints its socket, serves a real client (wayland-info), logs
+// it, writes periodic screenshots named <output>-<sequence>.png, and exits 0 on SIGTERM.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { decodePng } from '../../examples/compositor/render/screenshot.js';
+import { run } from './native-helpers.js';
+
+// dist/test/wayland/ -> repository root
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+const bin = path.join(root, 'bin/guestfb-compositor.js');
+
+test('guestfb-compositor --help', async () => {
+  const { done } = run(process.execPath, [bin, '--help'], process.env);
+  const result = await done;
+  assert.equal(result.code, 0);
+  assert.match(result.stdout, /--screenshot-every MS/);
+  const bad = await run(process.execPath, [bin, '--output', 'huge'], process.env).done;
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--output: expected WxH/);
+});
+
+test('guestfb-compositor serves clients and writes screenshots until SIGTERM', async () => {
+  const runtime = mkdtempSync(path.join(os.tmpdir(), 'guestfb-cli-'));
+  const shots = path.join(runtime, 'shots');
+  try {
+    const env = { ...process.env, XDG_RUNTIME_DIR: runtime };
+    const child = spawn(
+      process.execPath,
+      [bin, '--headless', '--socket', 'guestfb-cli-0', '--output', '320x240@30'],
+      { env, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    const withShots = spawn(
+      process.execPath,
+      [
+        bin,
+        '--headless',
+        '--socket',
+        'guestfb-cli-1',
+        '--output',
+        '160x120',
+        '--screenshot-dir',
+        shots,
+        '--screenshot-every',
+        '100',
+      ],
+      { env, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    const collect = (stream: NodeJS.ReadableStream | null) => {
+      const state = { text: '' };
+      stream?.setEncoding('utf8');
+      stream?.on('data', (chunk: string) => (state.text += chunk));
+      return state;
+    };
+    const stdout = collect(child.stdout);
+    const stderr = collect(child.stderr);
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    const shotsExited = new Promise<number | null>((resolve) => withShots.on('close', resolve));
+    const shotsOut = collect(withShots.stdout);
+    while (!stdout.text.includes('\n') || !shotsOut.text.includes('\n')) {
+      if (child.exitCode !== null) assert.fail(`compositor exited: ${stderr.text}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.match(stdout.text, /listening on guestfb-cli-0 \(HEADLESS-1 320x240@30Hz\)/);
+    assert.match(stdout.text, /WAYLAND_DISPLAY=guestfb-cli-0/);
+
+    const info = await run('wayland-info', [], { ...env, WAYLAND_DISPLAY: 'guestfb-cli-0' }).done;
+    assert.equal(info.code, 0, info.stderr);
+    assert.match(info.stdout, /width: 320 px, height: 240 px, refresh: 30\.000 Hz/);
+
+    while (readdirSync(shots).length < 2) await new Promise((r) => setTimeout(r, 20));
+    child.kill('SIGTERM');
+    withShots.kill('SIGTERM');
+    assert.equal(await exited, 0);
+    assert.equal(await shotsExited, 0);
+    assert.match(stderr.text, /client \d+ \(pid \d+\) connected/);
+    assert.match(stderr.text, /client \d+ \(pid \d+\) disconnected|client \d+ disconnected/);
+
+    const files = readdirSync(shots).sort();
+    assert.ok(
+      files.every((name) => /^HEADLESS-1-\d{6}\.png$/.test(name)),
+      files.join(' '),
+    );
+    assert.equal(files[0], 'HEADLESS-1-000001.png');
+    const last = decodePng(readFileSync(path.join(shots, files[files.length - 1])));
+    assert.deepEqual([last.width, last.height], [160, 120]);
+  } finally {
+    rmSync(runtime, { recursive: true, force: true });
+  }
+});
