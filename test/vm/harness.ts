@@ -40,7 +40,8 @@ export interface VmRunOptions {
   onOutput?: (chunk: string, stream: 'stdout' | 'stderr') => void;
   /** Working folder inside the guest; default the repository root (same path as on the host). */
   cwd?: string;
-  /** The guest's serial console (kernel messages, init errors) as it arrives. */
+  /** The guest's serial console (kernel messages, init errors) as it arrives; by default it
+   * goes to stderr when GUESTFB_VM_CONSOLE=1. */
   onConsole?: (chunk: string) => void;
   /** Progress of a first-run download/build of the kernel tier; default stderr. */
   progress?: (msg: string) => void;
@@ -194,7 +195,7 @@ function qemuArguments(
 ): string[] {
   const append = [
     'console=ttyS0',
-    'loglevel=4',
+    'loglevel=5',
     'panic=-1',
     // Under TCG on a busy host the IO-APIC timer check can miss its window and panic the boot.
     'no_timer_check',
@@ -309,7 +310,13 @@ async function boot(
     stderr: new FileFollower(path.join(runDir, 'stderr'), (chunk) =>
       options.onOutput?.(chunk, 'stderr'),
     ),
-    console: new FileFollower(path.join(runDir, 'console'), options.onConsole),
+    console: new FileFollower(
+      path.join(runDir, 'console'),
+      options.onConsole ??
+        (process.env.GUESTFB_VM_CONSOLE === '1'
+          ? (chunk) => process.stderr.write(chunk)
+          : undefined),
+    ),
   };
   const finishAll = (): Record<keyof typeof followers, string> => {
     const text = { stdout: '', stderr: '', console: '' };
@@ -426,8 +433,14 @@ function testSummary(result: VmRunResult): string {
     .split('\n')
     .filter((line) => /^ℹ (tests|suites|pass|fail|cancelled|skipped|todo|duration_ms) /.test(line))
     .join('\n');
-  if (failing >= 0) return `${tail(output.slice(failing), 60)}\n${totals}`.trim();
-  return tail(output, 40);
+  const verdict =
+    failing >= 0 ? `${tail(output.slice(failing), 60)}\n${totals}`.trim() : tail(output, 40);
+  // Kernel warnings and oopses (console loglevel 5) explain failures the test output cannot.
+  const kernelLog = result.console
+    .split('\n')
+    .filter((line) => line.trim() !== '' && !/guestfb-exit /.test(line));
+  if (kernelLog.length === 0) return verdict;
+  return `${verdict}\nguest console:\n${kernelLog.slice(-40).join('\n')}`;
 }
 
 /**

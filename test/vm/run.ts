@@ -19,7 +19,8 @@ options:
   --prepare          only fetch/build the kernel tier and print its paths
   -h, --help         this text
 
-environment: GUESTFB_VM_ACCEL=kvm tries KVM instead of TCG; XDG_CACHE_HOME moves the cache.`;
+environment: GUESTFB_VM_ACCEL=kvm tries KVM instead of TCG; GUESTFB_VM_CONSOLE=1 prints the
+console of every VM (also in tests); XDG_CACHE_HOME moves the cache.`;
 
 function fail(message: string): never {
   process.stderr.write(`${message}\n\n${usage}\n`);
