@@ -51,12 +51,16 @@ export interface InterfaceSpec {
  * Decoded argument values by signature letter:
  * - `i`, `u`: number; `f`: number (converted from/to 24.8 fixed point)
  * - `s`: string | null
- * - `o`: the wrapper object (NativeResource / NativeProxy) | null
+ * - `o`: the wrapper object (NativeResource / NativeProxy) | null. Incoming objects that the
+ *   binding did not create (libwayland's own wl_registry/wl_callback resources) decode as null.
+ *   Outgoing: a live wrapper of the same client/connection, of the interface the message names.
  * - `n`: server requests: the new object id (number); for an untyped new_id (wl_registry.bind)
  *   three values appear instead: interface name (string), version (number), id (number).
  *   Server events: a NativeResource created with id 0. Client requests: pass null (the new proxy
  *   is returned by `marshal`). Client events: a new NativeProxy (its interface from the message).
- * - `a`: Uint8Array (copied)
+ * - `a`: Uint8Array (copied); outgoing, any TypedArray or DataView (its bytes are copied)
+ * - `i`/`u` outgoing must be integers in int32/uint32 range (RangeError), `f` finite with
+ *   |value| < 2^23; strings must not contain NUL
  * - `h`: fd number. Received fds are owned by the receiver (JS must close them). Fds passed to
  *   postEvent/marshal are borrowed (libwayland dups them).
  */
