@@ -269,7 +269,8 @@ test('weston-simple-shm draws through generated wl_shm, wl_surface and xdg-shell
     await client.done;
     await clientGone;
 
-    assert.equal(frames.length, wantedFrames);
+    // The client may commit once more before SIGTERM lands.
+    assert.ok(frames.length >= wantedFrames, `${frames.length} frames`);
     for (const frame of frames) {
       assert.deepEqual([frame.width, frame.height], [250, 250]);
       // simple-shm paints a moving pattern: many distinct colours, not a cleared buffer.
