@@ -159,6 +159,9 @@ test('ADD_MEM_REG / REM_MEM_REG: rings and backing follow the table', () => {
   new DataView(entries.buffer).setUint32(8, 4096, true);
   bench.command(encodeRequest(Cmd.RESOURCE_ATTACH_BACKING, [1, 1], {}, entries));
   const high = ramRegions()[1]!;
+  const oldFd = bench.device.memory.regions[1]!.fd;
+  let oldFdOpenAtEvent = false;
+  bench.emitter.on('backingChanged', () => (oldFdOpenAtEvent = bench.fds.files.has(oldFd)));
   bench.events.length = 0;
   assert.equal(parseU64(bench.send(Request.REM_MEM_REG, encodeSingleRegion(high), [], true)!), 0n);
   assert.equal(bench.device.gpu.resource(1)!.backing.length, 0, 'backing left the table');
@@ -166,6 +169,8 @@ test('ADD_MEM_REG / REM_MEM_REG: rings and backing follow the table', () => {
     bench.events.map((e) => e.name),
     ['backingChanged'],
   );
+  assert.ok(oldFdOpenAtEvent, 'the old fd is still open while listeners hear of the change');
+  assert.ok(bench.fds.closed.includes(oldFd), 'and closed after');
   assert.equal(
     parseU64(bench.send(Request.REM_MEM_REG, encodeSingleRegion(high), [], true)!),
     1n,

@@ -114,29 +114,46 @@ export class GuestMemory {
     }
   }
 
-  /** Removes the region matching guest address, size and user address; returns false if none. */
-  remove(wire: WireMemoryRegion): boolean {
+  /**
+   * Takes the region matching guest address, size and user address out of the table without
+   * releasing it (its fd and mapping stay valid until `release`), or returns null.
+   */
+  detach(wire: WireMemoryRegion): MemoryRegion | null {
     const index = this.list.findIndex(
       (r) =>
         BigInt(r.guestAddr) === wire.guestAddr &&
         BigInt(r.size) === wire.size &&
         BigInt(r.userAddr) === wire.userAddr,
     );
-    if (index < 0) return false;
+    if (index < 0) return null;
     const [region] = this.list.splice(index, 1);
-    this.release(region!);
-    return true;
+    this.lastHit = null;
+    this.generation++;
+    return region!;
+  }
+
+  /** Takes every region out of the table without releasing them. */
+  detachAll(): MemoryRegion[] {
+    const old = this.list;
+    this.list = [];
+    this.lastHit = null;
+    this.generation++;
+    return old;
+  }
+
+  /** Removes and releases a region; returns false if none matches. */
+  remove(wire: WireMemoryRegion): boolean {
+    const region = this.detach(wire);
+    if (region) this.release(region);
+    return region !== null;
   }
 
   clear(): void {
-    const old = this.list;
-    this.list = [];
-    for (const region of old) this.release(region);
+    for (const region of this.detachAll()) this.release(region);
   }
 
-  private release(region: MemoryRegion): void {
-    this.lastHit = null;
-    this.generation++;
+  /** Unmaps a detached region and closes its fd. */
+  release(region: MemoryRegion): void {
     this.mapper.unmap(region.mapping);
     this.closeFd(region.fd);
   }

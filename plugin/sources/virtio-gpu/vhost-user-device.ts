@@ -232,10 +232,11 @@ export class VhostUserDevice {
         return null;
       }
       case Request.REM_MEM_REG: {
-        const region = parseSingleRegion(payload);
-        if (!this.memory.remove(region))
-          throw new ProtocolError('REM_MEM_REG of an unknown region');
+        const region = this.memory.detach(parseSingleRegion(payload));
+        if (!region) throw new ProtocolError('REM_MEM_REG of an unknown region');
+        // Users of the old fd hear about the change while the fd is still open.
         this.memoryChanged();
+        this.memory.release(region);
         return null;
       }
       case Request.GET_MAX_MEM_SLOTS:
@@ -368,7 +369,7 @@ export class VhostUserDevice {
     if (fdCount !== regions.length) {
       throw new ProtocolError(`${regions.length} regions with ${fdCount} fds`);
     }
-    this.memory.clear();
+    const old = this.memory.detachAll();
     let failure: Error | null = null;
     for (const region of regions) {
       const fd = takeFd()!;
@@ -384,6 +385,7 @@ export class VhostUserDevice {
       }
     }
     this.memoryChanged();
+    for (const region of old) this.memory.release(region);
     if (failure) throw failure;
     this.log(
       'debug',
