@@ -4,7 +4,7 @@
 // reproduces the pattern exactly (zero copies on the back-end's side: the test does the read).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fd } from '../../native/fd.js';
@@ -105,7 +105,7 @@ test('QEMU 10 vhost-user-gpu-pci on guestfb: commands, memfd backing, exact patt
     const stats = backend.stats();
     t.diagnostic(`stats: ${JSON.stringify(stats)}`);
     t.diagnostic(
-      `back-end time running queues: ${(stats.queueNs! / 1e6).toFixed(2)} ms for ${stats.chains} chains ` +
+      `back-end wall time running queues (incl. JIT warm-up): ${(stats.queueNs! / 1e6).toFixed(2)} ms for ${stats.chains} chains ` +
         `(${(stats.queueNs! / 1e3 / stats.chains!).toFixed(1)} us per command)`,
     );
     for (const command of [
@@ -166,6 +166,66 @@ test('QEMU 10 vhost-user-gpu-pci on guestfb: commands, memfd backing, exact patt
   t.diagnostic(`disconnected: ${reason}`);
   assert.equal(backend.connected, false);
   assert.equal(backend.resource(created[0]!.id), undefined, 'resources gone with the session');
+  backend.close();
+  assert.equal(fd.openFdCount(), baselineFds, 'fd count back to baseline');
+});
+
+test('connect role: QEMU listens (server=on), guestfb connects; QEMU xres/yres become the mode', async (t) => {
+  const baselineFds = fd.openFdCount();
+  const socketPath = path.join(workDir, 'qemu-gpu.sock');
+  const [modeWidth, modeHeight] = [1024, 768];
+  const qemu = bootGuest(tier, guest, {
+    gpuDevice: 'vhost-user-gpu-pci,chardev=vgpu',
+    extraArgs: ['-chardev', `socket,id=vgpu,path=${socketPath},server=on`],
+    width: modeWidth,
+    height: modeHeight,
+    fbcon: false,
+    guestCommand: `drawpattern --frames ${frames} --hold`,
+    timeoutMs: 180_000,
+  });
+  // QEMU waits for its client before it starts the guest; wait for its socket to appear.
+  while (!existsSync(socketPath)) {
+    if (qemu.guestStatus() !== null) break;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const logs: string[] = [];
+  const backend = createVhostUserGpuBackend({
+    socketPath,
+    role: 'connect',
+    log: (level, message) => logs.push(`${level}: ${message}`),
+  });
+  const disconnected = new Promise<string>((resolve) => backend.on('disconnected', resolve));
+  try {
+    await qemu.waitForConsole(/drawpattern: holding the last frame/);
+    assert.deepEqual(
+      backend.heads().map((h) => [h.width, h.height]),
+      [[modeWidth, modeHeight]],
+    );
+    const scanout = backend.scanout(0)!;
+    assert.ok(scanout, 'head 0 shows a resource');
+    assert.deepEqual([scanout.width, scanout.height], [modeWidth, modeHeight]);
+    const image = readFromMemfds(backend.resource(scanout.resourceId)!, scanout);
+    const result = comparePattern(image, {
+      width: modeWidth,
+      height: modeHeight,
+      outputIndex: 0,
+      frame: frames - 1,
+    });
+    assert.equal(result.mismatches, 0, `first difference ${JSON.stringify(result.first)}`);
+    t.diagnostic(
+      `connect role: ${modeWidth}x${modeHeight} pattern exact; stats ${JSON.stringify(backend.stats())}`,
+    );
+  } catch (error) {
+    throw new Error(
+      `${(error as Error).message}\n--- backend log:\n${logs.slice(-40).join('\n')}\n--- guest console tail:\n${qemu
+        .console()
+        .slice(-2500)}\n--- qemu stderr:\n${qemu.stderr().slice(-1500)}`,
+    );
+  } finally {
+    qemu.kill('SIGKILL');
+    await qemu.exited;
+  }
+  await disconnected;
   backend.close();
   assert.equal(fd.openFdCount(), baselineFds, 'fd count back to baseline');
 });
