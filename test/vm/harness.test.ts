@@ -2,7 +2,9 @@
 // vkms, guest node tests, timeouts. The VMs boot in parallel to keep the tier short.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readdirSync, readlinkSync } from 'node:fs';
+import path from 'node:path';
 import {
   ensureKernelTier,
   repoRoot,
@@ -74,8 +76,14 @@ const guestFail = started(
 test('the kernel tier is cached after the first preparation', async () => {
   const tier = await tierReady;
   assert.match(tier.kernelRelease, /^\d+\.\d+\.\d+.*-amd64$/);
-  const again = await ensureKernelTier();
-  assert.equal(again.kernelImage, tier.kernelImage);
+  // A fresh process finds everything through the manifest and says it did nothing.
+  const cli = path.join(repoRoot, 'dist/test/vm/run.js');
+  const again = spawnSync(process.execPath, [cli, '--prepare'], { encoding: 'utf8' });
+  assert.equal(again.status, 0, again.stderr);
+  assert.match(again.stderr, /nothing downloaded or built/);
+  const reported = JSON.parse(again.stdout) as { fromCache: boolean; kernelImage: string };
+  assert.equal(reported.fromCache, true);
+  assert.equal(reported.kernelImage, tier.kernelImage);
 });
 
 test('exit status, argv, env, cwd and separate stdout/stderr come back exactly', async () => {

@@ -177,7 +177,9 @@ async function acquireLock(cacheDir: string, progress: (msg: string) => void): P
     } catch {
       // The owner has not written its pid yet.
     }
-    if (Number.isInteger(owner) && owner > 0 && !processAlive(owner)) {
+    // A dead owner, or one holding it far longer than a build takes (its pid reused), is stale.
+    const stale = Date.now() - lockCreatedAt(lock) > 30 * 60 * 1000;
+    if ((Number.isInteger(owner) && owner > 0 && !processAlive(owner)) || stale) {
       rmSync(lock, { recursive: true, force: true });
       continue;
     }
@@ -186,6 +188,14 @@ async function acquireLock(cacheDir: string, progress: (msg: string) => void): P
       reported = true;
     }
     await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+}
+
+function lockCreatedAt(lock: string): number {
+  try {
+    return statSync(lock).mtimeMs;
+  } catch {
+    return Date.now();
   }
 }
 
