@@ -31,6 +31,8 @@ export interface GuestfbPluginOptions {
   log?: Logger;
   /** Called when the compositor connection fails (protocol error, hang-up). */
   onError?: (error: ConnectionError) => void;
+  /** Highest zwp_linux_dmabuf_v1 version to bind (default 4). */
+  maxDmabufVersion?: number;
 }
 
 /** What a compositor hands a plugin when it starts it (the example compositor's Plugin API). */
@@ -111,6 +113,7 @@ class GuestfbPluginImpl implements GuestfbPlugin {
         stats: this.statsObject,
         log: this.log,
         udmabuf: this.options.udmabuf,
+        maxDmabufVersion: this.options.maxDmabufVersion,
       });
       this.presenterObject = presenter;
       if (this.stopped) return;

@@ -94,7 +94,15 @@ function followFeedback(
  * to v4), wl_subcompositor and wl_seat, then does the roundtrip that delivers their initial
  * events. Throws when there is no usable wl_compositor.
  */
-export async function bindGlobals(client: WaylandClient): Promise<PresentGlobals> {
+export interface BindOptions {
+  /** Highest zwp_linux_dmabuf_v1 version to bind (default 4; 3 exercises the event path). */
+  maxDmabufVersion?: number;
+}
+
+export async function bindGlobals(
+  client: WaylandClient,
+  options: BindOptions = {},
+): Promise<PresentGlobals> {
   const compositor = client.bind(WlCompositorProxy, 5, 4);
   if (!compositor) {
     throw new Error('the compositor offers no wl_compositor of version 4 or later');
@@ -108,7 +116,7 @@ export async function bindGlobals(client: WaylandClient): Promise<PresentGlobals
   const subcompositor = client.bind(WlSubcompositorProxy, 1);
   const seat = client.bind(WlSeatProxy, 5);
 
-  const dmabuf = client.bind(ZwpLinuxDmabufV1Proxy, 4);
+  const dmabuf = client.bind(ZwpLinuxDmabufV1Proxy, Math.min(4, options.maxDmabufVersion ?? 4));
   let dmabufFormats: FormatSet | null = null;
   let feedback: ZwpLinuxDmabufFeedbackV1Proxy | null = null;
   if (dmabuf) {

@@ -35,6 +35,8 @@ export interface PresenterOptions {
    * exporter to use (the presenter then does not dispose it).
    */
   udmabuf?: string | false | UdmabufExporter;
+  /** Highest linux-dmabuf version to use (default 4). */
+  maxDmabufVersion?: number;
 }
 
 /** A source with the guest name used in window titles. */
@@ -148,11 +150,13 @@ class SourceBinding {
     const view = this.views.get(headId);
     if (!view) return;
     this.views.delete(headId);
-    view.replace(null);
-    for (const cached of view.buffers.values()) cached.buffer.destroy();
-    view.buffers.clear();
+    // Destroying the surface unmaps it; buffers go after it.
     view.cursor.destroy();
     view.window.destroy();
+    view.retired?.destroy();
+    view.retired = null;
+    for (const cached of view.buffers.values()) cached.buffer.destroy();
+    view.buffers.clear();
     this.presenter.forgetView(view);
   }
 
@@ -321,7 +325,7 @@ export class Presenter {
 
   /** Binds the globals on a connected client (the caller keeps owning the client). */
   static async create(client: WaylandClient, options: PresenterOptions): Promise<Presenter> {
-    const globals = await bindGlobals(client);
+    const globals = await bindGlobals(client, { maxDmabufVersion: options.maxDmabufVersion });
     try {
       return new Presenter(client, globals, options);
     } catch (error) {

@@ -18,6 +18,7 @@ import {
   type UdmabufSyscalls,
 } from '../../plugin/dmabuf/index.js';
 import { createGuestfbPlugin, type GuestfbPlugin } from '../../plugin/index.js';
+import { DRM_FORMAT_MOD_LINEAR, DrmFormat } from '../../plugin/present/formats.js';
 import {
   PatternSource,
   boxSize,
@@ -83,6 +84,7 @@ async function withPlugin(
   sourceOptions: Partial<PatternSourceOptions>,
   udmabufOption: string | false | (() => UdmabufExporter),
   body: (setup: Setup) => Promise<void>,
+  maxDmabufVersion?: number,
 ): Promise<void> {
   const baseline = fd.openFdCount();
   const udmabuf = typeof udmabufOption === 'function' ? udmabufOption() : udmabufOption;
@@ -97,6 +99,7 @@ async function withPlugin(
     sources: [{ name: 'test-guest', source }],
     udmabuf,
     log: (line) => logs.push(line),
+    maxDmabufVersion,
   });
   try {
     assert.equal(await compositor.use(plugin), true, `plugin started: ${logs.join('; ')}`);
@@ -170,6 +173,11 @@ test('dma-buf path: the guest pages are imported once, flushes copy nothing', as
     const window = s.plugin.presenter!.windows()[0];
     const buffer = window.buffer;
     assert.equal(buffer?.path, 'dmabuf');
+    // v4: the formats came from the default feedback's format table and tranches.
+    assert.equal(s.plugin.presenter!.globals.dmabufVersion, 4);
+    assert.ok(
+      s.plugin.presenter!.globals.dmabufFormats?.has(DrmFormat.XRGB8888, DRM_FORMAT_MOD_LINEAR),
+    );
     // A second pattern written into the same pages + a flush: the same wl_buffer shows it.
     s.source.showFrame(21);
     await s.presented(2);
@@ -201,4 +209,23 @@ test('a typed udmabuf refusal (list_limit) falls back with its reason', async (t
     assert.equal(stats.dmabufsLive, 0);
     assert.equal(stats.bytesCopied, W * H * 4);
   });
+});
+
+test('linux-dmabuf v3: formats from format/modifier events, same zero-copy result', async (t) => {
+  const exporter = () => UdmabufExporter.open({ syscalls: memfdAsDmabuf, limits: limits(1024) });
+  await withPlugin(
+    t,
+    { layout: 'contiguous', firstPage: 0 },
+    exporter,
+    async (s) => {
+      await s.presented(1);
+      const presenter = s.plugin.presenter!;
+      assert.equal(presenter.globals.dmabufVersion, 3);
+      assert.ok(presenter.globals.dmabufFormats?.has(DrmFormat.XRGB8888, DRM_FORMAT_MOD_LINEAR));
+      assert.equal(presenter.windows()[0].buffer?.path, 'dmabuf');
+      assert.equal(mismatches(s.compositor, 0), 0);
+      assert.equal(s.plugin.stats().bytesCopied, 0);
+    },
+    3,
+  );
 });
