@@ -1,0 +1,349 @@
+// barwriter: draws the test pattern into the BAR of QEMU's ivshmem device and describes it with
+// guestfb's shared BAR header (README.md, "Shared BAR header (ivshmem)"), then rings guestfb's
+// doorbell after every frame. No driver needed: the BARs are mapped through sysfs.
+//
+// The pattern is drawpattern's (see drawpattern.c): 8 vertical bars, bar b covering columns
+// [b*W/8, (b+1)*W/8) in white, yellow, cyan, green, magenta, red, blue, black (output index 0),
+// with the 16-cell frame counter (16x16 cells, bottom-left, cell 0 = bit 15, white = 1) showing
+// the frame number modulo 65536. XRGB8888 with the X byte 0xff, stride W*4, framebuffer at BAR
+// offset 4096 (the page after the header).
+//
+// Frames: frame 0 draws everything; each later frame redraws the counter strip only and reports
+// it as damage (--damage full reports the whole frame). Each frame is committed with the
+// header's sequence number: odd while writing, even when done, then a Doorbell write of
+// (host peer << 16 | 0). The host peer id is read from guestfb's host area in the header page
+// ("GFBH" at 0xf00, peer at 0xf04), or --host-peer; 0xffffffff (ivshmem-plain) means no doorbell.
+// Output on stdout, one line per event, prefixed "barwriter:".
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define COUNTER_CELLS 16
+#define COUNTER_CELL_SIZE 16
+#define HEADER_PAGE 4096u
+#define NO_PEER 0xffffffffu
+
+// Header v1 field offsets (bytes).
+enum {
+  kMagic = 0,
+  kVersion = 4,  // u16 version, u16 header size
+  kFourcc = 8,
+  kFlags = 12,
+  kModifier = 16,
+  kWidth = 24,
+  kHeight = 28,
+  kStride = 32,
+  kOffset = 40,
+  kSequence = 48,
+  kDamageCount = 52,
+  kDamage = 56,
+  kCursorVisible = 320,
+  kHostMagic = 0xf00,
+  kHostPeer = 0xf04,
+};
+
+static const uint32_t kBarMagic = 0x52424647;        // "GFBR"
+static const uint32_t kHostMagicValue = 0x48424647;  // "GFBH"
+static const uint32_t kXrgb8888 = 0x34325258;        // "XR24"
+static const uint32_t kHeaderSize = 384;
+
+static const uint32_t kBarColors[8] = {0xffffff, 0xffff00, 0x00ffff, 0x00ff00,
+                                       0xff00ff, 0xff0000, 0x0000ff, 0x000000};
+
+struct options {
+  uint32_t width, height;
+  double fps;
+  unsigned long frames;  // 0: forever
+  int full_damage;
+  int hold;
+  uint32_t host_peer;  // NO_PEER: read it from the host area
+  const char* device;  // PCI address, NULL: the first ivshmem device
+};
+
+struct bar {
+  volatile uint8_t* mem;
+  size_t size;
+  volatile uint32_t* regs;
+};
+
+static void die(const char* what) {
+  fprintf(stderr, "barwriter: %s: %s\n", what, strerror(errno));
+  exit(1);
+}
+
+static void usage(FILE* out) {
+  fprintf(out,
+          "usage: barwriter [--width 640] [--height 480] [--fps 30] [--frames N (0: forever)]\n"
+          "                 [--damage box|full] [--host-peer ID] [--device 0000:00:04.0] "
+          "[--hold]\n"
+          "Draws the documented test pattern into the ivshmem BAR with guestfb's header and\n"
+          "rings guestfb's doorbell after each frame; --hold keeps the last frame until killed.\n");
+}
+
+static uint32_t parse_u32(const char* text, int* ok) {
+  char* end = NULL;
+  unsigned long value = strtoul(text, &end, 0);
+  if (!*text || *end || value > 0xffffffffUL) *ok = 0;
+  return (uint32_t)value;
+}
+
+static void parse_options(int argc, char** argv, struct options* o) {
+  static const struct option long_options[] = {
+      {"width", required_argument, 0, 'w'},  {"height", required_argument, 0, 'H'},
+      {"fps", required_argument, 0, 'r'},    {"frames", required_argument, 0, 'n'},
+      {"damage", required_argument, 0, 'D'}, {"host-peer", required_argument, 0, 'p'},
+      {"device", required_argument, 0, 'd'}, {"hold", no_argument, 0, 'k'},
+      {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+  *o = (struct options){640, 480, 30.0, 300, 0, 0, NO_PEER, NULL};
+  int ok = 1;
+  int c;
+  while ((c = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
+    char* end = NULL;
+    switch (c) {
+      case 'w':
+        o->width = parse_u32(optarg, &ok);
+        break;
+      case 'H':
+        o->height = parse_u32(optarg, &ok);
+        break;
+      case 'r':
+        o->fps = strtod(optarg, &end);
+        if (*end || !(o->fps > 0 && o->fps <= 1000)) ok = 0;
+        break;
+      case 'n':
+        o->frames = strtoul(optarg, &end, 10);
+        if (*end) ok = 0;
+        break;
+      case 'D':
+        if (strcmp(optarg, "full") == 0) {
+          o->full_damage = 1;
+        } else if (strcmp(optarg, "box") == 0) {
+          o->full_damage = 0;
+        } else {
+          ok = 0;
+        }
+        break;
+      case 'p':
+        o->host_peer = parse_u32(optarg, &ok);
+        if (o->host_peer > 0xffff) ok = 0;
+        break;
+      case 'd':
+        o->device = optarg;
+        break;
+      case 'k':
+        o->hold = 1;
+        break;
+      case 'h':
+        usage(stdout);
+        exit(0);
+      default:
+        ok = 0;
+    }
+  }
+  if (!o->width || !o->height || o->width > 16384 || o->height > 16384) ok = 0;
+  if (ok && optind == argc) return;
+  usage(stderr);
+  exit(2);
+}
+
+static int read_hex_file(const char* dir, const char* name, unsigned long* value) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE* f = fopen(path, "r");
+  if (!f) return -1;
+  int ok = fscanf(f, "%lx", value) == 1;
+  fclose(f);
+  return ok ? 0 : -1;
+}
+
+// Finds the ivshmem device (1af4:1110) in sysfs; writes its folder into `dir`.
+static int find_device(const char* wanted, char* dir, size_t size) {
+  const char* base = "/sys/bus/pci/devices";
+  DIR* d = opendir(base);
+  if (!d) die(base);
+  struct dirent* entry;
+  int found = 0;
+  while (!found && (entry = readdir(d)) != NULL) {
+    if (entry->d_name[0] == '.') continue;
+    if (wanted && strcmp(entry->d_name, wanted) != 0) continue;
+    snprintf(dir, size, "%s/%s", base, entry->d_name);
+    unsigned long vendor = 0, device = 0;
+    if (read_hex_file(dir, "vendor", &vendor) || read_hex_file(dir, "device", &device)) continue;
+    found = vendor == 0x1af4 && device == 0x1110;
+  }
+  closedir(d);
+  return found;
+}
+
+static volatile uint8_t* map_resource(const char* dir, const char* name, size_t* size) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  int fd = open(path, O_RDWR | O_SYNC | O_CLOEXEC);
+  if (fd < 0) die(path);
+  struct stat st;
+  if (fstat(fd, &st)) die(path);
+  *size = (size_t)st.st_size;
+  void* p = mmap(NULL, *size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) die(path);
+  close(fd);
+  return p;
+}
+
+static void put32(struct bar* b, size_t at, uint32_t value) {
+  *(volatile uint32_t*)(b->mem + at) = value;
+}
+
+static uint32_t get32(struct bar* b, size_t at) { return *(volatile uint32_t*)(b->mem + at); }
+
+static void put64(struct bar* b, size_t at, uint64_t value) {
+  put32(b, at, (uint32_t)value);
+  put32(b, at + 4, (uint32_t)(value >> 32));
+}
+
+static volatile uint32_t* pixels(struct bar* b) {
+  return (volatile uint32_t*)(b->mem + HEADER_PAGE);
+}
+
+static void fill_rect(struct bar* b, const struct options* o, uint32_t x0, uint32_t y0, uint32_t x1,
+                      uint32_t y1, uint32_t rgb) {
+  volatile uint32_t* px = pixels(b);
+  for (uint32_t y = y0; y < y1; y++) {
+    volatile uint32_t* row = px + (size_t)y * o->width;
+    for (uint32_t x = x0; x < x1; x++) row[x] = 0xff000000u | rgb;
+  }
+}
+
+static int has_counter(const struct options* o) {
+  return o->width >= COUNTER_CELLS * COUNTER_CELL_SIZE && o->height >= COUNTER_CELL_SIZE;
+}
+
+static void draw_counter(struct bar* b, const struct options* o, unsigned long frame) {
+  if (!has_counter(o)) return;
+  for (uint32_t k = 0; k < COUNTER_CELLS; k++) {
+    int bit = (frame >> (COUNTER_CELLS - 1 - k)) & 1;
+    fill_rect(b, o, k * COUNTER_CELL_SIZE, o->height - COUNTER_CELL_SIZE,
+              (k + 1) * COUNTER_CELL_SIZE, o->height, bit ? 0xffffff : 0x000000);
+  }
+}
+
+static void draw_bars(struct bar* b, const struct options* o) {
+  for (uint32_t i = 0; i < 8; i++) {
+    uint32_t x0 = (uint32_t)((uint64_t)i * o->width / 8);
+    uint32_t x1 = (uint32_t)((uint64_t)(i + 1) * o->width / 8);
+    fill_rect(b, o, x0, 0, x1, o->height, kBarColors[i]);
+  }
+}
+
+static void set_damage(struct bar* b, uint32_t x, uint32_t y, uint32_t w, uint32_t h) {
+  put32(b, kDamageCount, 1);
+  put32(b, kDamage, x);
+  put32(b, kDamage + 4, y);
+  put32(b, kDamage + 8, w);
+  put32(b, kDamage + 12, h);
+}
+
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_until(double deadline) {
+  struct timespec ts;
+  ts.tv_sec = (time_t)deadline;
+  ts.tv_nsec = (long)((deadline - (double)ts.tv_sec) * 1e9);
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+  }
+}
+
+int main(int argc, char** argv) {
+  struct options o;
+  parse_options(argc, argv, &o);
+  setvbuf(stdout, NULL, _IOLBF, 0);
+
+  char dir[512];
+  if (!find_device(o.device, dir, sizeof dir)) {
+    fprintf(stderr, "barwriter: no ivshmem device (1af4:1110) in /sys/bus/pci/devices\n");
+    return 1;
+  }
+  // Without a driver nobody enabled the device; sysfs does (failure is fine if firmware did).
+  char enable[600];
+  snprintf(enable, sizeof enable, "%s/enable", dir);
+  int enable_fd = open(enable, O_WRONLY | O_CLOEXEC);
+  if (enable_fd >= 0) {
+    if (write(enable_fd, "1", 1) != 1) printf("barwriter: enabling the device failed\n");
+    close(enable_fd);
+  }
+  struct bar b;
+  size_t regs_size = 0;
+  b.regs = (volatile uint32_t*)map_resource(dir, "resource0", &regs_size);
+  b.mem = map_resource(dir, "resource2", &b.size);
+  uint32_t position = b.regs[2];  // IVPosition
+  uint32_t host_peer = o.host_peer;
+  if (host_peer == NO_PEER && get32(&b, kHostMagic) == kHostMagicValue) {
+    host_peer = get32(&b, kHostPeer);
+  }
+  uint64_t stride = (uint64_t)o.width * 4;
+  if (HEADER_PAGE + stride * o.height > b.size) {
+    fprintf(stderr, "barwriter: %ux%u does not fit the %zu-byte BAR\n", o.width, o.height, b.size);
+    return 1;
+  }
+  printf("barwriter: device %s BAR2 %zu bytes, IVPosition %u, host peer %d\n",
+         strrchr(dir, '/') + 1, b.size, position, host_peer == NO_PEER ? -1 : (int)host_peer);
+
+  // Frame 0 writes the whole header inside the first odd/even sequence pair.
+  uint32_t sequence = get32(&b, kSequence) & ~1u;
+  double period = 1.0 / o.fps;
+  double next = now_seconds();
+  for (unsigned long frame = 0; o.frames == 0 || frame < o.frames; frame++) {
+    put32(&b, kSequence, ++sequence);  // odd: writing
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (frame == 0) {
+      put32(&b, kMagic, kBarMagic);
+      put32(&b, kVersion, 1u | (kHeaderSize << 16));
+      put32(&b, kFourcc, kXrgb8888);
+      put32(&b, kFlags, 0);
+      put64(&b, kModifier, 0);
+      put32(&b, kWidth, o.width);
+      put32(&b, kHeight, o.height);
+      put32(&b, kStride, (uint32_t)stride);
+      put64(&b, kOffset, HEADER_PAGE);
+      put32(&b, kCursorVisible, 0);
+      draw_bars(&b, &o);
+    }
+    draw_counter(&b, &o, frame & 0xffff);
+    if (frame == 0 || o.full_damage || !has_counter(&o)) {
+      put32(&b, kDamageCount, 0);  // the whole frame
+    } else {
+      set_damage(&b, 0, o.height - COUNTER_CELL_SIZE, COUNTER_CELLS * COUNTER_CELL_SIZE,
+                 COUNTER_CELL_SIZE);
+    }
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    put32(&b, kSequence, ++sequence);  // even: committed
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (host_peer != NO_PEER) b.regs[3] = (host_peer << 16) | 0;  // Doorbell, vector 0
+    if (frame == 0) {
+      printf("barwriter: first frame %ux%u stride %u at BAR offset %u\n", o.width, o.height,
+             (uint32_t)stride, HEADER_PAGE);
+    }
+    if (o.frames && o.frames <= 1000) printf("barwriter: frame %lu sequence %u\n", frame, sequence);
+    next += period;
+    sleep_until(next);
+  }
+  if (o.hold) {
+    printf("barwriter: holding the last frame\n");
+    for (;;) pause();
+  }
+  printf("barwriter: done\n");
+  return 0;
+}

@@ -1,0 +1,171 @@
+// End to end through the shared BAR: QEMU 10 with ivshmem-doorbell connected to guestfb's
+// ivshmem server, the test guest's barwriter drawing the documented pattern into the BAR and
+// ringing guestfb's doorbell, guestfb presenting the BAR pages in the example compositor. The
+// compositor's screenshot must equal the pattern pixel for pixel (frame counter included), and
+// the counter must keep up with the guest. No GPU in the guest (gpuDevice none).
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fd } from '../../native/fd.js';
+import {
+  bootGuest,
+  ensureGuest,
+  ensureQemu,
+  type GuestImage,
+  type QemuTier,
+} from '../../examples/qemu/qemu.js';
+import { comparePattern, decodeCounter, type RgbImage } from '../../examples/guest/pattern.js';
+import { createCompositor } from '../../examples/compositor/index.js';
+import { decodePng } from '../../examples/compositor/render/screenshot.js';
+import { createGuestfbPlugin, type GuestfbPlugin } from '../../plugin/index.js';
+import { createSharedBarSource, Field } from '../../plugin/sources/shared-bar/index.js';
+
+const width = 640;
+const height = 480;
+const frames = 40;
+const OUTPUT = 'HEADLESS-1';
+
+let tier: QemuTier;
+let guest: GuestImage;
+let workDir: string;
+
+before(async () => {
+  const progress = (msg: string) => process.stderr.write(`ivshmem e2e: ${msg}\n`);
+  tier = await ensureQemu(progress);
+  guest = await ensureGuest(progress);
+  workDir = mkdtempSync(path.join(os.tmpdir(), 'guestfb-ivshmem-e2e-'));
+});
+
+after(() => {
+  if (workDir) rmSync(workDir, { recursive: true, force: true });
+});
+
+function toRgb(png: Buffer): RgbImage {
+  const image = decodePng(png);
+  const rgb = Buffer.alloc(image.width * image.height * 3);
+  for (let y = 0; y < image.height; y++) {
+    for (let x = 0; x < image.width; x++) {
+      const pixel = image.pixel(x, y);
+      const o = (y * image.width + x) * 3;
+      rgb[o] = pixel >> 16;
+      rgb[o + 1] = (pixel >> 8) & 0xff;
+      rgb[o + 2] = pixel & 0xff;
+    }
+  }
+  return { width: image.width, height: image.height, rgb };
+}
+
+async function settleUntil(plugin: GuestfbPlugin, done: () => boolean, what: string) {
+  for (let i = 0; i < 6000 && !done(); i++) {
+    await plugin.settle();
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  assert.ok(done(), `gave up waiting for ${what}`);
+}
+
+test('QEMU 10 ivshmem-doorbell on guestfb: barwriter pattern pixel-exact in the compositor', async (t) => {
+  const baselineFds = fd.openFdCount();
+  const logs: string[] = [];
+  const socketPath = path.join(workDir, 'ivshmem.sock');
+  const source = createSharedBarSource({ ivshmemSocket: socketPath, log: (m) => logs.push(m) });
+  const compositor = createCompositor({
+    outputs: [{ name: OUTPUT, width, height, refreshMhz: 60000 }],
+    socket: false,
+    log: () => undefined,
+  });
+  const plugin = createGuestfbPlugin({
+    sources: [{ name: 'vm', source }],
+    log: (line) => logs.push(line),
+  });
+  assert.equal(await compositor.use(plugin), true, logs.join('; '));
+  const qemu = bootGuest(tier, guest, {
+    ivshmemSocket: socketPath,
+    gpuDevice: 'none',
+    guestCommand: `barwriter --width ${width} --height ${height} --fps 10 --frames ${frames} --hold`,
+    timeoutMs: 240_000,
+  });
+  const committedFrame = () => {
+    const bytes = new Uint8Array(4);
+    fd.pread(source.memfd, bytes, Field.sequence);
+    return new DataView(bytes.buffer).getUint32(0, true) / 2 - 1;
+  };
+  const screenshot = () => toRgb(compositor.screenshot(OUTPUT));
+  const holding = () => /barwriter: holding the last frame/.test(qemu.console());
+  /** Waits for a presentation after `count`; false when the guest stopped drawing first. */
+  const presentedAfter = async (count: number) => {
+    await settleUntil(
+      plugin,
+      () => plugin.stats().framesPresented > count || holding(),
+      'a presentation',
+    );
+    const window = plugin.presenter!.windows()[0]!;
+    await settleUntil(plugin, () => !window.pacer.waitingForFrame, 'the frame callback');
+    return plugin.stats().framesPresented > count;
+  };
+  try {
+    await qemu.waitForConsole(/barwriter: first frame/);
+    await settleUntil(plugin, () => plugin.stats().framesPresented >= 1, 'the first frame');
+    const window = plugin.presenter!.windows()[0]!;
+
+    // While the guest animates: each screenshot is an exact frame, the counter keeps moving, and
+    // what the guest committed before a presentation is on screen after it.
+    const seen: number[] = [];
+    let lag = 0;
+    while (!holding()) {
+      const committed = committedFrame();
+      if (!(await presentedAfter(plugin.stats().framesPresented))) break;
+      const image = screenshot();
+      const counter = decodeCounter(image);
+      assert.notEqual(counter, null, 'a readable counter');
+      const exact = comparePattern(image, { width, height, outputIndex: 0, frame: counter! });
+      assert.equal(exact.mismatches, 0, `frame ${counter}: first ${JSON.stringify(exact.first)}`);
+      assert.ok(counter! >= committed, `screen shows ${counter}, guest had committed ${committed}`);
+      lag = Math.max(lag, committedFrame() - counter!);
+      if (seen.at(-1) !== counter) seen.push(counter!);
+    }
+    t.diagnostic(`counters seen on screen: ${seen.join(' ')}; most frames behind: ${lag}`);
+    assert.ok(seen.length >= 2, `the counter moved (${seen.join(' ')})`);
+    for (let i = 1; i < seen.length; i++) assert.ok(seen[i]! > seen[i - 1]!, 'counter only grows');
+
+    // The held last frame, exactly.
+    let last = screenshot();
+    await settleUntil(
+      plugin,
+      () => decodeCounter((last = screenshot())) === frames - 1,
+      'the last frame on screen',
+    );
+    const result = comparePattern(last, { width, height, outputIndex: 0, frame: frames - 1 });
+    assert.equal(result.mismatches, 0, `last frame: first ${JSON.stringify(result.first)}`);
+    assert.equal(decodeCounter(last), frames - 1);
+
+    const stats = plugin.stats();
+    const sourceStats = source.stats();
+    t.diagnostic(`plugin: ${JSON.stringify(stats)}`);
+    t.diagnostic(`source: ${JSON.stringify(sourceStats)}; buffer path ${window.buffer?.path}`);
+    assert.equal(stats.bytesCopied, 0, 'no pixel copied');
+    assert.ok(['dmabuf', 'shm-direct'].includes(window.buffer?.path ?? ''), 'a zero-copy path');
+    assert.equal(sourceStats.layoutChanges, 1, 'one buffer for the whole run');
+    assert.ok(sourceStats.doorbellFrames! > 0, "frames arrived through guestfb's doorbell");
+    assert.equal(sourceStats.invalidHeaders, 0);
+    assert.match(
+      qemu.console(),
+      /barwriter: device \S+ BAR2 67108864 bytes, IVPosition 1, host peer 0/,
+    );
+  } catch (error) {
+    throw new Error(
+      `${(error as Error).message}\n--- guestfb log:\n${logs.slice(-30).join('\n')}\n--- guest console tail:\n${qemu
+        .console()
+        .slice(-2500)}\n--- qemu stderr:\n${qemu.stderr().slice(-1500)}`,
+    );
+  } finally {
+    qemu.kill('SIGKILL');
+    await qemu.exited;
+    await settleUntil(plugin, () => source.server!.peers().length === 0, 'QEMU to disconnect');
+    plugin.stop();
+    await compositor.close();
+    source.close();
+  }
+  assert.equal(fd.openFdCount(), baselineFds, 'fd count back to baseline');
+});
