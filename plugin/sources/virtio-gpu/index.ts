@@ -125,7 +125,11 @@ class Backend implements VhostUserGpuBackend {
     }
     this.listenFd = this.fd.unixListen(path, 1);
     const listenFd = this.listenFd;
-    this.stopListenWatch = this.fd.watchReadable(listenFd, () => {
+    this.stopListenWatch = this.fd.watchReadable(listenFd, (error) => {
+      if (error) {
+        this.log('error', `listening socket failed: ${error.message}; no more connections`);
+        return;
+      }
       for (;;) {
         let conn: number;
         try {
@@ -279,7 +283,10 @@ class Session {
   };
 
   start(): void {
-    this.stopWatch = this.fd.watchReadable(this.conn, () => this.readable());
+    this.stopWatch = this.fd.watchReadable(this.conn, (error) => {
+      if (error) this.end(`poll failed: ${error.message}`);
+      else this.readable();
+    });
   }
 
   private attachDisplay(gpuFd: number): void {
@@ -288,8 +295,10 @@ class Session {
     const channel = new QemuDisplayChannel(
       gpuFd,
       {
-        send: (x, data) => void this.fd.unixSend(x, data),
-        recv: (x, max) => this.fd.unixRecv(x, max),
+        send: (x, data) => sendAll(this.fd, x, data),
+        // QEMU's end of its socketpair is a blocking socket (libuv's poll happens to set
+        // O_NONBLOCK on it; do not rely on that): only read when there is something to read.
+        recv: (x, max) => (this.fd.pollReadable(x, 0) ? this.fd.unixRecv(x, max) : null),
         watchReadable: (x, cb) => this.fd.watchReadable(x, cb),
         close: (x) => this.fd.close(x),
       },
@@ -348,7 +357,7 @@ class Session {
         const reply = this.device.handle(message);
         if (reply) {
           try {
-            this.fd.unixSend(this.conn, reply);
+            sendAll(this.fd, this.conn, reply);
           } catch (error) {
             this.end(`send failed: ${String(error)}`);
           }
@@ -369,5 +378,18 @@ class Session {
     this.reader.dispose();
     this.fd.close(this.conn);
     this.onEnd(reason);
+  }
+}
+
+/**
+ * Sends a whole message. Messages are small (at most a few hundred bytes) and the peer reads
+ * them promptly, so a full socket means the peer is stuck: that throws (the session ends).
+ */
+function sendAll(fdModule: FdAddon, socket: number, data: Uint8Array): void {
+  let sent = 0;
+  while (sent < data.length) {
+    const n = fdModule.unixSend(socket, data.subarray(sent));
+    if (n <= 0) throw new Error('peer does not accept data');
+    sent += n;
   }
 }

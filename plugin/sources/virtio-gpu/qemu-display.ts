@@ -88,7 +88,7 @@ export interface DisplayChannelIo {
   send(fd: number, data: Uint8Array): void;
   /** Non-blocking receive: null when nothing is pending, empty data at EOF. */
   recv(fd: number, maxBytes: number): { data: Uint8Array; fds: number[] } | null;
-  watchReadable(fd: number, onReadable: () => void): () => void;
+  watchReadable(fd: number, onReadable: (error?: Error) => void): () => void;
   close(fd: number): void;
 }
 
@@ -118,7 +118,10 @@ export class QemuDisplayChannel {
   }
 
   start(): void {
-    this.stopWatch = this.io.watchReadable(this.fd, () => this.readable());
+    this.stopWatch = this.io.watchReadable(this.fd, (error) => {
+      if (error) this.fail(`poll failed: ${error.message}`);
+      else this.readable();
+    });
     this.send(encodeGpuMessage(GpuRequest.GET_PROTOCOL_FEATURES));
   }
 

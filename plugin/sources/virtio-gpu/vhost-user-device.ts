@@ -48,8 +48,9 @@ export interface DeviceIo extends RegionMapper {
   eventfdWrite(fd: number): void;
   /** Drains an eventfd (borrowed). */
   eventfdRead(fd: number): void;
-  /** Calls `onReadable` whenever fd is readable; returns a stop function. Borrows fd. */
-  watchReadable(fd: number, onReadable: () => void): () => void;
+  /** Calls `onReadable` whenever fd is readable (or once with an error when polling failed);
+   * returns a stop function. Borrows fd. */
+  watchReadable(fd: number, onReadable: (error?: Error) => void): () => void;
 }
 
 export const CONTROL_QUEUE = 0;
@@ -410,7 +411,11 @@ export class VhostUserDevice {
     queue.problemLogged = null;
     const index = queue.vq.index;
     if (fd !== null) {
-      queue.stopWatch = this.options.io.watchReadable(fd, () => {
+      queue.stopWatch = this.options.io.watchReadable(fd, (error) => {
+        if (error) {
+          this.log('error', `queue ${index}: watching the kick fd failed: ${error.message}`);
+          return;
+        }
         if (queue.kickFd === null) return;
         this.options.io.eventfdRead(queue.kickFd);
         this.counters.kicks++;
