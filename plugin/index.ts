@@ -106,6 +106,8 @@ class GuestfbPluginImpl implements GuestfbPlugin {
     this.clientObject = client;
     client.onError((error) => {
       this.log(`compositor connection failed: ${error.message}`);
+      // Nothing more can be shown: let go of the sources, buffers and fds.
+      if (this.clientObject === client) this.stop();
       this.options.onError?.(error);
     });
     try {

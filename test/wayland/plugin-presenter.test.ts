@@ -6,11 +6,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { fd } from '../../native/fd.js';
 import { createCompositor, type Compositor } from '../../examples/compositor/index.js';
 import { decodePng } from '../../examples/compositor/render/screenshot.js';
 import { UdmabufExporter, nativeUdmabufSyscalls } from '../../plugin/dmabuf/index.js';
-import { createGuestfbPlugin, type GuestfbPlugin } from '../../plugin/index.js';
+import { createGuestfbPlugin, runStandalone, type GuestfbPlugin } from '../../plugin/index.js';
 import { PatternGuest, patternPixel } from '../../plugin/sources/pattern.js';
 import type {
   FramebufferSource,
@@ -246,6 +249,82 @@ test('scanout switches, backing changes, destroyed resources, heads and disconne
     await compositor.close();
     source.close();
     exporter.dispose();
+  }
+  assert.equal(fd.openFdCount(), baseline, 'fd count back to baseline');
+});
+
+test('the compositor going away stops the plugin and frees everything', async () => {
+  const baseline = fd.openFdCount();
+  const compositor = createCompositor({
+    outputs: [{ name: OUTPUT, width: OUT_W, height: OUT_H, refreshMhz: 60000 }],
+    socket: false,
+    log: () => undefined,
+  });
+  const source = new ScriptedSource();
+  source.addGuest(1, 64, 48, 1);
+  source.show(1);
+  const plugin = createGuestfbPlugin({
+    sources: [{ name: 'doomed', source }],
+    udmabuf: false,
+    log: () => undefined,
+  });
+  try {
+    assert.equal(await compositor.use(plugin), true);
+    await settle(plugin, () => plugin.stats().framesPresented >= 1, 'first frame');
+    // The compositor drops our client (aborting the plugin's signal and hanging up the
+    // socket): the plugin must stop and stop listening to its sources.
+    await compositor.close();
+    for (let i = 0; i < 200 && plugin.presenter !== null; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    assert.equal(plugin.presenter, null, 'stopped');
+    assert.equal(source.listenerCount(), 0);
+    // A flush after that reaches nobody and throws nothing.
+    source.flush({ x: 0, y: 0, width: 64, height: 48 });
+  } finally {
+    plugin.stop();
+    source.close();
+  }
+  assert.equal(fd.openFdCount(), baseline, 'fd count back to baseline');
+});
+
+test('standalone: a hung-up connection is reported once and the plugin stops', async () => {
+  const runtimeDir = mkdtempSync(path.join(os.tmpdir(), 'guestfb-hangup-'));
+  const saved = process.env.XDG_RUNTIME_DIR;
+  process.env.XDG_RUNTIME_DIR = runtimeDir;
+  const baseline = fd.openFdCount();
+  const compositor = createCompositor({
+    outputs: [{ name: OUTPUT, width: OUT_W, height: OUT_H, refreshMhz: 60000 }],
+    socket: 'guestfb-hangup',
+    log: () => undefined,
+  });
+  const source = new ScriptedSource();
+  source.addGuest(1, 64, 48, 1);
+  source.show(1);
+  const errors: Error[] = [];
+  try {
+    const plugin = await runStandalone({
+      display: path.join(runtimeDir, 'guestfb-hangup'),
+      sources: [{ name: 'standalone', source }],
+      udmabuf: false,
+      log: () => undefined,
+      onError: (error) => errors.push(error),
+    });
+    await settle(plugin, () => plugin.stats().framesPresented >= 1, 'first frame');
+    await compositor.close();
+    for (let i = 0; i < 400 && plugin.presenter !== null; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    assert.equal(plugin.presenter, null, 'stopped');
+    assert.equal(errors.length, 1);
+    assert.equal(source.listenerCount(), 0);
+    plugin.stop();
+  } finally {
+    await compositor.close();
+    source.close();
+    if (saved === undefined) delete process.env.XDG_RUNTIME_DIR;
+    else process.env.XDG_RUNTIME_DIR = saved;
+    rmSync(runtimeDir, { recursive: true, force: true });
   }
   assert.equal(fd.openFdCount(), baseline, 'fd count back to baseline');
 });
