@@ -4,6 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import type { OutputConfig } from './core/scene.js';
+import type { ModeRequest } from './drm/index.js';
 
 export const USAGE = `Usage: guestfb-compositor [options]
 
@@ -11,6 +12,12 @@ A small Wayland compositor scripted in TypeScript (software rendering, headless)
 
 Options:
   --headless                 run without a display device (the only backend so far)
+  --drm DEVICE               drive a KMS device: /dev/dri/cardN or a driver name (vkms);
+                             needs DRM master (root on a VT, or a test device)
+  --drm-connector NAME       connector name (Virtual-1) or type (Writeback); default: the
+                             first connected one
+  --drm-mode WxH[@HZ]        mode on that connector (default: its preferred mode)
+  --drm-debug                log the path (direct scanout or composition) of every frame
   --socket NAME              listen on $XDG_RUNTIME_DIR/NAME (default: first free wayland-N)
   --output WxH[@HZ]          add an output (repeatable; default 1920x1080@60)
   --screenshot-dir DIR       write PNG screenshots as DIR/<output>-<sequence>.png
@@ -26,6 +33,7 @@ export interface CliOptions {
   outputs: OutputConfig[];
   screenshotDir: string | undefined;
   screenshotEveryMs: number | undefined;
+  drm: { device: string; connector?: string; mode?: ModeRequest; debugFrames: boolean } | undefined;
 }
 
 export class UsageError extends Error {}
@@ -58,6 +66,10 @@ export function parseCli(argv: string[]): CliOptions {
         output: { type: 'string', multiple: true },
         'screenshot-dir': { type: 'string' },
         'screenshot-every': { type: 'string' },
+        drm: { type: 'string' },
+        'drm-connector': { type: 'string' },
+        'drm-mode': { type: 'string' },
+        'drm-debug': { type: 'boolean', default: false },
       },
     });
   } catch (error) {
@@ -78,7 +90,25 @@ export function parseCli(argv: string[]): CliOptions {
       throw new UsageError('--screenshot-every needs --screenshot-dir');
     }
   }
-  const outputs = (values.output ?? ['1920x1080']).map(parseOutput);
+  let drm: CliOptions['drm'];
+  if (values.drm !== undefined) {
+    let mode: ModeRequest | undefined;
+    if (values['drm-mode'] !== undefined) {
+      const parsed = parseOutput(values['drm-mode'], 0);
+      mode = { width: parsed.width, height: parsed.height };
+      if (values['drm-mode'].includes('@')) mode.refresh = parsed.refreshMhz / 1000;
+    }
+    drm = {
+      device: values.drm,
+      connector: values['drm-connector'],
+      mode,
+      debugFrames: values['drm-debug'] ?? false,
+    };
+  } else if (values['drm-connector'] || values['drm-mode'] || values['drm-debug']) {
+    throw new UsageError('--drm-connector, --drm-mode and --drm-debug need --drm');
+  }
+  // With --drm, the KMS output comes first; headless outputs only when asked for.
+  const outputs = (values.output ?? (drm ? [] : ['1920x1080'])).map(parseOutput);
   return {
     help: values.help ?? false,
     headless: values.headless ?? false,
@@ -86,5 +116,6 @@ export function parseCli(argv: string[]): CliOptions {
     outputs,
     screenshotDir: values['screenshot-dir'],
     screenshotEveryMs,
+    drm,
   };
 }

@@ -18,7 +18,7 @@ function main(): void {
     process.stdout.write(USAGE);
     return;
   }
-  if (!options.headless) {
+  if (!options.headless && !options.drm) {
     process.stderr.write('guestfb-compositor: only --headless is implemented; running headless\n');
   }
   if (!process.env.XDG_RUNTIME_DIR) {
@@ -35,8 +35,10 @@ function main(): void {
     screenshotDir: options.screenshotDir,
     screenshotEveryMs: options.screenshotEveryMs,
     log,
+    drm: options.drm,
   });
-  const outputs = options.outputs
+  const outputs = compositor.scene.outputs
+    .map((o) => o.config)
     .map((o) => `${o.name} ${o.width}x${o.height}@${o.refreshMhz / 1000}Hz`)
     .join(', ');
   process.stdout.write(
@@ -50,7 +52,7 @@ function main(): void {
     log(`${signal}: shutting down`);
     const finish = async (): Promise<void> => {
       if (options.screenshotDir) {
-        for (const output of options.outputs) {
+        for (const output of compositor.scene.outputs) {
           log(`final screenshot: ${compositor.saveScreenshot(output.name)}`);
         }
       }

@@ -13,6 +13,7 @@ import { Display, type Global } from '../../protocol-xml/runtime/server.js';
 import { Scene, type OutputConfig } from './core/scene.js';
 import { CompiledFeedback } from './dmabuf/feedback.js';
 import { defaultDmabufFormats } from './dmabuf/formats.js';
+import { DrmBackend, type DrmBackendOptions, type DrmBackendStats } from './drm/index.js';
 import { createKeymapFile } from './keymap.js';
 import type { Plugin } from './plugin.js';
 import { describeClient, type ServerContext } from './protocol/context.js';
@@ -29,6 +30,7 @@ import { encodePng, ScreenshotWriter } from './render/screenshot.js';
 
 export type { OutputConfig } from './core/scene.js';
 export type { Plugin, PluginContext } from './plugin.js';
+export type { DrmBackendOptions, DrmBackendStats } from './drm/index.js';
 
 export interface CompositorOptions {
   outputs: OutputConfig[];
@@ -44,6 +46,9 @@ export interface CompositorOptions {
   log?: (message: string) => void;
   /** dev_t for linux-dmabuf main_device (default: the first render node, else 0). */
   mainDevice?: bigint;
+  /** Drive a KMS device (drm/backend.ts): its mode becomes the first output, before `outputs`;
+   * linux-dmabuf feedback then names that device and adds a scanout tranche. */
+  drm?: DrmBackendOptions;
 }
 
 export interface CompositorStats {
@@ -56,6 +61,8 @@ export interface CompositorStats {
   /** Connected clients. */
   clients: number;
   windows: number;
+  /** The KMS backend's counters (directScanoutFrames, composedFrames, ...), when there is one. */
+  drm?: DrmBackendStats;
 }
 
 export interface Compositor {
@@ -73,6 +80,8 @@ export interface Compositor {
   /** A new client on one end of a socketpair; returns the other end (caller owns it). */
   connectClient(): { fd: number; client: NativeClient };
   stats(): CompositorStats;
+  /** The KMS backend, when `drm` was given. */
+  readonly drm: DrmBackend | null;
   /** Stops plugins, destroys every client and the display, closes the feedback and keymap. */
   close(): Promise<void>;
 }
@@ -84,19 +93,28 @@ export function createCompositor(options: CompositorOptions): Compositor {
     throw new Error('screenshotEveryMs needs screenshotDir');
   }
   const writer = options.screenshotDir ? new ScreenshotWriter(options.screenshotDir) : null;
-  const scene = new Scene(options.outputs, { background: options.background, log });
-
+  const drm = options.drm ? DrmBackend.open(options.drm, log) : null;
   const dmabufFormats = defaultDmabufFormats();
-  const dmabufFeedback = new CompiledFeedback(
-    dmabufFormats,
-    options.mainDevice ?? findMainDevice(),
-    fd,
-  );
+  let scene: Scene;
+  let dmabufFeedback: CompiledFeedback;
+  try {
+    scene = new Scene(drm ? [drm.outputConfig, ...options.outputs] : options.outputs, {
+      background: options.background,
+      log,
+    });
+    dmabufFeedback = drm
+      ? drm.createFeedback(dmabufFormats, fd)
+      : new CompiledFeedback(dmabufFormats, options.mainDevice ?? findMainDevice(), fd);
+  } catch (error) {
+    drm?.close();
+    throw error;
+  }
   let keymap: { fd: number; size: number };
   try {
     keymap = createKeymapFile(fd);
   } catch (error) {
     dmabufFeedback.destroy();
+    drm?.close();
     throw error;
   }
   const display = Display.create();
@@ -149,6 +167,7 @@ export function createCompositor(options: CompositorOptions): Compositor {
   const screenshotNow = (outputName: string): Buffer => {
     const output = scene.output(outputName);
     if (!output) throw new Error(`no output named "${outputName}"`);
+    if (drm && output === scene.outputs[0]) drm.prepareScreenshot();
     scene.render(output);
     return encodePng(output.image);
   };
@@ -174,6 +193,17 @@ export function createCompositor(options: CompositorOptions): Compositor {
   const plugins: { plugin: Plugin; controller: AbortController; client: NativeClient }[] = [];
   let closed = false;
   scene.start();
+  try {
+    drm?.start(scene, scene.outputs[0]);
+  } catch (error) {
+    if (screenshotTimer) clearInterval(screenshotTimer);
+    scene.stop();
+    drm?.close();
+    display.destroy();
+    dmabufFeedback.destroy();
+    fd.close(keymap.fd);
+    throw error;
+  }
 
   const connectClient = (): { fd: number; client: NativeClient } => {
     const [serverEnd, clientEnd] = fd.socketpair();
@@ -192,6 +222,7 @@ export function createCompositor(options: CompositorOptions): Compositor {
     socketName,
     display,
     scene,
+    drm,
     connectClient,
 
     async use(plugin: Plugin): Promise<boolean> {
@@ -227,6 +258,7 @@ export function createCompositor(options: CompositorOptions): Compositor {
         repaints: Object.fromEntries(scene.outputs.map((o) => [o.name, o.repaints])),
         clients: clients.size,
         windows: scene.windows.length,
+        ...(drm ? { drm: drm.stats() } : {}),
       };
     },
 
@@ -243,6 +275,7 @@ export function createCompositor(options: CompositorOptions): Compositor {
         }
       }
       scene.stop();
+      drm?.close();
       display.destroy();
       dmabufFeedback.destroy();
       fd.close(keymap.fd);
