@@ -17,6 +17,10 @@ packages=(
   libgnutls30 libibverbs1 libjpeg62-turbo libnuma1 libpixman-1-0 libpmem1 libpng16-16 librdmacm1
   libsasl2-2 libseccomp2 libslirp0 libudev1 liburing2 libvdeplug2 libvirglrenderer1 libx11-6
   libzstd1
+  # Libraries weston 14 and Mesa 25 from bookworm-backports (unpacked by test/vm/weston14.ts) link against.
+  libcairo2 libegl1 libevdev2 libexpat1 libfontconfig1 libgles2 libinput10 libllvm15
+  libpango-1.0-0 libpangocairo-1.0-0 libpciaccess0 libsensors5 libwebp7 libx11-xcb1 libxcb-dri3-0
+  libxcb-present0 libxcb-randr0 libxcb-shm0 libxcb-sync1 libxcb-xfixes0 libxkbcommon0 libxshmfence1
 )
 
 missing=()
