@@ -99,3 +99,25 @@ test('wl_shm pools: bounds checks give the protocol errors; pools only grow', ()
   expectError(ShmError.INVALID_FD, () => new ShmPool(memfdWith(new Uint8Array(8)), 64, fd));
   assert.equal(fd.openFdCount(), baseline, 'a rejected pool closes its fd');
 });
+
+test('a dma-buf plane deep inside a large fd maps only its span and reads the right bytes', () => {
+  const baseline = fd.openFdCount();
+  const offset = 3 * 65536 + 4100; // not page aligned
+  const memfd = memfdWith(new Uint8Array(8 * 65536));
+  const pixels = new Uint8Array(8 * 4 * 2).map((_, i) => i + 1);
+  fd.pwrite(memfd, pixels, offset);
+  const params = new DmabufParams(defaultDmabufFormats(), fd);
+  params.add(memfd, 0, offset, 8 * 4, 0, 0);
+  const result = params.create(8, 2, Fourcc.XRGB8888, 0);
+  assert.ok(result.ok);
+  const buffer = new DmabufBuffer(result.attributes, fd);
+  const planes = buffer.beginRead();
+  assert.ok(planes, buffer.lastError ?? '');
+  const [plane] = planes;
+  assert.ok(plane.bytes.byteLength < 65536 + pixels.byteLength + 4100, 'not the whole fd');
+  assert.deepEqual(plane.bytes.subarray(plane.offset, plane.offset + pixels.byteLength), pixels);
+  buffer.endRead();
+  buffer.destroy();
+  params.destroy();
+  assert.equal(fd.openFdCount(), baseline);
+});

@@ -29,11 +29,16 @@ interface MappedPlane {
   bytes: Uint8Array;
   /** Bytes the renderer may touch: offset + stride * rows. */
   end: number;
+  /** File offset of the mapping (the plane offset rounded down to MAP_ALIGNMENT). */
+  mapStart: number;
   /** Whether DMA_BUF_IOCTL_SYNC applies (false after ENOTTY). */
   sync: boolean;
   /** Whether the size must be rechecked before reads (a memfd that may still shrink). */
   mayShrink: boolean;
 }
+
+/** mmap offsets must be page aligned; 64 KiB covers every Linux page size in use. */
+const MAP_ALIGNMENT = 65536;
 
 function planeRows(attributes: DmabufAttributes, index: number): number {
   const layout = formatInfo.get(attributes.format)?.planes[index];
@@ -73,6 +78,7 @@ export class DmabufBuffer implements RenderBuffer {
         mapping: null,
         bytes: new Uint8Array(0),
         end: plane.offset + plane.stride * planeRows(attributes, index),
+        mapStart: 0,
         sync: true,
         mayShrink,
       };
@@ -83,7 +89,9 @@ export class DmabufBuffer implements RenderBuffer {
     if (plane.mapping) return true;
     const size = this.fdOps.fdSize(plane.fd);
     if (size < plane.end) throw new Error(`plane shrank to ${size} bytes`);
-    plane.mapping = this.fdOps.mmap(plane.fd, 0, size, false);
+    // Map only the plane's span: the fd may be far larger (a whole guest memfd, say).
+    plane.mapStart = Math.floor(plane.offset / MAP_ALIGNMENT) * MAP_ALIGNMENT;
+    plane.mapping = this.fdOps.mmap(plane.fd, plane.mapStart, plane.end - plane.mapStart, false);
     plane.bytes = new Uint8Array(plane.mapping);
     return true;
   }
@@ -115,7 +123,7 @@ export class DmabufBuffer implements RenderBuffer {
     }
     return this.planes.map((plane) => ({
       bytes: plane.bytes,
-      offset: plane.offset,
+      offset: plane.offset - plane.mapStart,
       stride: plane.stride,
     }));
   }
