@@ -460,6 +460,18 @@ function controlCase(
   } else {
     head = ring.addChain(pieces);
   }
+  // The request as the device will see it (snapshot now: a malformation may have made a request
+  // piece writable, and the response then overwrites it).
+  const readable = pieces.filter((p) => !p.write);
+  let seen: Uint8Array | null = null;
+  if (readable.every((p) => typeof p.gpa === 'number' && Number(p.gpa) + p.length <= RAM_SIZE)) {
+    seen = new Uint8Array(readable.reduce((n, p) => n + p.length, 0));
+    let offset = 0;
+    for (const p of readable) {
+      seen.set(bench.ram.subarray(Number(p.gpa), Number(p.gpa) + p.length), offset);
+      offset += p.length;
+    }
+  }
   const before = {
     dropped: bench.device.counters.dropped,
     responses: bench.device.counters.responses,
@@ -505,16 +517,7 @@ function controlCase(
   if (malformed && pieces.some((p) => typeof p.gpa === 'bigint' && p.length > 0)) {
     throw new FuzzFailure(`${where()}: a chain with a wild address got a response`);
   }
-  // The request as the device saw it: the readable pieces (a malformation may have moved some).
-  const readable = pieces.filter((p) => !p.write && typeof p.gpa === 'number');
-  const seenLength = readable.reduce((n, p) => n + p.length, 0);
-  if (seenLength >= HDR_SIZE && readable.length === pieces.filter((p) => !p.write).length) {
-    const seen = new Uint8Array(seenLength);
-    let offset = 0;
-    for (const p of readable) {
-      seen.set(bench.ram.subarray(Number(p.gpa), Number(p.gpa) + p.length), offset);
-      offset += p.length;
-    }
+  if (seen && seen.length >= HDR_SIZE) {
     const req = new DataView(seen.buffer);
     const fenced = (req.getUint32(4, true) & CtrlFlag.FENCE) !== 0;
     const echoed = (view.getUint32(4, true) & CtrlFlag.FENCE) !== 0;

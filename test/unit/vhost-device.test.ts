@@ -259,3 +259,18 @@ test('guest-caused warnings thin out after the limit; errors and info always pas
   assert.equal(bench.device.counters.warningsSuppressed, 2010 - 7);
   assert.ok(bench.device.counters.queueNs > 0);
 });
+
+test('a listener that ends the session mid-command does not crash the back-end', () => {
+  const bench = new GpuBench();
+  bench.command(encodeRequest(Cmd.RESOURCE_CREATE_2D, [1, 2, 16, 16]));
+  bench.emitter.on('resourceDestroyed', () => bench.device.dispose());
+  const req = bench.write(encodeRequest(Cmd.RESOURCE_UNREF, [1, 0]));
+  const resp = bench.alloc.take(24);
+  bench.control.addChain([
+    { gpa: req, length: 32, write: false },
+    { gpa: resp, length: 24, write: true },
+  ]);
+  assert.doesNotThrow(() => bench.kickQueue(0));
+  assert.equal(bench.fds.mappings.size, 0, 'memory released');
+  assert.ok(!bench.logs.some((l) => l.level === 'error'), 'no internal error');
+});

@@ -354,7 +354,13 @@ class Session {
           'debug',
           `vhost-user ${requestName(message.request)} (${message.payload.length} bytes, ${message.fds.length} fds)`,
         );
-        const reply = this.device.handle(message);
+        let reply: Uint8Array | null;
+        try {
+          reply = this.device.handle(message);
+        } catch (error) {
+          this.end(`internal error on ${requestName(message.request)}: ${String(error)}`);
+          return;
+        }
         if (reply) {
           try {
             sendAll(this.fd, this.conn, reply);

@@ -452,6 +452,11 @@ export class VhostUserDevice {
     const started = process.hrtime.bigint();
     try {
       this.runQueue(queue, index);
+    } catch (error) {
+      // A bug, not guest input (that is handled where it is parsed): stop this queue rather
+      // than let the exception unwind into the event loop.
+      queue.vq.broken = `internal error: ${String(error)}`;
+      this.log('error', `queue ${index} stopped by ${(error as Error).stack ?? String(error)}`);
     } finally {
       this.counters.queueNs += Number(process.hrtime.bigint() - started);
     }
@@ -489,6 +494,8 @@ export class VhostUserDevice {
       }
       const written =
         index === CONTROL_QUEUE ? this.runControl(result.chain) : this.runCursor(result.chain);
+      // A listener may have ended the session while the command ran: the chain's memory is gone.
+      if (this.disposed) return;
       queue.vq.push(result.chain.head, written);
       pushed++;
     }
