@@ -3,8 +3,7 @@
  * and formats/modifiers, and wl_shm formats. Connects, reads, disconnects.
  */
 import { WaylandClient } from './connection.js';
-import type { FormatSet } from './formats.js';
-import { FormatSet as Formats } from './formats.js';
+import { FormatSet } from './formats.js';
 import { bindGlobals, describeShmFormats } from './globals.js';
 
 export interface CompositorInfo {
@@ -23,7 +22,7 @@ export async function probeCompositor(display?: string): Promise<CompositorInfo>
     const info: CompositorInfo = {
       globals: [...new Set(client.globals.map((g) => g.interface))].sort(),
       dmabufVersion: globals.dmabufVersion,
-      dmabufFormats: globals.dmabufFormats ?? new Formats(),
+      dmabufFormats: globals.dmabufFormats ?? new FormatSet(),
       shmFormats: globals.shmFormats,
       shmFormatNames: describeShmFormats(globals.shmFormats),
       warnings: globals.warnings,

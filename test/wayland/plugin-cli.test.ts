@@ -34,7 +34,7 @@ test('guestfb --source pattern shows a window, and SIGTERM prints the stats', as
     child.stderr.on('data', (chunk) => (stderr += chunk));
     const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
     // Wait for a few frames of the moving pattern to reach the compositor.
-    for (let i = 0; i < 1000 && compositor.stats().frameCallbacksDone < 5; i++) {
+    for (let i = 0; i < 6000 && compositor.stats().frameCallbacksDone < 5; i++) {
       if (child.exitCode !== null) break;
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
@@ -86,4 +86,47 @@ test('guestfb against a display that does not exist fails clearly', () => {
   );
   assert.equal(result.status, 1);
   assert.match(result.stderr, /^guestfb: .+/m);
+});
+
+test('guestfb doctor --json reads the compositor and names the path', async () => {
+  const runtimeDir = mkdtempSync(path.join(os.tmpdir(), 'guestfb-doctor-'));
+  const compositor = createCompositor({
+    outputs: [{ name: 'HEADLESS-1', width: 64, height: 64, refreshMhz: 60000 }],
+    socket: false,
+    log: () => undefined,
+  });
+  // The doctor connects by path; the in-process compositor listens on a socket in runtimeDir.
+  const saved = process.env.XDG_RUNTIME_DIR;
+  process.env.XDG_RUNTIME_DIR = runtimeDir;
+  const socket = compositor.display.addSocket('guestfb-doctor');
+  if (saved === undefined) delete process.env.XDG_RUNTIME_DIR;
+  else process.env.XDG_RUNTIME_DIR = saved;
+  try {
+    const child = spawn(
+      process.execPath,
+      [bin, 'doctor', '--json', '--display', path.join(runtimeDir, socket)],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    const status = await new Promise<number | null>((resolve) => child.once('close', resolve));
+    assert.equal(status, 0);
+    const report = JSON.parse(stdout) as {
+      path: string;
+      verdict: string;
+      udmabuf: { usable: boolean };
+      compositor: { dmabufVersion: number; dmabufFormats: string; globals: string[] };
+      findings: { area: string; status: string; fix?: string }[];
+    };
+    assert.equal(report.compositor.dmabufVersion, 4);
+    assert.match(report.compositor.dmabufFormats, /XR24:LINEAR/);
+    assert.ok(report.compositor.globals.includes('xdg_wm_base'));
+    assert.equal(report.path, report.udmabuf.usable ? 'dmabuf' : 'shm');
+    for (const finding of report.findings) {
+      if (finding.status === 'missing') assert.ok(finding.fix, `${finding.area} has a fix`);
+    }
+  } finally {
+    await compositor.close();
+    rmSync(runtimeDir, { recursive: true, force: true });
+  }
 });

@@ -63,7 +63,7 @@ function mismatches(compositor: Compositor, frame: number): number {
 }
 
 async function settleUntil(plugin: GuestfbPlugin, done: () => boolean, what: string) {
-  for (let i = 0; i < 1000 && !done(); i++) {
+  for (let i = 0; i < 6000 && !done(); i++) {
     await plugin.settle();
     await new Promise((resolve) => setTimeout(resolve, 5));
   }

@@ -90,7 +90,7 @@ function screenshot(weston: Weston): PNG {
   const result = spawnSync('weston-screenshooter', [], {
     cwd: folder,
     env: { ...process.env, XDG_RUNTIME_DIR: weston.runtimeDir, WAYLAND_DISPLAY: 'guestfb-weston' },
-    timeout: 30_000,
+    timeout: 120_000,
     encoding: 'utf8',
   });
   assert.equal(result.status, 0, `weston-screenshooter failed: ${result.stderr}`);
@@ -150,7 +150,7 @@ function countMismatches(png: PNG, frame: number, cursor?: CursorBox): number {
 
 /** Roundtrips until `done` holds (each roundtrip lets weston repaint and answer callbacks). */
 async function settleUntil(plugin: GuestfbPlugin, done: () => boolean, what: string) {
-  for (let i = 0; i < 500 && !done(); i++) {
+  for (let i = 0; i < 3000 && !done(); i++) {
     await plugin.settle();
     await new Promise((resolve) => setTimeout(resolve, 10));
   }

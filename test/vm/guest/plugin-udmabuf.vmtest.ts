@@ -31,7 +31,7 @@ function mismatches(compositor: Compositor, frame: number, width: number, height
 }
 
 async function settleUntil(plugin: GuestfbPlugin, done: () => boolean, what: string) {
-  for (let i = 0; i < 2000 && !done(); i++) {
+  for (let i = 0; i < 6000 && !done(); i++) {
     await plugin.settle();
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
