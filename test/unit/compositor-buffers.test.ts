@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { fd, Seal } from '../../native/fd.js';
+import { DmaBufSync, fd, Seal } from '../../native/fd.js';
 import { CompiledFeedback, encodeFormatTable } from '../../examples/compositor/dmabuf/feedback.js';
 import { DmabufParams } from '../../examples/compositor/dmabuf/params.js';
 import { Fourcc, defaultDmabufFormats } from '../../examples/compositor/dmabuf/formats.js';
-import { DmabufBuffer } from '../../examples/compositor/buffers/dmabuf-buffer.js';
+import { DmabufBuffer, type DmabufFdOps } from '../../examples/compositor/buffers/dmabuf-buffer.js';
 import { ShmError, ShmPool, ShmProtocolError } from '../../examples/compositor/buffers/shm-pool.js';
 
 function memfdWith(bytes: Uint8Array, seals = 0): number {
@@ -120,4 +120,61 @@ test('a dma-buf plane deep inside a large fd maps only its span and reads the ri
   buffer.destroy();
   params.destroy();
   assert.equal(fd.openFdCount(), baseline);
+});
+
+test('dma-buf reads are bracketed by DMA_BUF_IOCTL_SYNC; ENOTTY (a memfd) stops the attempts', () => {
+  const calls: string[] = [];
+  const bytes = new ArrayBuffer(64);
+  const makeOps = (syncError: string | null): DmabufFdOps => ({
+    fdSize: () => 64,
+    getSeals: () => {
+      throw Object.assign(new Error('EINVAL'), { code: 'EINVAL' }); // not a memfd
+    },
+    mmap: (_fd, offset, length) => (calls.push(`mmap ${offset} ${length}`), bytes),
+    munmap: () => void calls.push('munmap'),
+    dmabufSync: (_fd, flags) => {
+      calls.push(`sync ${flags}`);
+      if (syncError) throw Object.assign(new Error(syncError), { code: syncError });
+    },
+    close: (fdNumber) => void calls.push(`close ${fdNumber}`),
+  });
+  const attributes = () => ({
+    width: 4,
+    height: 4,
+    format: Fourcc.XRGB8888,
+    modifier: 0n,
+    flags: 0,
+    planes: [{ fd: 42, offset: 0, stride: 16 }],
+  });
+
+  const real = new DmabufBuffer(attributes(), makeOps(null));
+  assert.ok(real.beginRead());
+  real.endRead();
+  assert.ok(real.beginRead());
+  real.endRead();
+  real.destroy();
+  const START_READ = DmaBufSync.START | DmaBufSync.READ;
+  const END_READ = DmaBufSync.END | DmaBufSync.READ;
+  assert.deepEqual(calls.splice(0), [
+    'mmap 0 64',
+    `sync ${START_READ}`,
+    `sync ${END_READ}`,
+    `sync ${START_READ}`,
+    `sync ${END_READ}`,
+    'munmap',
+    'close 42',
+  ]);
+
+  const memfdLike = new DmabufBuffer(attributes(), makeOps('ENOTTY'));
+  assert.ok(memfdLike.beginRead(), 'ENOTTY is not an error');
+  memfdLike.endRead();
+  assert.ok(memfdLike.beginRead());
+  memfdLike.endRead();
+  memfdLike.destroy();
+  assert.deepEqual(calls.splice(0), ['mmap 0 64', `sync ${START_READ}`, 'munmap', 'close 42']);
+
+  const failing = new DmabufBuffer(attributes(), makeOps('EIO'));
+  assert.equal(failing.beginRead(), null, 'other sync errors make the buffer unreadable');
+  assert.match(failing.lastError ?? '', /EIO/);
+  failing.destroy();
 });
