@@ -13,7 +13,8 @@ export class UsageError extends Error {
 
 export type SourceSpec =
   | { kind: 'pattern'; width: number; height: number }
-  | { kind: 'vhost-user-gpu'; name: string; socket: string };
+  | { kind: 'vhost-user-gpu'; name: string; socket: string }
+  | { kind: 'ivshmem'; name: string; socket: string; barSize: number };
 
 export interface RunOptions {
   command: 'run';
@@ -55,6 +56,11 @@ Sources (at least one, repeatable):
                                 act as QEMU's vhost-user-gpu backend on SOCKET (QEMU:
                                 -chardev socket,id=gpu,path=SOCKET
                                 -device vhost-user-gpu-pci,chardev=gpu)
+  --ivshmem [NAME=]SOCKET       act as the ivshmem server on SOCKET and show the framebuffer a
+                                guest writes into the shared BAR (QEMU:
+                                -chardev socket,id=ivsh,path=SOCKET
+                                -device ivshmem-doorbell,chardev=ivsh,vectors=1)
+  --bar-size SIZE               the ivshmem BAR size, a power of two (default 64M)
 
 Options:
   --display NAME                Wayland display (default: $WAYLAND_DISPLAY)
@@ -118,6 +124,30 @@ export function parseVhostSpec(spec: string, index: number): SourceSpec {
   return { kind: 'vhost-user-gpu', name, socket };
 }
 
+/** 64 MiB: QEMU maps it as BAR2; a 4K XRGB framebuffer (33 MB) fits. */
+export const DEFAULT_BAR_SIZE = 64 * 1024 * 1024;
+
+export function parseIvshmemSpec(spec: string, index: number, barSize?: string): SourceSpec {
+  const equals = spec.indexOf('=');
+  const named = equals > 0 && !spec.slice(0, equals).includes('/');
+  const name = named ? spec.slice(0, equals) : `bar${index}`;
+  const socket = named ? spec.slice(equals + 1) : spec;
+  if (socket === '') throw new UsageError(`--ivshmem: "${spec}" names no socket path`);
+  if (!/^[\w.-]+$/.test(name)) {
+    throw new UsageError(`--ivshmem: guest name "${name}" may use letters, digits, . _ -`);
+  }
+  let size = DEFAULT_BAR_SIZE;
+  if (barSize !== undefined) {
+    const match = /^(\d{1,12})([kKmMgG]?)$/.exec(barSize);
+    const unit = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30 }[(match?.[2] ?? '').toLowerCase()]!;
+    size = match ? Number(match[1]) * unit : NaN;
+    if (!(size >= 8192 && size <= 2 ** 34) || !Number.isInteger(Math.log2(size))) {
+      throw new UsageError(`--bar-size: "${barSize}" is not a power of two from 8K to 16G`);
+    }
+  }
+  return { kind: 'ivshmem', name, socket, barSize: size };
+}
+
 /** Parses argv (without node and script). Throws UsageError on any mistake. */
 export function parseCommandLine(argv: readonly string[]): Command {
   const args = [...argv];
@@ -132,6 +162,8 @@ export function parseCommandLine(argv: readonly string[]): Command {
       options: {
         source: { type: 'string', multiple: true },
         'vhost-user-gpu': { type: 'string', multiple: true },
+        ivshmem: { type: 'string', multiple: true },
+        'bar-size': { type: 'string' },
         display: { type: 'string' },
         name: { type: 'string' },
         rate: { type: 'string' },
@@ -152,9 +184,15 @@ export function parseCommandLine(argv: readonly string[]): Command {
   const sources: SourceSpec[] = [
     ...(values.source ?? []).map(parsePatternSpec),
     ...(values['vhost-user-gpu'] ?? []).map((spec, i) => parseVhostSpec(spec, i)),
+    ...(values.ivshmem ?? []).map((spec, i) => parseIvshmemSpec(spec, i, values['bar-size'])),
   ];
+  if (values['bar-size'] !== undefined && !values.ivshmem) {
+    throw new UsageError('--bar-size needs --ivshmem');
+  }
   if (sources.length === 0) {
-    throw new UsageError('no source given: use --source pattern[:WxH] or --vhost-user-gpu SOCKET');
+    throw new UsageError(
+      'no source given: use --source pattern[:WxH], --vhost-user-gpu SOCKET or --ivshmem SOCKET',
+    );
   }
   const layout = values.layout ?? 'scattered';
   if (layout !== 'scattered' && layout !== 'contiguous') {
@@ -266,6 +304,24 @@ async function runCli(options: RunOptions): Promise<number> {
           source: pattern,
           start: () => pattern.start(),
         });
+      } else if (spec.kind === 'ivshmem') {
+        const { createSharedBarSource } = await import('./sources/shared-bar/index.js');
+        let source;
+        try {
+          source = createSharedBarSource({
+            ivshmemSocket: spec.socket,
+            barSize: spec.barSize,
+            name: spec.name,
+            log: (message) => log(`${spec.name}: ${message}`),
+          });
+        } catch (error) {
+          throw new Error(`--ivshmem ${spec.socket}: ${(error as Error).message}`);
+        }
+        log(
+          `${spec.name}: ivshmem server on ${spec.socket} (QEMU: -chardev socket,id=ivsh,path=${spec.socket} ` +
+            '-device ivshmem-doorbell,chardev=ivsh,vectors=1)',
+        );
+        sources.push({ name: spec.name, source });
       } else {
         let source;
         try {

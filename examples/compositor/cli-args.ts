@@ -5,6 +5,11 @@
 import { parseArgs } from 'node:util';
 import type { OutputConfig } from './core/scene.js';
 import type { ModeRequest } from './drm/index.js';
+import {
+  parseIvshmemSpec,
+  UsageError as PluginUsageError,
+  type SourceSpec,
+} from '../../plugin/cli.js';
 
 export const USAGE = `Usage: guestfb-compositor [options]
 
@@ -23,6 +28,10 @@ Options:
   --screenshot-dir DIR       write PNG screenshots as DIR/<output>-<sequence>.png
   --screenshot-every MS      screenshot period in milliseconds (with --screenshot-dir;
                              default: one screenshot per output on exit)
+  --ivshmem [NAME=]SOCKET    load guestfb as the ivshmem server on SOCKET (repeatable; QEMU:
+                             -chardev socket,id=ivsh,path=SOCKET
+                             -device ivshmem-doorbell,chardev=ivsh,vectors=1)
+  --bar-size SIZE            the ivshmem BAR size, a power of two (default 64M)
   --help                     show this help
 `;
 
@@ -34,7 +43,11 @@ export interface CliOptions {
   screenshotDir: string | undefined;
   screenshotEveryMs: number | undefined;
   drm: { device: string; connector?: string; mode?: ModeRequest; debugFrames: boolean } | undefined;
+  /** guestfb shared BAR sources (--ivshmem, --bar-size). */
+  ivshmem: IvshmemSpec[];
 }
+
+export type IvshmemSpec = Extract<SourceSpec, { kind: 'ivshmem' }>;
 
 export class UsageError extends Error {}
 
@@ -70,6 +83,8 @@ export function parseCli(argv: string[]): CliOptions {
         'drm-connector': { type: 'string' },
         'drm-mode': { type: 'string' },
         'drm-debug': { type: 'boolean', default: false },
+        ivshmem: { type: 'string', multiple: true },
+        'bar-size': { type: 'string' },
       },
     });
   } catch (error) {
@@ -109,6 +124,18 @@ export function parseCli(argv: string[]): CliOptions {
   }
   // With --drm, the KMS output comes first; headless outputs only when asked for.
   const outputs = (values.output ?? (drm ? [] : ['1920x1080'])).map(parseOutput);
+  if (values['bar-size'] !== undefined && !values.ivshmem) {
+    throw new UsageError('--bar-size needs --ivshmem');
+  }
+  let ivshmem: IvshmemSpec[];
+  try {
+    ivshmem = (values.ivshmem ?? []).map(
+      (spec, i) => parseIvshmemSpec(spec, i, values['bar-size']) as IvshmemSpec,
+    );
+  } catch (error) {
+    if (error instanceof PluginUsageError) throw new UsageError(error.message);
+    throw error;
+  }
   return {
     help: values.help ?? false,
     headless: values.headless ?? false,
@@ -117,5 +144,6 @@ export function parseCli(argv: string[]): CliOptions {
     screenshotDir: values['screenshot-dir'],
     screenshotEveryMs,
     drm,
+    ivshmem,
   };
 }

@@ -1,8 +1,11 @@
 /**
  * guestfb-compositor: runs the example compositor until SIGINT/SIGTERM.
  */
-import { createCompositor } from './index.js';
-import { USAGE, UsageError, parseCli } from './cli-args.js';
+import { createCompositor, type Compositor } from './index.js';
+import { USAGE, UsageError, parseCli, type IvshmemSpec } from './cli-args.js';
+import { createGuestfbPlugin } from '../../plugin/index.js';
+import { createSharedBarSource } from '../../plugin/sources/shared-bar/index.js';
+import type { FramebufferSource } from '../../plugin/sources/types.js';
 
 function main(): void {
   let options;
@@ -45,6 +48,15 @@ function main(): void {
     `guestfb-compositor listening on ${compositor.socketName} (${outputs})\n` +
       `connect with: WAYLAND_DISPLAY=${compositor.socketName} <wayland client>\n`,
   );
+  let guestfb: FramebufferSource[];
+  try {
+    guestfb = startGuestfb(compositor, options.ivshmem, log);
+  } catch (error) {
+    process.stderr.write(`guestfb-compositor: ${(error as Error).message}\n`);
+    process.exitCode = 1;
+    void compositor.close();
+    return;
+  }
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
@@ -57,6 +69,7 @@ function main(): void {
         }
       }
       await compositor.close();
+      for (const source of guestfb) source.close();
     };
     finish().then(
       () => process.exit(0),
@@ -68,6 +81,39 @@ function main(): void {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+/** Loads guestfb with a shared BAR source per --ivshmem (sources are closed after the compositor). */
+function startGuestfb(
+  compositor: Compositor,
+  specs: IvshmemSpec[],
+  log: (message: string) => void,
+): FramebufferSource[] {
+  if (specs.length === 0) return [];
+  const sources: { name: string; source: FramebufferSource }[] = [];
+  for (const spec of specs) {
+    let source;
+    try {
+      source = createSharedBarSource({
+        ivshmemSocket: spec.socket,
+        barSize: spec.barSize,
+        name: spec.name,
+        log: (message) => log(`guestfb ${spec.name}: ${message}`),
+      });
+    } catch (error) {
+      for (const entry of sources) entry.source.close();
+      throw new Error(`--ivshmem ${spec.socket}: ${(error as Error).message}`);
+    }
+    log(
+      `guestfb ${spec.name}: ivshmem server on ${spec.socket} (QEMU: -chardev socket,id=ivsh,` +
+        `path=${spec.socket} -device ivshmem-doorbell,chardev=ivsh,vectors=1)`,
+    );
+    sources.push({ name: spec.name, source });
+  }
+  void compositor.use(
+    createGuestfbPlugin({ sources, log: (message) => log(`guestfb: ${message}`) }),
+  );
+  return sources.map((entry) => entry.source);
 }
 
 main();
