@@ -155,6 +155,7 @@ test('synchronized subsurfaces apply their state on the parent commit', () => {
   assert.equal(output.image.pixel(window.x + 5, window.y + 6), 0xff0000);
   assert.equal(output.image.pixel(window.x + 4, window.y + 6), 0x0000ff);
   assert.ok(parent.restack(child, parent, false), 'place_below parent');
+  assert.equal(s.layers()[1].buffer, child.content, 'restacking waits for the parent commit');
   parent.commit();
   assert.equal(s.layers()[0].buffer, child.content);
 });

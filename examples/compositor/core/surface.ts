@@ -163,6 +163,8 @@ export class Surface {
   roleData: unknown = null;
   /** Stacking of this surface and its subsurfaces, bottom to top (contains `self`). */
   readonly stack: (SubsurfaceLink | 'self')[] = ['self'];
+  /** The stacking order requested by place_above/place_below, applied at this surface's commit. */
+  private pendingStack: (SubsurfaceLink | 'self')[] | null = null;
   parent: Surface | null = null;
   /** Runs after each applied commit (the scene hooks in here). */
   onApplied: ((surface: Surface, result: CommitResult) => void) | null = null;
@@ -358,6 +360,10 @@ export class Surface {
     this.feedbacks = state.feedbacks;
     const result: CommitResult = { damage, geometryChanged, dx: state.dx, dy: state.dy };
     state.reset();
+    if (this.pendingStack) {
+      this.stack.splice(0, this.stack.length, ...this.pendingStack);
+      this.pendingStack = null;
+    }
     this.applyChildren();
     this.onApplied?.(this, result);
   }
@@ -433,30 +439,38 @@ export class Surface {
       pendingY: 0,
       synchronized: true,
     };
-    this.stack.push(link); // new subsurfaces go on top
+    // New subsurfaces go on top, at once; later restacking waits for the parent's commit.
+    this.stack.push(link);
+    this.pendingStack?.push(link);
     child.parent = this;
     return link;
   }
 
   removeChild(child: Surface): void {
-    const index = this.stack.findIndex((entry) => entry !== 'self' && entry.surface === child);
-    if (index >= 0) this.stack.splice(index, 1);
+    for (const stack of [this.stack, this.pendingStack]) {
+      const index = stack?.findIndex((entry) => entry !== 'self' && entry.surface === child) ?? -1;
+      if (index >= 0) stack?.splice(index, 1);
+    }
     child.parent = null;
   }
 
-  /** place_above / place_below: `sibling` is the parent itself or another child. */
+  /**
+   * place_above / place_below: `sibling` is the parent itself or another child. The new order
+   * is pending until this (parent) surface commits. False when `sibling` is neither.
+   */
   restack(child: Surface, sibling: Surface, above: boolean): boolean {
-    const index = this.stack.findIndex((entry) => entry !== 'self' && entry.surface === child);
+    const stack = (this.pendingStack ??= [...this.stack]);
+    const index = stack.findIndex((entry) => entry !== 'self' && entry.surface === child);
     if (index < 0) return false;
-    const [link] = this.stack.splice(index, 1);
-    const target = this.stack.findIndex((entry) =>
+    const [link] = stack.splice(index, 1);
+    const target = stack.findIndex((entry) =>
       sibling === this ? entry === 'self' : entry !== 'self' && entry.surface === sibling,
     );
     if (target < 0) {
-      this.stack.splice(index, 0, link);
+      stack.splice(index, 0, link);
       return false;
     }
-    this.stack.splice(above ? target + 1 : target, 0, link);
+    stack.splice(above ? target + 1 : target, 0, link);
     return true;
   }
 
