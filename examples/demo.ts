@@ -16,11 +16,13 @@ import {
   formatStats,
   runStandalone,
   type GuestfbPlugin,
+  type NamedSource,
 } from '../plugin/index.js';
 import {
   createVhostUserGpuBackend,
   type VhostUserGpuBackend,
 } from '../plugin/sources/virtio-gpu/index.js';
+import { createSharedBarSource, type SharedBarSource } from '../plugin/sources/shared-bar/index.js';
 
 const HELP = `Usage: npm run demo -- [options]
 
@@ -34,6 +36,9 @@ Options:
   --size WxH             the guest's display mode (default 1280x800)
   --scanouts N           guest heads, one window each (default 1)
   --headless             ignore WAYLAND_DISPLAY and use the built-in headless compositor
+  --source KIND          virtio-gpu (default): guestfb is the guest's vhost-user GPU;
+                         ivshmem: no GPU, the guest's barwriter draws into an ivshmem BAR
+                         guestfb serves (ivshmem-doorbell); both: one window for each
   -h, --help             this text
 
 The first run downloads QEMU 10 and a guest kernel into \${XDG_CACHE_HOME:-~/.cache}/guestfb
@@ -48,6 +53,7 @@ interface DemoOptions {
   height: number;
   scanouts: number;
   headless: boolean;
+  source: 'virtio-gpu' | 'ivshmem' | 'both';
 }
 
 function fail(message: string): never {
@@ -67,6 +73,7 @@ function parseOptions(argv: string[]): DemoOptions {
         size: { type: 'string' },
         scanouts: { type: 'string' },
         headless: { type: 'boolean' },
+        source: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -89,7 +96,12 @@ function parseOptions(argv: string[]): DemoOptions {
   const height = Number(size[2]);
   if (width < 64 || height < 64 || width > 8192 || height > 8192)
     fail('--size must be between 64x64 and 8192x8192');
+  const source = values.source ?? 'virtio-gpu';
+  if (source !== 'virtio-gpu' && source !== 'ivshmem' && source !== 'both') {
+    fail('--source must be virtio-gpu, ivshmem or both');
+  }
   return {
+    source,
     durationS: integer(values.duration, 0, 'duration', 0),
     screenshotDir: path.resolve(values['screenshot-dir'] ?? 'demo-screenshots'),
     screenshotEveryMs: integer(values['screenshot-every'], 2000, 'screenshot-every', 100),
@@ -119,24 +131,40 @@ async function main(): Promise<void> {
 
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'guestfb-demo-'));
   const gpuSocket = path.join(workDir, 'gpu.sock');
-  const backend: VhostUserGpuBackend = createVhostUserGpuBackend({
-    socketPath: gpuSocket,
-    role: 'listen',
-    scanouts: options.scanouts,
-    width: options.width,
-    height: options.height,
-    name: 'demo',
-    log: (level, message) => {
-      if (level !== 'debug') step(`virtio-gpu ${level}: ${message}`);
-    },
-  });
+  const ivshmemSocket = path.join(workDir, 'ivshmem.sock');
+  const useGpu = options.source !== 'ivshmem';
+  const useBar = options.source !== 'virtio-gpu';
+  const backend: VhostUserGpuBackend | null = useGpu
+    ? createVhostUserGpuBackend({
+        socketPath: gpuSocket,
+        role: 'listen',
+        scanouts: options.scanouts,
+        width: options.width,
+        height: options.height,
+        name: 'demo',
+        log: (level, message) => {
+          if (level !== 'debug') step(`virtio-gpu ${level}: ${message}`);
+        },
+      })
+    : null;
+  const bar: SharedBarSource | null = useBar
+    ? createSharedBarSource({
+        ivshmemSocket,
+        name: 'ivshmem',
+        log: (message) => step(`shared BAR: ${message}`),
+      })
+    : null;
+  const sources: NamedSource[] = [
+    ...(backend ? [{ name: 'demo', source: backend }] : []),
+    ...(bar ? [{ name: 'demo-bar', source: bar }] : []),
+  ];
 
   let compositor: Compositor | null = null;
   let plugin: GuestfbPlugin;
   const display = options.headless ? null : userCompositorSocket();
   if (display) {
     step(`showing the guest in your compositor (WAYLAND_DISPLAY=${display})`);
-    plugin = await runStandalone({ display, sources: [{ name: 'demo', source: backend }] });
+    plugin = await runStandalone({ display, sources });
   } else {
     mkdirSync(options.screenshotDir, { recursive: true });
     // A headless session (CI, ssh) may have no runtime dir: the compositor's socket needs one.
@@ -152,20 +180,28 @@ async function main(): Promise<void> {
       screenshotEveryMs: options.screenshotEveryMs,
       log: (message) => step(`compositor: ${message}`),
     });
-    plugin = createGuestfbPlugin({ sources: [{ name: 'demo', source: backend }] });
+    plugin = createGuestfbPlugin({ sources });
     await compositor.use(plugin);
     step(`headless compositor on WAYLAND_DISPLAY=${compositor.socketName ?? '(none)'}`);
     step(`screenshots every ${options.screenshotEveryMs} ms in ${options.screenshotDir}`);
   }
 
   step('booting the guest (about 10 s under software emulation)');
+  const barwriter = `barwriter --width ${options.width} --height ${options.height} --frames 0`;
   const qemu: QemuProcess = bootGuest(tier, guest, {
-    gpuSocket,
+    ...(useGpu ? { gpuSocket } : { gpuDevice: 'none' }),
+    ...(useBar ? { ivshmemSocket } : {}),
+    ...(options.source === 'ivshmem' ? { guestCommand: barwriter } : {}),
+    ...(options.source === 'both'
+      ? {
+          guestCommand: `${barwriter} & drawpattern --output last --frames 0 --mode ${options.width}x${options.height}`,
+        }
+      : {}),
     scanouts: options.scanouts,
     width: options.width,
     height: options.height,
   });
-  void qemu.waitForConsole(/drawpattern: frame 0 shown/).then(
+  void qemu.waitForConsole(/drawpattern: frame 0 shown|barwriter: first frame/).then(
     () => step('the guest is drawing; its display is on screen'),
     () => undefined,
   );
@@ -182,7 +218,8 @@ async function main(): Promise<void> {
     qemu.kill('SIGKILL');
     const stats = plugin.stats();
     plugin.stop();
-    backend.close();
+    backend?.close();
+    bar?.close();
     await compositor?.close();
     rmSync(workDir, { recursive: true, force: true });
     process.stdout.write(`${formatStats(stats)}\n`);
