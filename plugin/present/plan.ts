@@ -83,6 +83,29 @@ export function validateGuestBuffer(buffer: GuestBuffer): string | null {
   return null;
 }
 
+/**
+ * Why some range ends past the end of its fd, or null. Mapping such a range would succeed and
+ * then fault (SIGBUS) on access, in the compositor or, for the copy path, in this process.
+ * `sizeOf` returns an fd's size (lseek SEEK_END); it is asked once per distinct fd.
+ */
+export function backingBeyondFds(
+  ranges: readonly BackingRange[],
+  sizeOf: (fd: number) => number,
+): string | null {
+  const sizes = new Map<number, number>();
+  for (const range of ranges) {
+    let size = sizes.get(range.fd);
+    if (size === undefined) {
+      size = sizeOf(range.fd);
+      sizes.set(range.fd, size);
+    }
+    if (range.offset + range.length > size) {
+      return `range ${range.offset}+${range.length} ends past the end of fd ${range.fd} (${size} bytes)`;
+    }
+  }
+  return null;
+}
+
 /** Merges adjacent spans of the same memfd (a new array; the input is not changed). */
 export function coalesceRanges(ranges: readonly BackingRange[]): BackingRange[] {
   const merged: BackingRange[] = [];

@@ -4,6 +4,7 @@
  * (dma-buf, else wl_shm on the guest memfd, else a counted copy), decided once per buffer and
  * logged once per reason; each flush becomes damage_buffer + commit, paced by frame callbacks.
  */
+import { fd } from '../../native/fd.js';
 import { UdmabufExporter, isUdmabufError } from '../dmabuf/index.js';
 import type { WlPointerProxy, WlSurfaceProxy } from '../../build/protocols/index.js';
 import type {
@@ -22,7 +23,13 @@ import type { WaylandClient } from './connection.js';
 import { HeadCursor } from './cursor.js';
 import { fourccName } from './formats.js';
 import { bindGlobals, type PresentGlobals } from './globals.js';
-import { planDmabuf, planShm, validateGuestBuffer, type GuestBuffer } from './plan.js';
+import {
+  backingBeyondFds,
+  planDmabuf,
+  planShm,
+  validateGuestBuffer,
+  type GuestBuffer,
+} from './plan.js';
 import { HeadWindow } from './window.js';
 
 export type Logger = (message: string) => void;
@@ -378,6 +385,17 @@ export class Presenter {
     this.stats.dmabufsLive = this.exporter.cachedCount;
   }
 
+  private readonly loggedRefusals = new Set<string>();
+
+  /** Logs a refusal once: a guest that flushes an unusable buffer 60 times a second must not
+   * flood the log. Bounded, so a guest cannot grow it without limit either. */
+  private logRefusal(message: string): void {
+    if (this.loggedRefusals.has(message)) return;
+    if (this.loggedRefusals.size >= 256) this.loggedRefusals.clear();
+    this.loggedRefusals.add(message);
+    this.log(message);
+  }
+
   private noteFallback(guest: string, reason: string): void {
     if (this.stats.noteFallback(reason)) this.log(`${guest}: fallback: ${reason}`);
   }
@@ -389,9 +407,16 @@ export class Presenter {
     generation: number,
     buffer: GuestBuffer,
   ): PresentedBuffer | null {
-    const invalid = validateGuestBuffer(buffer);
+    let invalid = validateGuestBuffer(buffer);
+    if (!invalid) {
+      try {
+        invalid = backingBeyondFds(buffer.ranges, (memfd) => fd.fdSize(memfd));
+      } catch (error) {
+        invalid = `cannot size its backing: ${(error as Error).message}`;
+      }
+    }
     if (invalid) {
-      this.log(`${guest}: cannot show a ${fourccName(buffer.format)} buffer: ${invalid}`);
+      this.logRefusal(`${guest}: cannot show a ${fourccName(buffer.format)} buffer: ${invalid}`);
       return null;
     }
     const dmabufPlan = planDmabuf(buffer, this.globals.dmabufFormats, this.udmabufRefusal);
@@ -420,13 +445,15 @@ export class Presenter {
       reason = dmabufPlan.path === 'refused' ? dmabufPlan.reason : 'udmabuf unavailable';
     }
     if (!this.globals.shm) {
-      this.log(`${guest}: cannot show the buffer: ${reason}; and the compositor has no wl_shm`);
+      this.logRefusal(
+        `${guest}: cannot show the buffer: ${reason}; and the compositor has no wl_shm`,
+      );
       return null;
     }
     const shmPlan = planShm(buffer, reason, this.globals.shmFormats);
     switch (shmPlan.path) {
       case 'unpresentable':
-        this.log(`${guest}: cannot show the buffer: ${shmPlan.reason}`);
+        this.logRefusal(`${guest}: cannot show the buffer: ${shmPlan.reason}`);
         return null;
       case 'shm-direct':
         this.noteFallback(guest, shmPlan.reason);

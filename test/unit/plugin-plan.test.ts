@@ -7,6 +7,7 @@ import {
   FormatSet,
 } from '../../plugin/present/formats.js';
 import {
+  backingBeyondFds,
   coalesceRanges,
   planDmabuf,
   planShm,
@@ -161,5 +162,33 @@ test('formats and modifiers wl_shm cannot show are unpresentable', () => {
   assert.equal(
     planShm(buffer({ format: DrmFormat.XBGR8888 }), 'r', shmFormats).path,
     'unpresentable',
+  );
+});
+
+test('ranges past the end of their fd are caught before anything maps them', () => {
+  const sizes = new Map([
+    [5, 8 * PAGE],
+    [6, PAGE],
+  ]);
+  const asked: number[] = [];
+  const sizeOf = (fd: number) => {
+    asked.push(fd);
+    return sizes.get(fd) ?? 0;
+  };
+  assert.equal(
+    backingBeyondFds(
+      [
+        { fd: 5, offset: 0, length: 4 * PAGE },
+        { fd: 5, offset: 4 * PAGE, length: 4 * PAGE },
+        { fd: 6, offset: 0, length: PAGE },
+      ],
+      sizeOf,
+    ),
+    null,
+  );
+  assert.deepEqual(asked, [5, 6], 'one size lookup per fd');
+  assert.match(
+    backingBeyondFds([{ fd: 6, offset: PAGE, length: PAGE }], sizeOf) ?? '',
+    /ends past the end of fd 6 \(4096 bytes\)/,
   );
 });

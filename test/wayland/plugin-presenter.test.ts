@@ -77,6 +77,9 @@ class ScriptedSource implements FramebufferSource {
     this.emit('headsChanged', heads);
   }
 
+  /** Resources that claim more backing than their memfd has (a hostile or buggy guest). */
+  readonly overclaim = new Set<number>();
+
   resource(id: number): SourceResource | undefined {
     const guest = this.guests.get(id);
     if (!guest) return undefined;
@@ -91,7 +94,9 @@ class ScriptedSource implements FramebufferSource {
       stride: buffer.stride,
       offset: 0,
       size: buffer.ranges.reduce((sum, r) => sum + r.length, 0),
-      backing: buffer.ranges,
+      backing: this.overclaim.has(id)
+        ? buffer.ranges.map((r) => ({ ...r, length: r.length + 64 * 4096 }))
+        : buffer.ranges,
     };
   }
 
@@ -325,6 +330,46 @@ test('standalone: a hung-up connection is reported once and the plugin stops', a
     if (saved === undefined) delete process.env.XDG_RUNTIME_DIR;
     else process.env.XDG_RUNTIME_DIR = saved;
     rmSync(runtimeDir, { recursive: true, force: true });
+  }
+  assert.equal(fd.openFdCount(), baseline, 'fd count back to baseline');
+});
+
+test('backing that claims more than its memfd holds is refused, not mapped', async () => {
+  const baseline = fd.openFdCount();
+  const compositor = createCompositor({
+    outputs: [{ name: OUTPUT, width: OUT_W, height: OUT_H, refreshMhz: 60000 }],
+    socket: false,
+    log: () => undefined,
+  });
+  const source = new ScriptedSource();
+  source.addGuest(1, 64, 48, 1);
+  source.overclaim.add(1);
+  const logs: string[] = [];
+  const plugin = createGuestfbPlugin({
+    sources: [{ name: 'hostile', source }],
+    udmabuf: false,
+    log: (line) => logs.push(line),
+  });
+  try {
+    source.show(1);
+    assert.equal(await compositor.use(plugin), true);
+    await plugin.settle();
+    source.flush({ x: 0, y: 0, width: 64, height: 48 });
+    await plugin.settle();
+    assert.equal(plugin.presenter!.windows()[0].buffer, null);
+    assert.ok(
+      logs.some((line) => /ends past the end of fd/.test(line)),
+      logs.join('; '),
+    );
+    assert.equal(plugin.stats().framesPresented, 0);
+    // Once the guest describes its memory truthfully, the next flush shows it.
+    source.overclaim.delete(1);
+    source.flush({ x: 0, y: 0, width: 64, height: 48 });
+    await settle(plugin, () => plugin.stats().framesPresented >= 1, 'a frame');
+  } finally {
+    plugin.stop();
+    await compositor.close();
+    source.close();
   }
   assert.equal(fd.openFdCount(), baseline, 'fd count back to baseline');
 });
