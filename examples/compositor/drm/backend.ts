@@ -16,6 +16,7 @@ import {
   AtomicRequest,
   Cap,
   DRM_EVENT_FLIP_COMPLETE,
+  DRM_FORMAT_ARGB8888,
   DRM_FORMAT_MOD_LINEAR,
   DRM_FORMAT_XRGB8888,
   DrmDevice,
@@ -34,6 +35,8 @@ import { restoreKmsState, saveKmsState, type SavedKmsState } from './kms-state.j
 import {
   chooseScanout,
   planeFormatSet,
+  splitCursorLayer,
+  type CursorCandidate,
   type FixedRect,
   type PlaneFormats,
   type ScanoutDecision,
@@ -63,12 +66,14 @@ export interface DrmBackendStats {
   /** Flips that showed the previous composed frame again (nothing changed, callbacks due). */
   repeatedFrames: number;
   flips: number;
+  /** Direct frames that also showed a surface on the cursor plane. */
+  cursorPlaneFrames: number;
   /** TEST_ONLY commits the kernel refused (each then composed). */
   planeTestFailures: number;
   lastPath: 'direct' | 'composed' | 'none';
   /** Why the last composed frame was not scanned out directly. */
   lastComposeReason: string | null;
-  /** Client framebuffers imported and cached. */
+  /** Client framebuffers held (cached, or of destroyed buffers until they leave the screen). */
   framebuffers: number;
 }
 
@@ -99,6 +104,15 @@ interface PendingFrame {
 }
 
 const CAPTURE_FENCE_GUARD_MS = 120_000;
+/** DRM_CAP_CURSOR_WIDTH / HEIGHT (the kernel answers 64 when the driver says nothing). */
+const CAP_CURSOR_WIDTH = 0x8;
+const CAP_CURSOR_HEIGHT = 0x9;
+
+function formatsOf(plane: DrmPlane): PlaneFormats {
+  return planeFormatSet(
+    plane.inFormats ?? plane.formats.map((format) => ({ format, modifier: DRM_FORMAT_MOD_LINEAR })),
+  );
+}
 
 function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -132,6 +146,13 @@ export class DrmBackend {
   private readonly modeBlob: number;
   private readonly buffers: DumbFramebuffer[] = [];
   private captureBuffer: DumbFramebuffer | null = null;
+  private cursorFormats: PlaneFormats | null = null;
+  private cursorMax = { width: 0, height: 0 };
+  /** Two ARGB8888 cursor buffers (made on first use); the one on screen is cursorFront. */
+  private readonly cursorBuffers: DumbFramebuffer[] = [];
+  private cursorFront = -1;
+  /** Whether the cursor plane is on (the last commit set it). */
+  private cursorOn = false;
   private readonly framebuffers: FramebufferCache;
   private scene: Scene | null = null;
   private output: Output | null = null;
@@ -153,6 +174,7 @@ export class DrmBackend {
     directScanoutFrames: 0,
     composedFrames: 0,
     repeatedFrames: 0,
+    cursorPlaneFrames: 0,
     flips: 0,
     planeTestFailures: 0,
   };
@@ -175,10 +197,14 @@ export class DrmBackend {
     });
     const { connector, mode, crtc, primary } = this.selection;
     this.deviceId = statSync(`/proc/self/fd/${device.fd}`, { bigint: true }).rdev;
-    this.primaryFormats = planeFormatSet(
-      primary.inFormats ??
-        primary.formats.map((format) => ({ format, modifier: DRM_FORMAT_MOD_LINEAR })),
-    );
+    this.primaryFormats = formatsOf(primary);
+    if (this.selection.cursor) {
+      this.cursorFormats = formatsOf(this.selection.cursor);
+      this.cursorMax = {
+        width: Number(device.getCap(CAP_CURSOR_WIDTH)),
+        height: Number(device.getCap(CAP_CURSOR_HEIGHT)),
+      };
+    }
     const refreshMhz = Math.min(1_000_000, Math.max(1000, modeRefreshMhz(mode)));
     this.outputConfig = {
       name: connector.name,
@@ -331,8 +357,11 @@ export class DrmBackend {
 
   // --- frames -------------------------------------------------------------------------------
 
-  private createDumbFramebuffer(): DumbFramebuffer {
-    const { hdisplay: width, vdisplay: height } = this.selection.mode;
+  private createDumbFramebuffer(
+    width = this.selection.mode.hdisplay,
+    height = this.selection.mode.vdisplay,
+    format = DRM_FORMAT_XRGB8888,
+  ): DumbFramebuffer {
     const dumb = this.device.createDumb(width, height, 32);
     let map: ArrayBuffer | null = null;
     try {
@@ -340,7 +369,7 @@ export class DrmBackend {
       const fbId = this.device.addFramebuffer({
         width,
         height,
-        format: DRM_FORMAT_XRGB8888,
+        format,
         handles: [dumb.handle],
         pitches: [dumb.pitch],
         offsets: [0],
@@ -354,7 +383,11 @@ export class DrmBackend {
   }
 
   private releaseDumbBuffers(): void {
-    const all = [...this.buffers.splice(0), ...(this.captureBuffer ? [this.captureBuffer] : [])];
+    const all = [
+      ...this.buffers.splice(0),
+      ...this.cursorBuffers.splice(0),
+      ...(this.captureBuffer ? [this.captureBuffer] : []),
+    ];
     this.captureBuffer = null;
     for (const buffer of all) {
       try {
@@ -451,14 +484,23 @@ export class DrmBackend {
     }, periodMs);
   }
 
-  private decide(): ScanoutDecision {
+  private decide(): { decision: ScanoutDecision; cursor: CursorCandidate | null } {
     const output = this.output!;
-    const layers = this.scene!.layers().map((layer) => ({
+    const all = this.scene!.layers().map((layer) => ({
       ...layer,
       x: layer.x - output.x,
       y: layer.y - output.y,
     }));
-    return chooseScanout(
+    const { cursor, rest: layers } = this.cursorFormats
+      ? splitCursorLayer(
+          all,
+          output.config.width,
+          output.config.height,
+          this.cursorMax,
+          this.cursorFormats,
+        )
+      : { cursor: null, rest: all };
+    const decision = chooseScanout(
       layers,
       output.config.width,
       output.config.height,
@@ -468,16 +510,90 @@ export class DrmBackend {
           : null,
       this.primaryFormats,
     );
+    // The cursor plane only joins a direct frame; a composed frame draws the cursor itself.
+    return { decision, cursor: decision.kind === 'direct' ? cursor : null };
+  }
+
+  private setCursor(request: AtomicRequest, cursor: CursorCandidate | null, fbId: number): void {
+    const plane = this.selection.cursor;
+    if (!plane) return;
+    if (!cursor) {
+      if (this.cursorOn) request.set(plane, 'FB_ID', 0).set(plane, 'CRTC_ID', 0);
+      return;
+    }
+    request
+      .set(plane, 'FB_ID', fbId)
+      .set(plane, 'CRTC_ID', this.selection.crtc.id)
+      .set(plane, 'SRC_X', 0)
+      .set(plane, 'SRC_Y', 0)
+      .set(plane, 'SRC_W', cursor.width * 65536)
+      .set(plane, 'SRC_H', cursor.height * 65536)
+      .set(plane, 'CRTC_X', cursor.layer.x)
+      .set(plane, 'CRTC_Y', cursor.layer.y)
+      .set(plane, 'CRTC_W', cursor.width)
+      .set(plane, 'CRTC_H', cursor.height);
+  }
+
+  /** Copies the cursor layer into the back cursor buffer; returns its index, or a reason. */
+  private fillCursor(cursor: CursorCandidate): number | string {
+    if (this.cursorBuffers.length === 0) {
+      for (let i = 0; i < 2; i++) {
+        this.cursorBuffers.push(
+          this.createDumbFramebuffer(
+            this.cursorMax.width,
+            this.cursorMax.height,
+            DRM_FORMAT_ARGB8888,
+          ),
+        );
+      }
+    }
+    const index = this.cursorFront === 0 ? 1 : 0;
+    const target = this.cursorBuffers[index]!;
+    const buffer = cursor.layer.buffer;
+    const planes = buffer.beginRead();
+    if (!planes) return 'cursor surface unreadable';
+    try {
+      const source = planes[0]!;
+      const rowBytes = cursor.width * 4;
+      const end = source.offset + source.stride * (cursor.height - 1) + rowBytes;
+      if (source.stride < rowBytes || end > source.bytes.byteLength)
+        return 'cursor buffer too short';
+      const bytes = new Uint8Array(target.map);
+      const opaque = buffer.format === DRM_FORMAT_XRGB8888;
+      for (let y = 0; y < cursor.height; y++) {
+        const from = source.offset + y * source.stride;
+        bytes.set(source.bytes.subarray(from, from + rowBytes), y * target.pitch);
+        // XRGB's X byte is undefined: the ARGB cursor buffer needs it opaque.
+        if (opaque) for (let x = 3; x < rowBytes; x += 4) bytes[y * target.pitch + x] = 0xff;
+      }
+    } finally {
+      buffer.endRead();
+    }
+    return index;
   }
 
   /** The framebuffer to scan out for a direct decision, or why the frame must be composed. */
-  private directFramebuffer(decision: ScanoutDecision): number | string {
+  private directFramebuffer(
+    decision: ScanoutDecision,
+    cursor: CursorCandidate | null,
+  ): number | string {
     if (decision.kind !== 'direct') return decision.reason;
     const buffer = decision.layer.buffer;
     if (!isDmabufBuffer(buffer)) return 'buffer is not a dma-buf';
     const entry = this.framebuffers.get(buffer);
     if (typeof entry === 'string') return entry;
-    const key = JSON.stringify([decision.source, decision.destination]);
+    // Cursor positions vary per frame: the test covers its size and whether it is inside.
+    const cursorKey = cursor
+      ? [
+          cursor.width,
+          cursor.height,
+          cursor.layer.x >= 0 &&
+            cursor.layer.y >= 0 &&
+            cursor.layer.x + cursor.width <= this.outputConfig.width &&
+            cursor.layer.y + cursor.height <= this.outputConfig.height,
+        ]
+      : null;
+    const key = JSON.stringify([decision.source, decision.destination, cursorKey]);
     let verdict = entry.tested.get(key);
     if (verdict === undefined) {
       const request = this.setPrimary(
@@ -487,12 +603,18 @@ export class DrmBackend {
         decision.source,
         decision.destination,
       );
+      if (cursor) {
+        if (this.cursorBuffers.length === 0) this.fillCursor(cursor);
+        this.setCursor(request, cursor, this.cursorBuffers[0]?.fbId ?? 0);
+      }
       try {
         this.commit(request, AtomicFlag.TEST_ONLY);
         verdict = null;
       } catch (error) {
         this.counters.planeTestFailures++;
-        verdict = `plane test refused fb ${entry.fbId} (${buffer.width}x${buffer.height} ${fourccName(buffer.format)}): ${errorText(error)}`;
+        verdict =
+          `plane test refused fb ${entry.fbId} (${buffer.width}x${buffer.height} ` +
+          `${fourccName(buffer.format)}${cursor ? ' with a cursor plane' : ''}): ${errorText(error)}`;
         this.log(`drm: ${verdict}`);
       }
       entry.tested.set(key, verdict);
@@ -504,8 +626,15 @@ export class DrmBackend {
     const scene = this.scene!;
     const output = this.output!;
     const { primary } = this.selection;
-    const decision = this.decide();
-    const direct = this.directFramebuffer(decision);
+    const { decision, cursor: cursorCandidate } = this.decide();
+    let direct = this.directFramebuffer(decision, cursorCandidate);
+    let cursorIndex = -1;
+    if (typeof direct === 'number' && cursorCandidate) {
+      const filled = this.fillCursor(cursorCandidate);
+      if (typeof filled === 'string') direct = filled;
+      else cursorIndex = filled;
+    }
+    const cursor = cursorIndex >= 0 ? cursorCandidate : null;
     let request = modeset ? this.modesetRequest() : new AtomicRequest();
     let fbId: number;
     let path: 'direct' | 'composed' | 'repeated';
@@ -514,6 +643,7 @@ export class DrmBackend {
       fbId = direct;
       path = 'direct';
       request = this.setPrimary(request, primary, fbId, decision.source, decision.destination);
+      this.setCursor(request, cursor, cursor ? this.cursorBuffers[cursorIndex]!.fbId : 0);
       this.deferredDamage.union(output.damage).simplify();
       output.damage.clear();
     } else {
@@ -537,6 +667,7 @@ export class DrmBackend {
         { x: 0, y: 0, width: full.width * 65536, height: full.height * 65536 },
         full,
       );
+      this.setCursor(request, null, 0);
     }
     let capture: CaptureRequest | null = null;
     let fenceIndex = -1;
@@ -562,6 +693,11 @@ export class DrmBackend {
       return;
     }
     this.pending = { fbId, surfaces };
+    this.cursorOn = cursor !== null;
+    if (cursor) {
+      this.cursorFront = cursorIndex;
+      this.counters.cursorPlaneFrames++;
+    }
     if (composedInto >= 0) this.frontBuffer = composedInto;
     else if (path === 'direct') this.frontBuffer = -1;
     this.frameNumber++;

@@ -48,8 +48,9 @@ export class FramebufferCache {
     private readonly log: (message: string) => void,
   ) {}
 
+  /** Framebuffers held: cached ones plus those of destroyed buffers still waiting for a flip. */
   get size(): number {
-    return this.entries.size;
+    return this.entries.size + this.gone.size;
   }
 
   /** The framebuffer for `buffer`, importing it on first use; a string says why it cannot be. */

@@ -5,7 +5,7 @@
  */
 import type { SceneLayer } from '../render/compose.js';
 import { intersectRects, isEmptyRect } from '../render/region.js';
-import { formatInfo, fourccName, Modifier } from '../dmabuf/formats.js';
+import { Fourcc as formatCodes, formatInfo, fourccName, Modifier } from '../dmabuf/formats.js';
 import { surfaceSize } from '../render/transform.js';
 
 /** What a plane takes: format + modifier pairs (IN_FORMATS, or the format list with LINEAR). */
@@ -117,4 +117,48 @@ export function chooseScanout(
     source,
     destination: { x: 0, y: 0, width: outputWidth, height: outputHeight },
   };
+}
+
+/** A layer that can go on the cursor plane as it is: its pixels are copied into a cursor
+ * buffer, the plane positions it. */
+export interface CursorCandidate {
+  layer: SceneLayer;
+  width: number;
+  height: number;
+}
+
+/**
+ * Splits the topmost visible layer off for the cursor plane when it is small enough, unscaled,
+ * untransformed and ARGB8888/XRGB8888, and something else lies under it. Returns the layers left
+ * for the primary plane. With no candidate, `rest` is `layers` unchanged.
+ */
+export function splitCursorLayer(
+  layers: readonly SceneLayer[],
+  outputWidth: number,
+  outputHeight: number,
+  maxCursor: { width: number; height: number },
+  cursorFormats: PlaneFormats,
+): { cursor: CursorCandidate | null; rest: readonly SceneLayer[] } {
+  const outputRect = { x: 0, y: 0, width: outputWidth, height: outputHeight };
+  const visibleIndices = layers
+    .map((layer, index) => ({ layer, index }))
+    .filter(({ layer }) => {
+      const size = surfaceSize(layer.geometry);
+      const bounds = { x: layer.x, y: layer.y, width: size.width, height: size.height };
+      return !isEmptyRect(intersectRects(bounds, outputRect));
+    });
+  const none = { cursor: null, rest: layers };
+  if (visibleIndices.length < 2) return none;
+  const { layer, index } = visibleIndices[visibleIndices.length - 1]!;
+  const g = layer.geometry;
+  if (g.transform !== 0 || g.scale !== 1 || g.viewport?.source || g.viewport?.destination) {
+    return none;
+  }
+  if (g.yInvert || layer.buffer.yInvert) return none;
+  const { bufferWidth: width, bufferHeight: height } = g;
+  if (width > maxCursor.width || height > maxCursor.height) return none;
+  const format = layer.buffer.format;
+  if (format !== formatCodes.ARGB8888 && format !== formatCodes.XRGB8888) return none;
+  if (!cursorFormats.has(formatCodes.ARGB8888, Modifier.LINEAR)) return none;
+  return { cursor: { layer, width, height }, rest: layers.filter((_, i) => i !== index) };
 }

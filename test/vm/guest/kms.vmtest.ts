@@ -16,7 +16,7 @@ import { createCompositor, type Compositor } from '../../../examples/compositor/
 import { describeKmsState, saveKmsState } from '../../../examples/compositor/drm/index.js';
 import { decodePng } from '../../../examples/compositor/render/screenshot.js';
 import { createGuestfbPlugin, type GuestfbPlugin } from '../../../plugin/index.js';
-import { PatternSource, patternPixel } from '../../../plugin/sources/pattern.js';
+import { PatternSource, patternPixel, solidCursor } from '../../../plugin/sources/pattern.js';
 
 const [WIDTH, HEIGHT] = [640, 480];
 
@@ -189,6 +189,30 @@ test('vkms: direct scanout of the guest dma-buf, composition fallbacks, state re
         assert.match(section[0], /flags: scanout/);
         assert.match(section[0], /flags: none/);
 
+        // The guest's cursor (a subsurface with a wl_shm buffer) rides on the cursor plane; the
+        // guest buffer stays on the primary plane.
+        s.source.setCursor(100, 80, solidCursor(16, 16, 0xffff0000));
+        await until(() => s.drmStats().cursorPlaneFrames > 0, 'a frame with the cursor plane');
+        const withCursor = await captureNow(s.compositor);
+        const cursorStats = s.drmStats();
+        t.diagnostic(`with the cursor: ${JSON.stringify(cursorStats)}`);
+        assert.equal(cursorStats.composedFrames, composedBefore, 'still no compose pass');
+        assert.equal(cursorStats.lastPath, 'direct');
+        const composedCursor = decodePng(
+          s.compositor.screenshot(s.compositor.scene.outputs[0]!.name),
+        );
+        const cursorDiff = countDiffering(withCursor, (x, y) => composedCursor.pixel(x, y));
+        t.diagnostic(
+          `cursor plane vs renderer: ${cursorDiff.differing} differ ${cursorDiff.first}`,
+        );
+        assert.equal(cursorDiff.differing, 0, cursorDiff.first);
+        assert.equal(composedCursor.pixel(108, 88), 0xff0000, 'the cursor is in the picture');
+        s.source.setCursor(100, 80, null);
+        await until(
+          () => s.compositor.scene.layers().length === 1 && s.drmStats().lastPath === 'direct',
+          'the cursor gone',
+        );
+
         // A plane that cannot scale: the compositor stretches the same buffer to the output
         // with a viewport; the TEST_ONLY commit fails and the frame is composed.
         const surface = s.compositor.scene.windows[0]!.surface;
@@ -211,6 +235,11 @@ test('vkms: direct scanout of the guest dma-buf, composition fallbacks, state re
           patternPixel(50, 28, 7, WIDTH, HEIGHT) & 0xffffff,
           'nearest sampling of the upper-left quarter',
         );
+
+        // The guest's wl_buffer goes away: its framebuffer is removed (RmFB, GEM close) once
+        // no flip uses it.
+        s.plugin.stop();
+        await until(() => s.drmStats().framebuffers === 0, 'the framebuffer removed');
       });
     });
 
@@ -240,6 +269,30 @@ test('vkms: direct scanout of the guest dma-buf, composition fallbacks, state re
           );
         }
       });
+    });
+
+    await t.test('the Virtual connector (the display) flips at its refresh', async () => {
+      const logs: string[] = [];
+      const compositor = createCompositor({
+        outputs: [],
+        socket: false,
+        drm: { device },
+        log: (line) => logs.push(line),
+      });
+      try {
+        const output = compositor.scene.outputs[0]!;
+        assert.equal(output.name, 'Virtual-1');
+        // Damage makes frames (an idle output does not flip); each one is composed and flipped.
+        await until(() => {
+          compositor.scene.damageEverything();
+          return (compositor.stats().drm?.flips ?? 0) >= 3;
+        }, 'three flips');
+        assert.ok((compositor.stats().drm?.composedFrames ?? 0) >= 3);
+        t.diagnostic(`Virtual-1: ${JSON.stringify(compositor.stats().drm)}`);
+        assert.ok(output.sequence > 0n, 'the presentation sequence follows the vblank counter');
+      } finally {
+        await compositor.close();
+      }
     });
 
     const after = describeKmsState(saveKmsState(device));
