@@ -32,14 +32,24 @@ function main(): void {
   const log = (message: string): void => {
     process.stderr.write(`[${new Date().toISOString()}] ${message}\n`);
   };
-  const compositor = createCompositor({
-    outputs: options.outputs,
-    socket: options.socket,
-    screenshotDir: options.screenshotDir,
-    screenshotEveryMs: options.screenshotEveryMs,
-    log,
-    drm: options.drm,
-  });
+  let compositor;
+  try {
+    compositor = createCompositor({
+      outputs: options.outputs,
+      socket: options.socket,
+      screenshotDir: options.screenshotDir,
+      screenshotEveryMs: options.screenshotEveryMs,
+      log,
+      drm: options.drm,
+    });
+  } catch (error) {
+    // A missing or busy display device is a user-facing failure, not a crash.
+    process.stderr.write(
+      `guestfb-compositor: ${error instanceof Error ? error.message : String(error)}\n`,
+    );
+    process.exitCode = 1;
+    return;
+  }
   const outputs = compositor.scene.outputs
     .map((o) => o.config)
     .map((o) => `${o.name} ${o.width}x${o.height}@${o.refreshMhz / 1000}Hz`)

@@ -10,6 +10,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { fd } from '../../../native/fd.js';
 import { DrmDevice } from '../../../native/drm.js';
 import { createCompositor, type Compositor } from '../../../examples/compositor/index.js';
@@ -303,4 +304,59 @@ test('vkms: direct scanout of the guest dma-buf, composition fallbacks, state re
     rmSync(runtimeDir, { recursive: true, force: true });
   }
   assert.equal(fd.openFdCount(), baseline, 'fd count back to baseline');
+});
+
+test('guestfb-compositor --drm vkms: frame paths logged, feedback on the card, restored on SIGTERM', async (t) => {
+  const runtimeDir = mkdtempSync(path.join(os.tmpdir(), 'guestfb-kms-cli-'));
+  const probe = DrmDevice.openByDriver('vkms');
+  assert.ok(probe);
+  probe.enableAtomic(true);
+  const before = describeKmsState(saveKmsState(probe));
+  const cardRdev = statSync(`/proc/self/fd/${probe.fd}`, { bigint: true }).rdev;
+  probe.close(); // the compositor must be DRM master
+  const cli = fileURLToPath(new URL('../../../examples/compositor/cli.js', import.meta.url));
+  const child = spawn(
+    process.execPath,
+    [cli, '--drm', 'vkms', '--drm-mode', '800x600', '--drm-debug', '--socket', 'guestfb-kms-cli'],
+    { env: { ...process.env, XDG_RUNTIME_DIR: runtimeDir }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+  try {
+    await until(() => stdout.includes('listening') || child.exitCode !== null, 'the CLI');
+    assert.match(stdout, /listening on guestfb-kms-cli \(Virtual-1 800x600@60(\.\d+)?Hz\)/, stderr);
+    const info = await runClient('wayland-info', {
+      ...process.env,
+      WAYLAND_DISPLAY: 'guestfb-kms-cli',
+      XDG_RUNTIME_DIR: runtimeDir,
+    });
+    assert.equal(info.code, 0, info.out);
+    const mainDevice = /main device: 0x([0-9A-Fa-f]+)/.exec(info.out);
+    assert.ok(mainDevice, info.out);
+    assert.equal(BigInt(`0x${mainDevice[1]}`), cardRdev);
+  } finally {
+    child.kill('SIGTERM');
+  }
+  assert.equal(await exited, 0, stderr);
+  t.diagnostic(
+    stderr
+      .split('\n')
+      .filter((line) => line.includes('drm:'))
+      .slice(0, 4)
+      .join(' | '),
+  );
+  assert.match(stderr, /drm: frame 1: composed into fb \d+ \(no surface on the output\)/);
+  assert.match(stderr, /drm: KMS state restored/);
+  const probeAfter = DrmDevice.openByDriver('vkms');
+  assert.ok(probeAfter);
+  try {
+    probeAfter.enableAtomic(true);
+    assert.deepEqual(describeKmsState(saveKmsState(probeAfter)), before);
+  } finally {
+    probeAfter.close();
+    rmSync(runtimeDir, { recursive: true, force: true });
+  }
 });
