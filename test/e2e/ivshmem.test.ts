@@ -169,3 +169,61 @@ test('QEMU 10 ivshmem-doorbell on guestfb: barwriter pattern pixel-exact in the 
   }
   assert.equal(fd.openFdCount(), baselineFds, 'fd count back to baseline');
 });
+
+test('QEMU 10 ivshmem-plain on a guestfb memfd (/proc/PID/fd): polled frames, pixel-exact', async (t) => {
+  const baselineFds = fd.openFdCount();
+  const logs: string[] = [];
+  const source = createSharedBarSource({ barSize: 16 * 1024 * 1024, log: (m) => logs.push(m) });
+  const compositor = createCompositor({
+    outputs: [{ name: OUTPUT, width, height, refreshMhz: 60000 }],
+    socket: false,
+    log: () => undefined,
+  });
+  const plugin = createGuestfbPlugin({
+    sources: [{ name: 'vm', source }],
+    log: (line) => logs.push(line),
+  });
+  assert.equal(await compositor.use(plugin), true, logs.join('; '));
+  const plainFrames = 5;
+  const qemu = bootGuest(tier, guest, {
+    gpuDevice: 'none',
+    extraArgs: source.plainQemuArgs(),
+    guestCommand: `barwriter --width ${width} --height ${height} --fps 10 --frames ${plainFrames} --hold`,
+    timeoutMs: 240_000,
+  });
+  try {
+    await qemu.waitForConsole(/barwriter: holding the last frame/);
+    let last = toRgb(compositor.screenshot(OUTPUT));
+    await settleUntil(
+      plugin,
+      () =>
+        plugin.stats().framesPresented > 0 &&
+        decodeCounter((last = toRgb(compositor.screenshot(OUTPUT)))) === plainFrames - 1,
+      'the last frame on screen',
+    );
+    const result = comparePattern(last, { width, height, outputIndex: 0, frame: plainFrames - 1 });
+    assert.equal(result.mismatches, 0, `first ${JSON.stringify(result.first)}`);
+    const stats = source.stats();
+    t.diagnostic(`source: ${JSON.stringify(stats)}`);
+    assert.equal(stats.doorbellFrames, 0, 'no doorbell without a server');
+    assert.ok(stats.polledFrames! > 0);
+    assert.equal(plugin.stats().bytesCopied, 0);
+    assert.match(
+      qemu.console(),
+      /barwriter: device \S+ BAR2 16777216 bytes, IVPosition 0, host peer -1/,
+    );
+  } catch (error) {
+    throw new Error(
+      `${(error as Error).message}\n--- guestfb log:\n${logs.slice(-30).join('\n')}\n--- guest console tail:\n${qemu
+        .console()
+        .slice(-2500)}\n--- qemu stderr:\n${qemu.stderr().slice(-1500)}`,
+    );
+  } finally {
+    qemu.kill('SIGKILL');
+    await qemu.exited;
+    plugin.stop();
+    await compositor.close();
+    source.close();
+  }
+  assert.equal(fd.openFdCount(), baselineFds, 'fd count back to baseline');
+});
