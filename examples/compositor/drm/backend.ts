@@ -87,6 +87,8 @@ interface DumbFramebuffer {
 
 interface SurfaceFrame {
   surface: Surface;
+  /** What the frame showed of the surface. */
+  content: Surface['content'];
   callbacks: FrameCallbackSink[];
   feedbacks: PresentationSink[];
   shown: boolean;
@@ -787,6 +789,7 @@ export class DrmBackend {
       if (scene.outputOf(surface) !== output) continue;
       frames.push({
         surface,
+        content: surface.content,
         callbacks: surface.frameCallbacks.splice(0),
         feedbacks: surface.takeFeedbacks(),
         shown: surface.content !== null && visible.has(surface.content),
@@ -852,7 +855,12 @@ export class DrmBackend {
         scene.frameCallbacksDone += entry.callbacks.length;
         for (const callback of entry.callbacks) callback.done(timeMs);
       }
-      if (!entry.surface.destroyed) entry.surface.releaseReplaced();
+      // Buffers replaced before this frame are off screen now. If the surface took another
+      // buffer after the frame was built, the one on screen is among the replaced ones: keep
+      // them all until the frame showing the new one lands.
+      if (!entry.surface.destroyed && entry.surface.content === entry.content) {
+        entry.surface.releaseReplaced();
+      }
     }
     this.framebuffers.collect();
   }
