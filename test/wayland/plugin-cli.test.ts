@@ -130,3 +130,46 @@ test('guestfb doctor --json reads the compositor and names the path', async () =
     rmSync(runtimeDir, { recursive: true, force: true });
   }
 });
+
+test('guestfb --vhost-user-gpu listens for QEMU and --duration ends the run', async () => {
+  const runtimeDir = mkdtempSync(path.join(os.tmpdir(), 'guestfb-vhost-cli-'));
+  const saved = process.env.XDG_RUNTIME_DIR;
+  process.env.XDG_RUNTIME_DIR = runtimeDir;
+  const compositor = createCompositor({
+    outputs: [{ name: 'HEADLESS-1', width: 64, height: 64, refreshMhz: 60000 }],
+    socket: 'guestfb-vhost-cli',
+    log: () => undefined,
+  });
+  if (saved === undefined) delete process.env.XDG_RUNTIME_DIR;
+  else process.env.XDG_RUNTIME_DIR = saved;
+  const gpuSocket = path.join(runtimeDir, 'gpu.sock');
+  try {
+    const child = spawn(
+      process.execPath,
+      [
+        bin,
+        '--vhost-user-gpu',
+        `testvm=${gpuSocket}`,
+        '--display',
+        path.join(runtimeDir, 'guestfb-vhost-cli'),
+        '--duration',
+        '1',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    const status = await new Promise<number | null>((resolve) => child.once('close', resolve));
+    assert.equal(status, 0, stderr);
+    assert.match(stderr, /testvm: vhost-user-gpu back-end listening on .*gpu\.sock/);
+    assert.match(stderr, /stopping \(--duration 1\)/);
+    // No guest connected: nothing presented, nothing copied.
+    assert.match(stdout, /frames presented: 0/);
+    assert.match(stdout, /bytes copied: +0/);
+  } finally {
+    await compositor.close();
+    rmSync(runtimeDir, { recursive: true, force: true });
+  }
+});
