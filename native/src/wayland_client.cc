@@ -282,7 +282,10 @@ void Connection::OnPoll(uv_poll_t* handle, int status, int events) {
   Napi::CallbackScope callbackScope(env, *self->asyncContext_);
   self->depth_++;
   if (status < 0) {
-    self->Fail(-status);
+    // POLLERR (a reset socket) may still have the server's last messages queued, among them
+    // the protocol error that made it hang up: read them first so that error is reported.
+    self->ReadAndDispatch();
+    if (!self->failed_) self->Fail(-status);
   } else {
     if ((events & UV_WRITABLE) != 0) self->DoFlush();
     if ((events & (UV_READABLE | UV_DISCONNECT)) != 0 && !self->failed_) self->ReadAndDispatch();

@@ -358,3 +358,26 @@ test('connect failures are ErrnoErrors; destroy is idempotent', () => {
     runtime.remove();
   }
 });
+
+test('a protocol error still arrives when the server hangs up on unread requests', async () => {
+  // The server stops reading at the failing request and closes the socket with our later
+  // requests unread: the kernel resets the connection (POLLERR here), but the error event
+  // is already queued on our side and must be reported with its code.
+  const runtime = useTempRuntimeDir();
+  const server = new TestServer('guestfb-reset-0', runtime.dir);
+  try {
+    const { connection, failed } = connectWithErrors(server.socket);
+    const { registry, globals } = await listGlobals(connection);
+    const test = bind(registry, globals, 'guestfb_test', 2);
+    test.marshal(TestRequest.fail, []);
+    for (let i = 0; i < 4000; i++) test.marshal(TestRequest.ping, [i]);
+    connection.flush();
+    const info = await failed;
+    assert.equal(info.code, WL_DISPLAY_ERROR_IMPLEMENTATION);
+    assert.equal(info.errno, EPROTO);
+    connection.disconnect();
+  } finally {
+    server.destroy();
+    runtime.remove();
+  }
+});
