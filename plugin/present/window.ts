@@ -1,7 +1,9 @@
 /**
  * One toplevel window per guest head: wl_surface + xdg_surface + xdg_toplevel titled
  * "<guest> — <head>". The surface shows the head's current buffer at the guest's mode size
- * (a guest mode change attaches a buffer of the new size and the window follows it). Flushes
+ * (a guest mode change attaches a buffer of the new size and the window follows it). A size the
+ * compositor suggests in xdg_toplevel.configure is recorded, not applied: the guest picks its
+ * modes, and scaling would make the compositor resample every frame. Flushes
  * become damage_buffer + commit through the FramePacer: no pixel is touched on the zero-copy
  * paths, and the frame callback paces commits.
  */
