@@ -14,9 +14,11 @@ import {
   UsageError as CompositorUsageError,
 } from '../../examples/compositor/cli-args.js';
 import { decodePng } from '../../examples/compositor/render/screenshot.js';
+import { createCompositor } from '../../examples/compositor/index.js';
 import { DrmFormat } from '../../plugin/present/formats.js';
 import { writeBarHeader } from '../../plugin/sources/shared-bar/header.js';
 
+const guestfbBin = fileURLToPath(new URL('../../../bin/guestfb.js', import.meta.url));
 const compositorBin = fileURLToPath(new URL('../../../bin/guestfb-compositor.js', import.meta.url));
 
 test('guestfb --ivshmem [NAME=]SOCKET [--bar-size SIZE]', () => {
@@ -140,6 +142,97 @@ test('guestfb-compositor --ivshmem serves the BAR and shows what the guest write
   }
   assert.equal(await exited, 0, stderr);
   assert.match(stderr, /guestfb vm: framebuffer 64x32 stride 256 at BAR offset 4096/);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Connects as QEMU would; returns [shm fd, guestfb's doorbell eventfd, own eventfd]. */
+function connectAsQemu(socketPath: string): { conn: number; fds: number[]; values: number[] } {
+  const conn = fd.unixConnect(socketPath);
+  const fds: number[] = [];
+  const values: number[] = [];
+  while (values.length < 5) {
+    assert.ok(fd.pollReadable(conn, 20_000), 'server messages');
+    const chunk = fd.unixRecv(conn, 8);
+    if (!chunk) continue;
+    assert.equal(chunk.data.length, 8);
+    values.push(
+      Number(new DataView(chunk.data.buffer, chunk.data.byteOffset).getBigInt64(0, true)),
+    );
+    fds.push(...chunk.fds);
+  }
+  return { conn, fds, values };
+}
+
+test('guestfb --ivshmem as a client of a compositor: the guest frame, zero bytes copied', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'guestfb-bar-cli-'));
+  const savedRuntimeDir = process.env.XDG_RUNTIME_DIR;
+  process.env.XDG_RUNTIME_DIR = dir;
+  const compositor = createCompositor({
+    outputs: [{ name: 'HEADLESS-1', width: 32, height: 16, refreshMhz: 60000 }],
+    socket: 'guestfb-bar-cli',
+    log: () => undefined,
+  });
+  const socketPath = path.join(dir, 'ivshmem.sock');
+  const child = spawn(
+    process.execPath,
+    [
+      guestfbBin,
+      '--ivshmem',
+      `win=${socketPath}`,
+      '--bar-size',
+      '64k',
+      '--display',
+      'guestfb-bar-cli',
+    ],
+    { env: { ...process.env, XDG_RUNTIME_DIR: dir }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+  let qemu: ReturnType<typeof connectAsQemu> | null = null;
+  let bar: ArrayBuffer | null = null;
+  try {
+    for (let i = 0; i < 3000 && !/ivshmem server on/.test(stderr); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.match(stderr, /win: ivshmem server on /);
+    qemu = connectAsQemu(socketPath);
+    assert.deepEqual(qemu.values, [0, 1, -1, 0, 1]);
+    bar = fd.mmap(qemu.fds[0]!, 0, 65536, true);
+    new Uint32Array(bar, 4096, 32 * 16).fill(0xff00ff80);
+    writeBarHeader(new DataView(bar), {
+      fourcc: DrmFormat.XRGB8888,
+      width: 32,
+      height: 16,
+      stride: 128,
+      offset: 4096,
+      sequence: 2,
+    });
+    fd.eventfdWrite(qemu.fds[1]!, 1);
+    let shown = false;
+    for (let i = 0; i < 3000 && !shown; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      const image = decodePng(compositor.screenshot('HEADLESS-1'));
+      shown = image.pixel(0, 0) === 0x00ff80 && image.pixel(31, 15) === 0x00ff80;
+    }
+    assert.ok(shown, `the guest's pixels on the output; guestfb log:\n${stderr}`);
+  } finally {
+    if (bar) fd.munmap(bar);
+    if (qemu) {
+      for (const x of qemu.fds) fd.close(x);
+      fd.close(qemu.conn);
+    }
+    child.kill('SIGTERM');
+  }
+  const status = await exited;
+  await compositor.close();
+  if (savedRuntimeDir === undefined) delete process.env.XDG_RUNTIME_DIR;
+  else process.env.XDG_RUNTIME_DIR = savedRuntimeDir;
+  assert.equal(status, 0, stderr);
+  assert.match(stdout, /bytes copied: +0\b/);
+  assert.ok(Number(/frames presented: (\d+)/.exec(stdout)?.[1] ?? 0) >= 1, stdout);
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -19,7 +19,12 @@ import {
   writeBarHeader,
   type HeaderFields,
 } from '../../plugin/sources/shared-bar/index.js';
-import type { Rect, ScanoutInfo, SourceResource } from '../../plugin/sources/types.js';
+import type {
+  CursorUpdate,
+  Rect,
+  ScanoutInfo,
+  SourceResource,
+} from '../../plugin/sources/types.js';
 
 interface Received {
   value: bigint;
@@ -367,5 +372,49 @@ test('shared BAR source in plain mode polls an existing memfd and prints QEMU ar
   source.close();
   assert.ok(fd.fdSize(memfd) === 65536, 'a borrowed memfd stays open');
   fd.close(memfd);
+  assert.equal(fd.openFdCount(), baseline);
+});
+
+test('shared BAR source: cursor shown, moved, replaced and hidden from the header', () => {
+  const baseline = fd.openFdCount();
+  const memfd = fd.memfdCreate('cursor-bar', true);
+  fd.ftruncate(memfd, 65536);
+  const source = createSharedBarSource({ memfd, pollMs: 0, log: () => undefined });
+  const updates: CursorUpdate[] = [];
+  source.on('cursor', (update) => updates.push(update));
+  const mapping = fd.mmap(memfd, 0, 65536, true);
+  try {
+    const bar = new DataView(mapping);
+    new Uint32Array(mapping, 16384, 4 * 4).fill(0x80ff0000);
+    const frame = (sequence: number, cursor?: HeaderFields['cursor']) => {
+      writeBarHeader(bar, {
+        fourcc: DrmFormat.XRGB8888,
+        width: 16,
+        height: 16,
+        stride: 64,
+        offset: 4096,
+        sequence,
+        cursor,
+      });
+      source.poll();
+    };
+    const cursor = { visible: 1, x: 3, y: 4, hotX: 1, hotY: 1, width: 4, height: 4 };
+    frame(2, { ...cursor, imageOffset: 16384, serial: 1 });
+    assert.equal(updates.length, 1);
+    assert.deepEqual([updates[0]!.x, updates[0]!.y, updates[0]!.image?.width], [3, 4, 4]);
+    assert.deepEqual([...updates[0]!.image!.pixels.subarray(0, 4)], [0, 0, 0xff, 0x80]);
+    frame(4, { ...cursor, x: 9, imageOffset: 16384, serial: 1 });
+    assert.deepEqual(updates[1], { headId: 0, x: 9, y: 4 }, 'a move carries no image');
+    frame(6, { ...cursor, x: 9, imageOffset: 16384, serial: 1 });
+    assert.equal(updates.length, 2, 'no update when nothing moved');
+    frame(8, { ...cursor, x: 9, imageOffset: 16384, serial: 2 });
+    assert.ok(updates[2]!.image, 'a new serial sends the image again');
+    frame(10, { ...cursor, visible: 0 });
+    assert.equal(updates[3]!.image, null, 'hidden');
+  } finally {
+    fd.munmap(mapping);
+    source.close();
+    fd.close(memfd);
+  }
   assert.equal(fd.openFdCount(), baseline);
 });
