@@ -16,6 +16,8 @@ import { DrmDevice } from '../../../native/drm.js';
 import { createCompositor, type Compositor } from '../../../examples/compositor/index.js';
 import { describeKmsState, saveKmsState } from '../../../examples/compositor/drm/index.js';
 import { decodePng } from '../../../examples/compositor/render/screenshot.js';
+import { PresentationKind } from '../../../examples/compositor/core/scene.js';
+import type { PresentedInfo } from '../../../examples/compositor/core/surface.js';
 import { createGuestfbPlugin, type GuestfbPlugin } from '../../../plugin/index.js';
 import { PatternSource, patternPixel, solidCursor } from '../../../plugin/sources/pattern.js';
 
@@ -189,6 +191,35 @@ test('vkms: direct scanout of the guest dma-buf, composition fallbacks, state re
         // wayland-info 1.1 prints tranches in reverse arrival order).
         assert.match(section[0], /flags: scanout/);
         assert.match(section[0], /flags: none/);
+
+        // Presentation feedback and frame callbacks follow the flip: a commit with both (made
+        // compositor-side, the plugin is idle) is presented by the next flip, zero-copy.
+        const guestSurface = s.compositor.scene.windows[0]!.surface;
+        const frameDone = new Promise<number>((resolve) => guestSurface.frame({ done: resolve }));
+        const presentedInfo = await new Promise<PresentedInfo>((resolve, reject) => {
+          guestSurface.presentationFeedback({
+            presented: resolve,
+            discarded: () => reject(new Error('feedback discarded')),
+          });
+          guestSurface.commit();
+        });
+        t.diagnostic(
+          `presented: flags ${presentedInfo.flags} seq ${presentedInfo.sequence} at ${presentedInfo.timeNs} ns`,
+        );
+        assert.equal(
+          presentedInfo.flags,
+          PresentationKind.VSYNC |
+            PresentationKind.HW_CLOCK |
+            PresentationKind.HW_COMPLETION |
+            PresentationKind.ZERO_COPY,
+        );
+        assert.equal(presentedInfo.outputName, 'Writeback-1');
+        assert.ok(presentedInfo.sequence > 0n && presentedInfo.timeNs > 0n);
+        assert.equal(
+          await frameDone,
+          Number((presentedInfo.timeNs / 1_000_000n) & 0xffffffffn),
+          'the frame callback carries the flip time',
+        );
 
         // The guest's cursor (a subsurface with a wl_shm buffer) rides on the cursor plane; the
         // guest buffer stays on the primary plane.
