@@ -57,6 +57,11 @@ export class DmabufBuffer implements RenderBuffer {
   /** The last failure to read, for logs. */
   lastError: string | null = null;
 
+  /** The planes' fds (borrowed: the buffer owns them), offsets and strides, for KMS import. */
+  get planeDescriptors(): readonly { fd: number; offset: number; stride: number }[] {
+    return this.planes;
+  }
+
   constructor(
     attributes: DmabufAttributes,
     private readonly fdOps: DmabufFdOps,

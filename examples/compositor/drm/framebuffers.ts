@@ -25,12 +25,9 @@ interface PlaneDescriptor {
   stride: number;
 }
 
-/**
- * The plane fds of a dma-buf buffer (borrowed). DmabufBuffer keeps its planes private; the
- * example compositor's renderer and this backend are the only readers.
- */
+/** The plane fds of a dma-buf buffer (borrowed: the buffer owns them). */
 function planesOf(buffer: DmabufBuffer): readonly PlaneDescriptor[] {
-  return (buffer as unknown as { planes: PlaneDescriptor[] }).planes;
+  return buffer.planeDescriptors;
 }
 
 export class FramebufferCache {
