@@ -10,6 +10,7 @@ import {
   ensureGuest,
   ensureQemu,
   gpuDeviceId,
+  probeKvm,
   qemuArgs,
   startQemuVhostUserGpu,
   type BackendProcess,
@@ -37,7 +38,7 @@ Guest:
                         'drawpattern --output last --frames 0'); see examples/guest
   --ivshmem PATH        ivshmem-doorbell server socket to connect to
   --memory MB           guest RAM (default 512)
-  --accel KIND          auto (TCG), tcg or kvm
+  --accel KIND          auto (KVM if a probe boot works, else TCG), tcg or kvm
   --timeout SECONDS     kill QEMU after this long (default: none)
 Output:
   --qmp PATH            QMP socket for other tools
@@ -101,6 +102,7 @@ async function main(): Promise<number> {
   const tier = await ensureQemu(progress);
   const guest = await ensureGuest(progress);
   progress(`QEMU and guest ready in ${Date.now() - started} ms`);
+  if (values.accel === 'auto') await probeKvm(tier, guest, progress);
   if (values['fetch-only']) {
     console.log(JSON.stringify({ qemu: tier, guest }, null, 2));
     return 0;

@@ -4,8 +4,9 @@
 // vhost-user-gpu for comparison) or QEMU's built-in `virtio-gpu-pci`.
 import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, rmSync } from 'node:fs';
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { accessSync, constants, existsSync, readdirSync, rmSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import {
@@ -208,7 +209,10 @@ export interface BootOptions {
   extraArgs?: string[];
   /** Guest RAM (default 512). */
   memoryMb?: number;
-  /** auto is TCG: KVM exists on the project's machines but fails at run time. */
+  /**
+   * auto (default): KVM when probeKvm() found it working for this tier in this process, else TCG
+   * (KVM exists on the project's machines but fails when a vCPU starts).
+   */
   accel?: 'auto' | 'kvm' | 'tcg';
   /** Kill QEMU (SIGKILL) after this long. */
   timeoutMs?: number;
@@ -240,7 +244,10 @@ export function qemuArgs(tier: QemuTier, guest: GuestImage, options: BootOptions
   const scanouts = options.scanouts ?? 1;
   const width = options.width ?? 1280;
   const height = options.height ?? 800;
-  const accel = options.accel === 'kvm' ? 'kvm' : 'tcg';
+  const accel =
+    options.accel === 'kvm' || (options.accel !== 'tcg' && kvmVerdicts.get(tier.qemuBinary)?.usable)
+      ? 'kvm'
+      : 'tcg';
   const kernelArgs = [
     'console=tty0',
     'console=ttyS0',
@@ -263,7 +270,8 @@ export function qemuArgs(tier: QemuTier, guest: GuestImage, options: BootOptions
     '-accel',
     accel,
     '-cpu',
-    'max',
+    // TCG's max has every feature it emulates; under KVM, the host CPU's.
+    accel === 'kvm' ? 'host' : 'max',
     '-smp',
     '1',
     '-m',
@@ -452,4 +460,109 @@ export function startQemuVhostUserGpu(tier: QemuTier, socketPath: string): Backe
     ready,
     output: () => output,
   };
+}
+
+export interface KvmVerdict {
+  usable: boolean;
+  /** Why not (or how it was found to work). */
+  reason: string;
+  /** The host kernel and QEMU the verdict is for. */
+  key: string;
+  probedAt: string;
+}
+
+/** Verdicts of probeKvm in this process, by QEMU binary: what accel 'auto' follows. */
+const kvmVerdicts = new Map<string, KvmVerdict>();
+
+const KVM_PROBE_TIMEOUT_MS = 60_000;
+
+/**
+ * Finds out whether KVM works here by booting the test guest under it (no GPU, the guest command
+ * `exit 0`): /dev/kvm can open and VM creation succeed while the first vCPU run fails ("KVM
+ * internal error", or an MSR QEMU cannot set), so only a boot tells. The verdict is cached per
+ * host kernel and QEMU version in the cache folder and decides what accel 'auto' means for
+ * bootGuest in this process; `log` gets one line saying which accelerator and why.
+ */
+export async function probeKvm(
+  tier: QemuTier,
+  guest: GuestImage,
+  log?: (message: string) => void,
+): Promise<KvmVerdict> {
+  const key = `${os.release()} ${os.version()}; QEMU ${tier.version}`;
+  const report = (verdict: KvmVerdict): KvmVerdict => {
+    kvmVerdicts.set(tier.qemuBinary, verdict);
+    log?.(
+      verdict.usable
+        ? `accelerator: KVM (${verdict.reason})`
+        : `accelerator: TCG, because KVM ${verdict.reason}`,
+    );
+    return verdict;
+  };
+  try {
+    accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? String(error);
+    return report({
+      usable: false,
+      reason: `is unavailable: /dev/kvm (${code})`,
+      key,
+      probedAt: new Date().toISOString(),
+    });
+  }
+  const dir = cacheDir('qemu');
+  const cacheFile = path.join(dir, 'kvm-probe.json');
+  let cache: Record<string, KvmVerdict> = {};
+  try {
+    cache = JSON.parse(await readFile(cacheFile, 'utf8')) as Record<string, KvmVerdict>;
+  } catch {
+    cache = {};
+  }
+  const cached = cache[key];
+  if (cached && typeof cached.usable === 'boolean') {
+    return report({ ...cached, reason: `${cached.reason} (probed ${cached.probedAt})` });
+  }
+
+  const started = Date.now();
+  const qemu = bootGuest(tier, guest, {
+    gpuDevice: 'none',
+    guestCommand: 'exit 0',
+    accel: 'kvm',
+    memoryMb: 128,
+    timeoutMs: KVM_PROBE_TIMEOUT_MS,
+  });
+  // A run-time KVM failure leaves QEMU alive with a paused guest: stop at its first report.
+  const watcher = setInterval(() => {
+    if (/KVM internal error|kvm run failed/i.test(qemu.stderr())) qemu.kill('SIGKILL');
+  }, 50);
+  const result = await qemu.exited
+    .catch((error: Error) => ({ code: null, signal: null, error }))
+    .finally(() => clearInterval(watcher));
+  const seconds = ((Date.now() - started) / 1000).toFixed(1);
+  let verdict: KvmVerdict;
+  if (qemu.guestStatus() === 0) {
+    verdict = {
+      usable: true,
+      reason: `a test boot finished in ${seconds} s`,
+      key,
+      probedAt: new Date().toISOString(),
+    };
+  } else {
+    const firstError = qemu
+      .stderr()
+      .split('\n')
+      .map((line) => line.trim())
+      .find((line) => line.length > 0);
+    const how = firstError
+      ? `failed: ${firstError.slice(0, 300)}`
+      : 'error' in result
+        ? `could not be tried: ${result.error.message}`
+        : `did not finish a test boot (QEMU ${result.signal ? `got ${result.signal}` : `exited ${result.code}`} after ${seconds} s)`;
+    verdict = { usable: false, reason: how, key, probedAt: new Date().toISOString() };
+  }
+  cache[key] = verdict;
+  await mkdir(dir, { recursive: true });
+  const scratch = `${cacheFile}.${process.pid}.tmp`;
+  await writeFile(scratch, `${JSON.stringify(cache, null, 2)}\n`);
+  await rename(scratch, cacheFile);
+  return report(verdict);
 }

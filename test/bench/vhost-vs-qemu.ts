@@ -28,6 +28,7 @@ import {
   bootGuest,
   ensureGuest,
   ensureQemu,
+  probeKvm,
   startQemuVhostUserGpu,
   type GuestImage,
   type QemuTier,
@@ -297,6 +298,7 @@ async function main(): Promise<void> {
   };
   const tier = await ensureQemu(progress);
   const guest = await ensureGuest(progress);
+  const kvm = await probeKvm(tier, guest, progress);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'guestfb-bench-vhost-'));
   const samples = new Map<string, RunResult[]>();
   try {
@@ -346,7 +348,7 @@ async function main(): Promise<void> {
   const note =
     `drawpattern 30 Hz, full damage, ${frames - 1} measured frames per run (after a ${WARMUP_FRAMES}-frame ` +
     `warm-up run); backend process CPU (utime+stime, /proc/<pid>/stat, ${1000 / clockTicks} ms ticks); ` +
-    `median of ${rounds} interleaved rounds. ` +
+    `median of ${rounds} interleaved rounds; guest on ${kvm.usable ? 'KVM' : 'TCG'}. ` +
     (udmabuf
       ? '/dev/udmabuf present: the plugin can use its zero-copy dma-buf path.'
       : 'No /dev/udmabuf on this host: the plugin uses its counted wl_shm fallback (copies the damaged ' +

@@ -22,6 +22,7 @@ import {
   bootGuest,
   ensureGuest,
   ensureQemu,
+  probeKvm,
   type BootOptions,
   type GuestImage,
   type QemuProcess,
@@ -191,6 +192,7 @@ before(async () => {
   const progress = (msg: string) => process.stderr.write(`guests e2e: ${msg}\n`);
   tier = await ensureQemu(progress);
   guest = await ensureGuest(progress);
+  await probeKvm(tier, guest, progress); // accel 'auto': KVM where it works, TCG otherwise
   workDir = mkdtempSync(path.join(os.tmpdir(), 'guestfb-guests-e2e-'));
   fdsBeforeBackends = fd.openFdCount();
   pluginLogs = [];
