@@ -13,16 +13,23 @@
 // header's sequence number: odd while writing, even when done, then a Doorbell write of
 // (host peer << 16 | 0). The host peer id is read from guestfb's host area in the header page
 // ("GFBH" at 0xf00, peer at 0xf04), or --host-peer; 0xffffffff (ivshmem-plain) means no doorbell.
+//
+// --mirror /dev/fb0 instead mirrors a 32-bit fbdev (e.g. the console on virtio-gpu) into the
+// BAR: at --fps it compares each row with its last copy, copies the rows that changed and commits
+// them as one damage rectangle of full rows; when nothing changed, nothing is committed (the
+// sequence goes back to its even value). --frames then counts these checks.
 // Output on stdout, one line per event, prefixed "barwriter:".
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <linux/fb.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -68,6 +75,7 @@ struct options {
   int hold;
   uint32_t host_peer;  // NO_PEER: read it from the host area
   const char* device;  // PCI address, NULL: the first ivshmem device
+  const char* mirror;  // fbdev to mirror, NULL: draw the pattern
 };
 
 struct bar {
@@ -98,13 +106,18 @@ static uint32_t parse_u32(const char* text, int* ok) {
 }
 
 static void parse_options(int argc, char** argv, struct options* o) {
-  static const struct option long_options[] = {
-      {"width", required_argument, 0, 'w'},  {"height", required_argument, 0, 'H'},
-      {"fps", required_argument, 0, 'r'},    {"frames", required_argument, 0, 'n'},
-      {"damage", required_argument, 0, 'D'}, {"host-peer", required_argument, 0, 'p'},
-      {"device", required_argument, 0, 'd'}, {"hold", no_argument, 0, 'k'},
-      {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
-  *o = (struct options){640, 480, 30.0, 300, 0, 0, NO_PEER, NULL};
+  static const struct option long_options[] = {{"width", required_argument, 0, 'w'},
+                                               {"height", required_argument, 0, 'H'},
+                                               {"fps", required_argument, 0, 'r'},
+                                               {"frames", required_argument, 0, 'n'},
+                                               {"damage", required_argument, 0, 'D'},
+                                               {"host-peer", required_argument, 0, 'p'},
+                                               {"device", required_argument, 0, 'd'},
+                                               {"hold", no_argument, 0, 'k'},
+                                               {"mirror", required_argument, 0, 'm'},
+                                               {"help", no_argument, 0, 'h'},
+                                               {0, 0, 0, 0}};
+  *o = (struct options){640, 480, 30.0, 300, 0, 0, NO_PEER, NULL, NULL};
   int ok = 1;
   int c;
   while ((c = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
@@ -142,6 +155,9 @@ static void parse_options(int argc, char** argv, struct options* o) {
         break;
       case 'k':
         o->hold = 1;
+        break;
+      case 'm':
+        o->mirror = optarg;
         break;
       case 'h':
         usage(stdout);
@@ -252,6 +268,59 @@ static void set_damage(struct bar* b, uint32_t x, uint32_t y, uint32_t w, uint32
   put32(b, kDamage + 12, h);
 }
 
+struct mirror {
+  const uint8_t* fb;
+  uint32_t line_length;
+  uint8_t* shadow;  // the last copy, width * 4 bytes per row
+};
+
+// Opens and maps a 32-bit XRGB fbdev; the BAR framebuffer takes its resolution.
+static void open_mirror(struct options* o, struct mirror* m) {
+  int fd = open(o->mirror, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) die(o->mirror);
+  struct fb_fix_screeninfo fix;
+  struct fb_var_screeninfo var;
+  if (ioctl(fd, FBIOGET_FSCREENINFO, &fix) || ioctl(fd, FBIOGET_VSCREENINFO, &var)) {
+    die("FBIOGET_*SCREENINFO");
+  }
+  if (var.bits_per_pixel != 32 || var.red.offset != 16 || var.green.offset != 8 ||
+      var.blue.offset != 0 || fix.line_length < var.xres * 4 ||
+      (uint64_t)fix.line_length * var.yres > fix.smem_len) {
+    fprintf(stderr, "barwriter: %s is not a 32-bit XRGB framebuffer\n", o->mirror);
+    exit(1);
+  }
+  o->width = var.xres;
+  o->height = var.yres;
+  m->line_length = fix.line_length;
+  void* p = mmap(NULL, fix.smem_len, PROT_READ, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) die("mmap fbdev");
+  close(fd);
+  m->fb = p;
+  m->shadow = calloc((size_t)o->width * o->height, 4);
+  if (!m->shadow) die("calloc");
+}
+
+// Copies the rows that differ from their last copy (all rows when `all`) into the BAR; returns
+// how many, with the first and last changed row in *y0 and *y1.
+static uint32_t mirror_rows(struct bar* b, const struct options* o, struct mirror* m, int all,
+                            uint32_t* y0, uint32_t* y1) {
+  size_t row_bytes = (size_t)o->width * 4;
+  uint32_t changed = 0;
+  for (uint32_t y = 0; y < o->height; y++) {
+    const uint8_t* src = m->fb + (size_t)y * m->line_length;
+    uint8_t* shadow = m->shadow + y * row_bytes;
+    if (!all && memcmp(src, shadow, row_bytes) == 0) continue;
+    memcpy(shadow, src, row_bytes);
+    volatile uint32_t* dst = pixels(b) + (size_t)y * o->width;
+    const uint32_t* words = (const uint32_t*)shadow;
+    for (uint32_t x = 0; x < o->width; x++) dst[x] = 0xff000000u | words[x];
+    if (!changed) *y0 = y;
+    *y1 = y;
+    changed++;
+  }
+  return changed;
+}
+
 static double now_seconds(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -284,6 +353,8 @@ int main(int argc, char** argv) {
     if (write(enable_fd, "1", 1) != 1) printf("barwriter: enabling the device failed\n");
     close(enable_fd);
   }
+  struct mirror m = {NULL, 0, NULL};
+  if (o.mirror) open_mirror(&o, &m);
   struct bar b;
   size_t regs_size = 0;
   b.regs = (volatile uint32_t*)map_resource(dir, "resource0", &regs_size);
@@ -305,9 +376,22 @@ int main(int argc, char** argv) {
   uint32_t sequence = get32(&b, kSequence) & ~1u;
   double period = 1.0 / o.fps;
   double next = now_seconds();
+  unsigned long committed = 0;
   for (unsigned long frame = 0; o.frames == 0 || frame < o.frames; frame++) {
     put32(&b, kSequence, ++sequence);  // odd: writing
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    uint32_t rows = 0, y0 = 0, y1 = 0;
+    if (o.mirror && frame > 0) {
+      rows = mirror_rows(&b, &o, &m, 0, &y0, &y1);
+      if (rows == 0) {  // nothing changed: back to the committed value, no frame
+        put32(&b, kSequence, --sequence);
+        next += period;
+        sleep_until(next);
+        continue;
+      }
+      set_damage(&b, 0, y0, o.width, y1 - y0 + 1);
+      if (o.full_damage) put32(&b, kDamageCount, 0);
+    }
     if (frame == 0) {
       put32(&b, kMagic, kBarMagic);
       put32(&b, kVersion, 1u | (kHeaderSize << 16));
@@ -319,14 +403,21 @@ int main(int argc, char** argv) {
       put32(&b, kStride, (uint32_t)stride);
       put64(&b, kOffset, HEADER_PAGE);
       put32(&b, kCursorVisible, 0);
-      draw_bars(&b, &o);
+      if (o.mirror) {
+        rows = mirror_rows(&b, &o, &m, 1, &y0, &y1);
+      } else {
+        draw_bars(&b, &o);
+      }
     }
-    draw_counter(&b, &o, frame & 0xffff);
-    if (frame == 0 || o.full_damage || !has_counter(&o)) {
+    if (!o.mirror) {
+      draw_counter(&b, &o, frame & 0xffff);
+      if (frame > 0 && !o.full_damage && has_counter(&o)) {
+        set_damage(&b, 0, o.height - COUNTER_CELL_SIZE, COUNTER_CELLS * COUNTER_CELL_SIZE,
+                   COUNTER_CELL_SIZE);
+      }
+    }
+    if (frame == 0 || (o.full_damage && !o.mirror) || (!o.mirror && !has_counter(&o))) {
       put32(&b, kDamageCount, 0);  // the whole frame
-    } else {
-      set_damage(&b, 0, o.height - COUNTER_CELL_SIZE, COUNTER_CELLS * COUNTER_CELL_SIZE,
-                 COUNTER_CELL_SIZE);
     }
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     put32(&b, kSequence, ++sequence);  // even: committed
@@ -336,7 +427,12 @@ int main(int argc, char** argv) {
       printf("barwriter: first frame %ux%u stride %u at BAR offset %u\n", o.width, o.height,
              (uint32_t)stride, HEADER_PAGE);
     }
-    if (o.frames && o.frames <= 1000) printf("barwriter: frame %lu sequence %u\n", frame, sequence);
+    committed++;
+    if (o.mirror) {
+      printf("barwriter: mirrored %u rows (%u..%u), sequence %u\n", rows, y0, y1, sequence);
+    } else if (o.frames && o.frames <= 1000) {
+      printf("barwriter: frame %lu sequence %u\n", frame, sequence);
+    }
     next += period;
     sleep_until(next);
   }
@@ -344,6 +440,6 @@ int main(int argc, char** argv) {
     printf("barwriter: holding the last frame\n");
     for (;;) pause();
   }
-  printf("barwriter: done\n");
+  printf("barwriter: done (%lu frames committed)\n", committed);
   return 0;
 }

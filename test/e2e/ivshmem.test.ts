@@ -13,10 +13,12 @@ import {
   bootGuest,
   ensureGuest,
   ensureQemu,
+  gpuDeviceId,
   type GuestImage,
   type QemuTier,
 } from '../../examples/qemu/qemu.js';
 import { comparePattern, decodeCounter, type RgbImage } from '../../examples/guest/pattern.js';
+import { QmpClient, screendump } from '../../examples/qemu/qmp.js';
 import { createCompositor } from '../../examples/compositor/index.js';
 import { decodePng } from '../../examples/compositor/render/screenshot.js';
 import { createGuestfbPlugin, type GuestfbPlugin } from '../../plugin/index.js';
@@ -57,10 +59,15 @@ function toRgb(png: Buffer): RgbImage {
   return { width: image.width, height: image.height, rgb };
 }
 
-async function settleUntil(plugin: GuestfbPlugin, done: () => boolean, what: string) {
+async function settleUntil(
+  plugin: GuestfbPlugin,
+  done: () => boolean,
+  what: string,
+  between?: () => Promise<void>,
+) {
   for (let i = 0; i < 6000 && !done(); i++) {
     await plugin.settle();
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await (between?.() ?? new Promise((resolve) => setTimeout(resolve, 10)));
   }
   assert.ok(done(), `gave up waiting for ${what}`);
 }
@@ -227,3 +234,92 @@ test('QEMU 10 ivshmem-plain on a guestfb memfd (/proc/PID/fd): polled frames, pi
   }
   assert.equal(fd.openFdCount(), baselineFds, 'fd count back to baseline');
 });
+
+test('barwriter --mirror /dev/fb0: the guest console through the BAR equals QEMU screendump', async (t) => {
+  const baselineFds = fd.openFdCount();
+  const logs: string[] = [];
+  const socketPath = path.join(workDir, 'mirror.sock');
+  const qmpSocket = path.join(workDir, 'mirror-qmp.sock');
+  const [consoleWidth, consoleHeight] = [1280, 800];
+  const source = createSharedBarSource({ ivshmemSocket: socketPath, log: (m) => logs.push(m) });
+  const compositor = createCompositor({
+    outputs: [{ name: OUTPUT, width: consoleWidth, height: consoleHeight, refreshMhz: 60000 }],
+    socket: false,
+    log: () => undefined,
+  });
+  const plugin = createGuestfbPlugin({
+    sources: [{ name: 'vm', source }],
+    log: (line) => logs.push(line),
+  });
+  assert.equal(await compositor.use(plugin), true, logs.join('; '));
+  // QEMU's own virtio-gpu-pci drives fbcon; barwriter mirrors /dev/fb0 into guestfb's BAR.
+  const qemu = bootGuest(tier, guest, {
+    ivshmemSocket: socketPath,
+    qmpSocket,
+    width: consoleWidth,
+    height: consoleHeight,
+    guestCommand:
+      'echo 0 > /sys/class/graphics/fbcon/cursor_blink; echo barwriter mirror test > /dev/tty0; ' +
+      'barwriter --mirror /dev/fb0 --fps 10 --frames 30 --hold & ' +
+      'sleep 1; echo a later line > /dev/tty0; wait',
+    timeoutMs: 240_000,
+  });
+  let qmp: QmpClient | undefined;
+  try {
+    await qemu.waitForConsole(/barwriter: holding the last frame/);
+    qmp = await QmpClient.connect(qmpSocket);
+    const dumpFile = path.join(workDir, 'mirror.ppm');
+    let differing = -1;
+    let shown: RgbImage | undefined;
+    let dump: RgbImage | undefined;
+    await settleUntil(
+      plugin,
+      () => {
+        if (plugin.stats().framesPresented === 0) return false;
+        shown = toRgb(compositor.screenshot(OUTPUT));
+        differing = dump ? countDiffering(shown, dump) : -1;
+        return differing === 0;
+      },
+      'the mirrored console',
+      async () => {
+        dump = await screendump(qmp!, dumpFile, { device: gpuDeviceId, head: 0 });
+      },
+    );
+    assert.equal(differing, 0);
+    const lit = countDiffering(shown!, { ...shown!, rgb: Buffer.alloc(shown!.rgb.length) });
+    t.diagnostic(`source: ${JSON.stringify(source.stats())}; ${lit} non-black pixels`);
+    assert.ok(lit > 1000, 'the console shows text');
+    assert.equal(plugin.stats().bytesCopied, 0);
+    // The later line arrived as a frame of its own, damaged rows only.
+    const partial = [...qemu.console().matchAll(/barwriter: mirrored (\d+) rows/g)]
+      .map((m) => Number(m[1]))
+      .filter((rows) => rows < consoleHeight);
+    assert.ok(partial.length > 0, 'a frame with only the changed rows');
+    assert.ok(source.stats().frames! >= 2);
+  } catch (error) {
+    throw new Error(
+      `${(error as Error).message}\n--- guestfb log:\n${logs.slice(-30).join('\n')}\n--- guest console tail:\n${qemu
+        .console()
+        .slice(-2500)}\n--- qemu stderr:\n${qemu.stderr().slice(-1500)}`,
+    );
+  } finally {
+    qmp?.close();
+    qemu.kill('SIGKILL');
+    await qemu.exited;
+    plugin.stop();
+    await compositor.close();
+    source.close();
+  }
+  assert.equal(fd.openFdCount(), baselineFds, 'fd count back to baseline');
+});
+
+function countDiffering(a: RgbImage, b: RgbImage): number {
+  if (a.width !== b.width || a.height !== b.height) return a.width * a.height || 1;
+  let differing = 0;
+  for (let i = 0; i < a.rgb.length; i += 3) {
+    if (a.rgb[i] !== b.rgb[i] || a.rgb[i + 1] !== b.rgb[i + 1] || a.rgb[i + 2] !== b.rgb[i + 2]) {
+      differing++;
+    }
+  }
+  return differing;
+}
