@@ -1,6 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ScanoutInfo, SourceResource, CursorUpdate } from '../../plugin/sources/types.js';
+import type {
+  CursorUpdate,
+  HeadInfo,
+  ScanoutInfo,
+  SourceResource,
+} from '../../plugin/sources/types.js';
 import { parseEdid } from '../../plugin/sources/virtio-gpu/edid.js';
 import {
   BlobFlag,
@@ -555,4 +560,29 @@ test('a request split over several descriptors and an indirect table', () => {
     responseType(bench.command(encodeRequest(Cmd.RESOURCE_UNREF, [1, 0]), HDR_SIZE, true)),
     Resp.OK_NODATA,
   );
+});
+
+test('a head the display info calls disabled is enabled while the guest scans out on it', () => {
+  const bench = new GpuBench({ scanouts: 2 });
+  const gpu = bench.device.gpu;
+  gpu.setHeads(gpu.heads().map((head) => ({ ...head, enabled: head.id === 0 })));
+  create2d(bench, 1);
+  attach(bench, 1, scatteredBacking(bench, W * H * 4));
+  const enabledAfterEach = () =>
+    (bench.eventsNamed('headsChanged') as [HeadInfo[]][]).map(([heads]) =>
+      heads.map((head) => head.enabled),
+    );
+  assert.deepEqual(enabledAfterEach(), [[true, false]]);
+  assert.equal(setScanout(bench, 1, 1), Resp.OK_NODATA);
+  assert.deepEqual(enabledAfterEach(), [
+    [true, false],
+    [true, true],
+  ]);
+  // Disabling the scanout (resource 0) returns the head to what the display info said.
+  assert.equal(setScanout(bench, 1, 0, [0, 0, 0, 0]), Resp.OK_NODATA);
+  assert.deepEqual(enabledAfterEach().at(-1), [true, false]);
+  // A head that was enabled anyway stays enabled when its scanout goes.
+  assert.equal(setScanout(bench, 0, 1), Resp.OK_NODATA);
+  assert.equal(setScanout(bench, 0, 0, [0, 0, 0, 0]), Resp.OK_NODATA);
+  assert.deepEqual(enabledAfterEach().at(-1), [true, false]);
 });

@@ -121,6 +121,8 @@ export class GpuDevice {
 
   /** Commands seen, by name (unknown types counted under their hex code). */
   readonly commandCounts = new Map<string, number>();
+  /** Heads enabled only because the guest scans out on them. */
+  private readonly enabledByGuest = new Set<number>();
 
   constructor(private readonly options: GpuDeviceOptions) {
     if (options.heads.length < 1 || options.heads.length > MAX_SCANOUTS) {
@@ -142,7 +144,29 @@ export class GpuDevice {
   /** Replaces head modes (e.g. from QEMU's display info); same count. Emits headsChanged. */
   setHeads(heads: HeadInfo[]): void {
     if (heads.length !== this.headList.length) throw new RangeError('head count cannot change');
-    this.headList = heads.map((h) => ({ ...h }));
+    this.headList = heads.map((h) => ({
+      ...h,
+      enabled: h.enabled || this.enabledByGuest.has(h.id),
+    }));
+    this.options.emitter.emit('headsChanged', this.headList);
+  }
+
+  /**
+   * A head the guest scans out on is shown even when the display info called it disabled (QEMU
+   * without a UI enables head 0 only, yet a guest may drive more): it is enabled while the guest
+   * keeps a scanout on it.
+   */
+  private followGuestScanout(headId: number, shown: boolean): void {
+    const head = this.headList[headId];
+    if (!head) return;
+    if (shown && !head.enabled) {
+      this.enabledByGuest.add(headId);
+    } else if (!shown && this.enabledByGuest.delete(headId)) {
+      // back to what the display info said
+    } else {
+      return;
+    }
+    this.headList = this.headList.map((h) => (h.id === headId ? { ...h, enabled: shown } : h));
     this.options.emitter.emit('headsChanged', this.headList);
   }
 
@@ -516,6 +540,7 @@ export class GpuDevice {
     if (this.scanouts[head] === null) return;
     this.scanouts[head] = null;
     this.options.emitter.emit('scanoutSet', head, null);
+    this.followGuestScanout(head, false);
   }
 
   private showScanout(scanout: ScanoutInfo): void {
@@ -528,6 +553,7 @@ export class GpuDevice {
         `${scanout.width}x${scanout.height} stride ${scanout.stride} offset ${scanout.offset} ` +
         `rect ${scanout.rect.x},${scanout.rect.y} ${scanout.rect.width}x${scanout.rect.height}`,
     );
+    this.followGuestScanout(scanout.headId, true);
     this.options.emitter.emit('scanoutSet', scanout.headId, scanout);
   }
 
