@@ -10,7 +10,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { createCompositor, type Compositor } from './compositor/index.js';
-import { bootGuest, ensureGuest, ensureQemu, type QemuProcess } from './qemu/qemu.js';
+import { bootGuest, ensureGuest, ensureQemu, probeKvm, type QemuProcess } from './qemu/qemu.js';
 import {
   createGuestfbPlugin,
   formatStats,
@@ -128,6 +128,8 @@ async function main(): Promise<void> {
   step('preparing QEMU 10 and the guest image (cached after the first run)');
   const tier = await ensureQemu((message) => step(message));
   const guest = await ensureGuest((message) => step(message));
+  // KVM where it really runs a guest (the probe's verdict is cached), software emulation otherwise.
+  await probeKvm(tier, guest, (message) => step(message));
 
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'guestfb-demo-'));
   const gpuSocket = path.join(workDir, 'gpu.sock');
