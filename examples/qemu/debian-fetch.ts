@@ -5,6 +5,7 @@
 // Used by the QEMU tier (bookworm-backports QEMU 10) and the guest image (bookworm's 6.1 kernel);
 // the kernel tier can reuse it as well: `ensureAptIndex({ dir, suites: ['bookworm-backports'] })`.
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile, mkdtemp } from 'node:fs/promises';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import os from 'node:os';
@@ -21,23 +22,43 @@ export interface AptSource {
   signedBy?: string;
 }
 
-/** Parses deb822 text (`Types: deb`, `URIs:`, `Suites:`, ...) into the stanzas that list binary packages. */
+/** One deb822 paragraph: field name (lower case) to value (continuation lines joined by \n). */
+export type Deb822Paragraph = Map<string, string>;
+
+/** Parses deb822 text (apt .sources files, `apt-cache show` output) into paragraphs. */
+export function parseDeb822(text: string): Deb822Paragraph[] {
+  const paragraphs: Deb822Paragraph[] = [];
+  let current: Deb822Paragraph | undefined;
+  let lastField: string | undefined;
+  for (const line of text.split('\n')) {
+    if (line.trim() === '') {
+      current = undefined;
+      lastField = undefined;
+      continue;
+    }
+    if (line.startsWith('#')) continue;
+    if (/^[ \t]/.test(line)) {
+      if (current && lastField !== undefined) {
+        current.set(lastField, `${current.get(lastField)}\n${line.trim()}`);
+      }
+      continue;
+    }
+    const colon = line.indexOf(':');
+    if (colon <= 0) continue;
+    if (!current) {
+      current = new Map();
+      paragraphs.push(current);
+    }
+    lastField = line.slice(0, colon).trim().toLowerCase();
+    current.set(lastField, line.slice(colon + 1).trim());
+  }
+  return paragraphs;
+}
+
+/** The deb822 stanzas (`Types: deb`, `URIs:`, `Suites:`, ...) that list binary packages. */
 export function parseDeb822Sources(text: string): AptSource[] {
   const sources: AptSource[] = [];
-  for (const stanza of text.split(/\n\s*\n/)) {
-    const fields = new Map<string, string>();
-    let last: string | undefined;
-    for (const line of stanza.split('\n')) {
-      if (line.startsWith('#') || line.trim() === '') continue;
-      if (/^\s/.test(line) && last !== undefined) {
-        fields.set(last, `${fields.get(last)} ${line.trim()}`);
-        continue;
-      }
-      const colon = line.indexOf(':');
-      if (colon <= 0) continue;
-      last = line.slice(0, colon).trim().toLowerCase();
-      fields.set(last, line.slice(colon + 1).trim());
-    }
+  for (const fields of parseDeb822(text)) {
     const words = (key: string) => (fields.get(key) ?? '').split(/\s+/).filter(Boolean);
     if (!words('types').includes('deb')) continue;
     if (fields.get('enabled')?.toLowerCase() === 'no') continue;
@@ -47,6 +68,7 @@ export function parseDeb822Sources(text: string): AptSource[] {
       components: words('components'),
     };
     const signedBy = fields.get('signed-by');
+    // A multi-line value is an inline key, not a keyring path.
     if (signedBy && !signedBy.includes('\n')) source.signedBy = signedBy;
     if (source.uris.length && source.suites.length) sources.push(source);
   }
@@ -100,15 +122,19 @@ export function hostCodename(): string {
 
 /**
  * The mirror URI the host uses for its main Debian suite (the source that lists the release
- * codename itself, not -security), so private indexes download from the same place.
+ * codename itself, not -security, with component main), so private indexes download from the
+ * same place.
  */
 export function hostMirrorUri(): string {
   const codename = hostCodename();
-  const source = hostAptSources().find((s) => s.suites.includes(codename));
-  if (!source) {
-    throw new Error(`debian-fetch: no apt source for suite ${codename} in /etc/apt`);
+  for (const source of hostAptSources()) {
+    if (!source.suites.includes(codename) || !source.components.includes('main')) continue;
+    const uri = source.uris.find((candidate) => /^(https?|file):/.test(candidate));
+    if (uri) return uri.replace(/\/+$/, '');
   }
-  return source.uris[0]!;
+  throw new Error(
+    `debian-fetch: no http(s) or file apt source for Debian ${codename} main in /etc/apt`,
+  );
 }
 
 /** A package version as the private index resolves it. */
@@ -165,11 +191,17 @@ export class AptIndex {
     const options = [
       `Dir::Etc::SourceList=/dev/null`,
       `Dir::Etc::SourceParts=${path.join(this.dir, 'sources')}`,
+      // The host's pinning must not change which versions resolve either.
+      'Dir::Etc::Preferences=/dev/null',
+      `Dir::Etc::PreferencesParts=${path.join(this.dir, 'preferences.d')}`,
+      `Dir::State=${path.join(this.dir, 'state')}`,
       `Dir::State::Lists=${path.join(this.dir, 'lists')}`,
       `Dir::Cache=${path.join(this.dir, 'cache')}`,
+      `Dir::Log=${path.join(this.dir, 'log')}`,
       // Resolve against the archive alone: what the host has installed must not change answers.
       `Dir::State::status=/dev/null`,
       'Debug::NoLocking=1',
+      'Acquire::Languages=none',
     ];
     // As root apt drops privileges to _apt, which cannot write into a private cache folder.
     if (process.getuid?.() === 0) options.push('APT::Sandbox::User=root');
@@ -177,36 +209,53 @@ export class AptIndex {
   }
 
   async run(tool: 'apt-get' | 'apt-cache', args: string[], cwd?: string): Promise<string> {
+    return (await this.runWithOutput(tool, args, cwd)).stdout;
+  }
+
+  private async runWithOutput(
+    tool: 'apt-get' | 'apt-cache',
+    args: string[],
+    cwd?: string,
+  ): Promise<{ stdout: string; stderr: string }> {
     try {
-      const { stdout } = await execFileAsync(tool, [...this.aptOptions(), ...args], {
+      return await execFileAsync(tool, [...this.aptOptions(), ...args], {
         cwd,
         maxBuffer: 64 * 1024 * 1024,
         env: { ...process.env, LC_ALL: 'C' },
       });
-      return stdout;
     } catch (error) {
       const e = error as { stderr?: string; message: string };
       throw new Error(`debian-fetch: ${tool} ${args.join(' ')} failed: ${e.stderr || e.message}`);
     }
   }
 
+  /** `apt-get update`; a source that failed to download fails it even when apt exits 0. */
+  async update(): Promise<void> {
+    const { stdout, stderr } = await this.runWithOutput('apt-get', ['update', '-q']);
+    const failures = `${stdout}\n${stderr}`
+      .split('\n')
+      .filter((line) => /^(E:|W: Failed to fetch|Err:)/.test(line));
+    if (failures.length > 0) {
+      throw new Error(
+        `debian-fetch: apt-get update in ${this.dir} failed (the first run needs the Debian ` +
+          `mirror):\n${failures.slice(0, 20).join('\n')}`,
+      );
+    }
+  }
+
   /** The candidate version of `name` in this index (throws if the index does not have it). */
   async resolve(name: string): Promise<ResolvedPackage> {
     const text = await this.run('apt-cache', ['show', '--no-all-versions', name]);
-    const fields = new Map<string, string>();
-    for (const line of text.split('\n')) {
-      const match = /^([A-Za-z0-9-]+): (.*)$/.exec(line);
-      if (match && !fields.has(match[1]!)) fields.set(match[1]!, match[2]!);
-    }
-    const version = fields.get('Version');
-    if (!version) throw new Error(`debian-fetch: ${name} not found in ${this.dir}`);
+    const fields = parseDeb822(text).find((p) => p.get('package') === name);
+    const version = fields?.get('version');
+    if (!fields || !version) throw new Error(`debian-fetch: ${name} not found in ${this.dir}`);
     return {
       name,
       version,
-      architecture: fields.get('Architecture') ?? '',
-      size: Number(fields.get('Size') ?? 0),
-      sha256: fields.get('SHA256') ?? '',
-      depends: fields.get('Depends') ?? '',
+      architecture: fields.get('architecture') ?? '',
+      size: Number(fields.get('size') ?? 0),
+      sha256: fields.get('sha256') ?? '',
+      depends: fields.get('depends') ?? '',
     };
   }
 
@@ -215,7 +264,13 @@ export class AptIndex {
     const { depends } = await this.resolve(name);
     return depends
       .split(',')
-      .map((entry) => entry.split('|')[0]!.trim().split(/[\s(]/)[0]!)
+      .map(
+        (entry) =>
+          entry
+            .split('|')[0]!
+            .trim()
+            .split(/[\s(:]/)[0]!,
+      )
       .filter((dep) => pattern.test(dep));
   }
 
@@ -270,7 +325,14 @@ export async function ensureAptIndex(options: AptIndexOptions): Promise<AptIndex
       components: options.components ?? ['main'],
     },
   ];
-  for (const sub of ['sources', 'lists/partial', 'cache/archives/partial']) {
+  for (const sub of [
+    'sources',
+    'lists/partial',
+    'cache/archives/partial',
+    'preferences.d',
+    'state',
+    'log',
+  ]) {
     await mkdir(path.join(dir, sub), { recursive: true });
   }
   const sourcesFile = path.join(dir, 'sources', 'guestfb.sources');
@@ -285,10 +347,44 @@ export async function ensureAptIndex(options: AptIndexOptions): Promise<AptIndex
   if (!fresh) {
     const names = sources.map((s) => s.suites.join(',')).join(' ');
     options.progress?.(`updating private apt index for ${names}`);
-    await index.run('apt-get', ['update', '-q']);
+    await index.update();
     await writeFile(stamp, `${new Date().toISOString()}\n`);
   }
   return index;
+}
+
+/**
+ * Downloads `packages` into `<dir>/debs` and unpacks them together into `<dir>/root-<key>`, the key
+ * a hash of their names and versions (so a new version set never overwrites a tree in use).
+ * Returns the folder's name relative to `dir`.
+ */
+export async function downloadAndUnpack(
+  index: AptIndex,
+  packages: ResolvedPackage[],
+  dir: string,
+  progress?: (msg: string) => void,
+): Promise<string> {
+  const debs = await index.download(packages, path.join(dir, 'debs'), progress);
+  const key = createHash('sha256')
+    .update(packages.map((p) => `${p.name}=${p.version}`).join('\n'))
+    .digest('hex')
+    .slice(0, 12);
+  const rootName = `root-${key}`;
+  const root = path.join(dir, rootName);
+  const scratch = `${root}.${process.pid}.tmp`;
+  await rm(scratch, { recursive: true, force: true });
+  try {
+    for (const deb of debs) {
+      progress?.(`extracting ${path.basename(deb)}`);
+      await extractDeb(deb, scratch);
+    }
+    await rm(root, { recursive: true, force: true });
+    await rename(scratch, root);
+  } catch (error) {
+    await rm(scratch, { recursive: true, force: true });
+    throw error;
+  }
+  return rootName;
 }
 
 /** Unpacks a .deb's data into `dest` (like `dpkg-deb -x`; nothing is installed). */
@@ -308,13 +404,25 @@ export function cacheDir(sub: string): string {
   return path.join(base, 'guestfb', sub);
 }
 
+export interface CacheLockOptions {
+  /** Called once when another live process holds the lock, with its pid (NaN if unknown). */
+  onWait?: (owner: number) => void;
+  /** A lock older than this is taken over even if its pid is alive (the pid may be reused). */
+  staleMs?: number;
+}
+
 /**
  * Runs `fn` while holding a lock folder inside `dir`, so parallel test processes that fill the
  * same cache wait for each other instead of racing. A lock left by a dead process is taken over.
  */
-export async function withCacheLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
+export async function withCacheLock<T>(
+  dir: string,
+  fn: () => Promise<T>,
+  options: CacheLockOptions = {},
+): Promise<T> {
   await mkdir(dir, { recursive: true });
   const lock = path.join(dir, '.lock');
+  let reported = false;
   for (;;) {
     try {
       await mkdir(lock);
@@ -328,10 +436,13 @@ export async function withCacheLock<T>(dir: string, fn: () => Promise<T>): Promi
       } catch {
         // The owner has not written its pid yet; wait for it.
       }
-      if (Number.isInteger(owner) && owner > 0 && !processAlive(owner)) {
+      const dead = Number.isInteger(owner) && owner > 0 && !processAlive(owner);
+      if (dead || (options.staleMs !== undefined && (await lockAgeMs(lock)) > options.staleMs)) {
         await rm(lock, { recursive: true, force: true });
         continue;
       }
+      if (!reported) options.onWait?.(owner);
+      reported = true;
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
   }
@@ -339,6 +450,14 @@ export async function withCacheLock<T>(dir: string, fn: () => Promise<T>): Promi
     return await fn();
   } finally {
     await rm(lock, { recursive: true, force: true });
+  }
+}
+
+async function lockAgeMs(lock: string): Promise<number> {
+  try {
+    return Date.now() - (await stat(lock)).mtimeMs;
+  } catch {
+    return 0;
   }
 }
 

@@ -21,8 +21,16 @@ import {
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { hostDebianMirror, PrivateApt } from './apt.js';
-import { cpioNewc, type CpioEntry } from './cpio.js';
+import { buildCpio, type CpioEntry } from '../../examples/qemu/cpio.js';
+import {
+  cacheDir as guestfbCacheDir,
+  ensureBackportsIndex,
+  extractDeb,
+  hostCodename,
+  hostMirrorUri,
+  withCacheLock,
+  type ResolvedPackage,
+} from '../../examples/qemu/debian-fetch.js';
 import { runToolChecked } from './process.js';
 
 /** Paths of a ready kernel tier. */
@@ -70,8 +78,7 @@ const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../
 const initScriptPath = path.join(repoRoot, 'test/vm/guest-init.sh');
 
 export function kernelCacheDir(): string {
-  const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
-  return path.join(base, 'guestfb', 'kernel');
+  return guestfbCacheDir('kernel');
 }
 
 function defaultProgress(message: string): void {
@@ -106,16 +113,21 @@ async function prepare(progress: (msg: string) => void): Promise<KernelTier> {
   let manifest = readManifest(cacheDir);
   let built = false;
   if (!manifest) {
-    const release = await acquireLock(cacheDir, progress);
-    try {
-      manifest = readManifest(cacheDir);
-      if (!manifest) {
-        manifest = await fetchAndBuild(cacheDir, progress);
+    manifest = await withCacheLock(
+      cacheDir,
+      async () => {
+        const current = readManifest(cacheDir);
+        if (current) return current;
         built = true;
-      }
-    } finally {
-      release();
-    }
+        return fetchAndBuild(cacheDir, progress);
+      },
+      {
+        // A lock held far longer than a build takes belongs to a dead process whose pid was reused.
+        staleMs: 30 * 60 * 1000,
+        onWait: (owner) =>
+          progress(`waiting for another process (pid ${owner}) that is preparing the kernel tier`),
+      },
+    );
   }
   const initramfs = await ensureInitramfs(cacheDir, manifest, progress);
   built ||= initramfs.built;
@@ -159,75 +171,26 @@ function readManifest(cacheDir: string): Manifest | undefined {
   return needed.every((rel) => existsSync(path.join(cacheDir, rel))) ? manifest : undefined;
 }
 
-/** Cross-process lock: a folder holding the owner's pid; a dead owner's lock is taken over. */
-async function acquireLock(cacheDir: string, progress: (msg: string) => void): Promise<() => void> {
-  const lock = path.join(cacheDir, '.lock');
-  let reported = false;
-  while (true) {
-    try {
-      mkdirSync(lock);
-      writeFileSync(path.join(lock, 'pid'), String(process.pid));
-      return () => rmSync(lock, { recursive: true, force: true });
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    }
-    let owner = NaN;
-    try {
-      owner = Number(readFileSync(path.join(lock, 'pid'), 'utf8'));
-    } catch {
-      // The owner has not written its pid yet.
-    }
-    // A dead owner, or one holding it far longer than a build takes (its pid reused), is stale.
-    const stale = Date.now() - lockCreatedAt(lock) > 30 * 60 * 1000;
-    if ((Number.isInteger(owner) && owner > 0 && !processAlive(owner)) || stale) {
-      rmSync(lock, { recursive: true, force: true });
-      continue;
-    }
-    if (!reported) {
-      progress(`waiting for another process (pid ${owner}) that is preparing the kernel tier`);
-      reported = true;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 500));
-  }
-}
-
-function lockCreatedAt(lock: string): number {
-  try {
-    return statSync(lock).mtimeMs;
-  } catch {
-    return Date.now();
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 async function fetchAndBuild(cacheDir: string, progress: (msg: string) => void): Promise<Manifest> {
   const started = Date.now();
-  const mirror = hostDebianMirror();
-  const apt = new PrivateApt(path.join(cacheDir, 'apt'), mirror);
-  progress(`apt-get update for ${apt.suite} (private apt state in ${apt.dir})`);
-  await apt.update(progress);
+  const aptDir = path.join(cacheDir, 'apt');
+  // Left by the earlier private-apt code; it would list the same suite twice.
+  rmSync(path.join(aptDir, 'sources', 'backports.sources'), { force: true });
+  const index = await ensureBackportsIndex(aptDir, progress);
+  const suite = `${hostCodename()}-backports`;
 
-  const imagePackage = (await apt.depends('linux-image-amd64')).find((name) =>
-    /^linux-image-\d+\.\d+\.\d+.*-amd64$/.test(name),
+  const [imagePackage] = await index.dependencies(
+    'linux-image-amd64',
+    /^linux-image-\d+\.\d+\.\d+.*-amd64$/,
   );
   if (!imagePackage)
-    throw new Error(
-      `linux-image-amd64 in ${apt.suite} depends on no versioned linux-image-*-amd64`,
-    );
+    throw new Error(`linux-image-amd64 in ${suite} depends on no versioned linux-image-*-amd64`);
   const kernelRelease = imagePackage.slice('linux-image-'.length);
   const series = /^(\d+\.\d+)\./.exec(kernelRelease)?.[1];
   if (!series) throw new Error(`cannot tell the kernel series of ${kernelRelease}`);
-  const packageVersion = (await apt.show(imagePackage)).get('version') ?? '';
+  const packageVersion = (await index.resolve(imagePackage)).version;
   const headersPackage = `linux-headers-${kernelRelease}`;
-  const headersDepends = await apt.depends(headersPackage);
+  const headersDepends = await index.dependencies(headersPackage, /^linux-/);
   const commonPackage = headersDepends.find((name) => /^linux-headers-.*-common$/.test(name));
   const kbuildPackage = headersDepends.find((name) => name.startsWith(`linux-kbuild-${series}`));
   if (!commonPackage || !kbuildPackage) {
@@ -237,15 +200,13 @@ async function fetchAndBuild(cacheDir: string, progress: (msg: string) => void):
   }
   const sourcePackage = `linux-source-${series}`;
   const packages = [imagePackage, headersPackage, commonPackage, kbuildPackage];
-  const wanted = await Promise.all(
-    packages.map(async (name) => ({ name, version: (await apt.show(name)).get('version') ?? '' })),
-  );
+  const wanted: ResolvedPackage[] = await Promise.all(packages.map((name) => index.resolve(name)));
   // vkms must come from the same source version as the image it is loaded into.
-  wanted.push({ name: sourcePackage, version: packageVersion });
+  wanted.push({ ...(await index.resolve(sourcePackage)), version: packageVersion });
   for (const { name, version } of wanted) {
     if (version !== packageVersion) {
       throw new Error(
-        `${name} is at ${version} in ${apt.suite}, the kernel image at ${packageVersion}: retry later`,
+        `${name} is at ${version} in ${suite}, the kernel image at ${packageVersion}: retry later`,
       );
     }
   }
@@ -256,13 +217,14 @@ async function fetchAndBuild(cacheDir: string, progress: (msg: string) => void):
   rmSync(downloads, { recursive: true, force: true });
   rmSync(tierDir, { recursive: true, force: true });
   progress(`downloading ${wanted.map((p) => p.name).join(', ')} (about 280 MB)`);
-  const debs = await apt.download(wanted, downloads, progress);
+  const debPaths = await index.download(wanted, downloads, progress);
+  const debs = new Map(wanted.map((p, i) => [p.name, debPaths[i] ?? '']));
 
   const rootDir = path.join(tierDir, 'root');
   mkdirSync(rootDir, { recursive: true });
   for (const name of packages) {
     progress(`extracting ${path.basename(debs.get(name) ?? name)}`);
-    await runToolChecked(`extracting ${name}`, 'dpkg-deb', ['-x', debs.get(name) ?? '', rootDir]);
+    await extractDeb(debs.get(name) ?? '', rootDir);
   }
   makeSymlinksRelative(rootDir);
   const headersDir = path.join(rootDir, 'usr/src', headersPackage);
@@ -309,7 +271,7 @@ async function fetchAndBuild(cacheDir: string, progress: (msg: string) => void):
     packageVersion,
     packages: Object.fromEntries(wanted.map((p) => [p.name, p.version])),
     compiler,
-    mirror: mirror.uri,
+    mirror: hostMirrorUri(),
     kernelImage: rel(path.join(rootDir, 'boot', `vmlinuz-${kernelRelease}`)),
     modulesRoot: rel(rootDir),
     headersDir: rel(headersDir),
@@ -507,7 +469,7 @@ async function ensureInitramfs(
       kind: 'dir',
       path: dir,
     })),
-    { kind: 'chardev', path: 'dev/console', major: 5, minor: 1 },
+    { kind: 'char', path: 'dev/console', major: 5, minor: 1 },
     { kind: 'file', path: 'bin/busybox', data: busybox, mode: 0o755 },
     { kind: 'symlink', path: 'bin/sh', target: 'busybox' },
     { kind: 'file', path: 'init', data: init, mode: 0o755 },
@@ -525,7 +487,7 @@ async function ensureInitramfs(
     if (/^initramfs-[0-9a-f]+\.cpio$/.test(old) && statSync(file).mtimeMs < weekAgo)
       rmSync(file, { force: true });
   }
-  writeFileAtomic(target, cpioNewc(entries));
+  writeFileAtomic(target, buildCpio(entries));
   return { path: target, built: true };
 }
 
