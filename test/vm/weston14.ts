@@ -5,18 +5,18 @@
 // fetched, so later runs touch no network. The kernel-tier VM sees the same folder through its
 // read-only view of the host's root, so the guest test runs this tree as it is.
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import {
   cacheDir,
+  downloadAndUnpack,
   ensureBackportsIndex,
-  extractDeb,
   withCacheLock,
   type ResolvedPackage,
 } from '../../examples/qemu/debian-fetch.js';
+import { missingLibraries as missingLibrariesOf } from '../../examples/qemu/ldd.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -251,26 +251,7 @@ export async function missingLibraries(tree: Weston14): Promise<string[]> {
       .filter((name) => name.startsWith('libgallium'))
       .map((name) => path.join(lib, name)),
   );
-  const env = westonEnvironment(tree, '/nonexistent');
-  const missing: string[] = [];
-  for (const file of files) {
-    if (!existsSync(file)) {
-      missing.push(`${path.basename(file)}: not in the unpacked packages`);
-      continue;
-    }
-    let output: string;
-    try {
-      const { stdout, stderr } = await execFileAsync('ldd', [file], { env });
-      output = `${stdout}\n${stderr}`;
-    } catch (error) {
-      const e = error as { stdout?: string; stderr?: string; message: string };
-      output = `${e.stdout ?? ''}\n${e.stderr || e.message}`;
-    }
-    for (const line of output.split('\n')) {
-      if (/not found/.test(line)) missing.push(`${path.basename(file)}: ${line.trim()}`);
-    }
-  }
-  return missing;
+  return missingLibrariesOf(files, westonEnvironment(tree, '/nonexistent'));
 }
 
 /**
@@ -339,26 +320,7 @@ async function fetchAndUnpack(dir: string, progress: (message: string) => void):
         mesa.map((p) => `${p.name} ${p.version}`).join(', '),
     );
   }
-  const debs = await index.download(resolved, path.join(dir, 'debs'), progress);
-  const key = createHash('sha256')
-    .update(resolved.map((p) => `${p.name}=${p.version}`).join('\n'))
-    .digest('hex')
-    .slice(0, 12);
-  const rootName = `root-${key}`;
-  const root = path.join(dir, rootName);
-  const scratch = `${root}.${process.pid}.tmp`;
-  await rm(scratch, { recursive: true, force: true });
-  try {
-    for (const deb of debs) {
-      progress(`extracting ${path.basename(deb)}`);
-      await extractDeb(deb, scratch);
-    }
-    await rm(root, { recursive: true, force: true });
-    await rename(scratch, root);
-  } catch (error) {
-    await rm(scratch, { recursive: true, force: true });
-    throw error;
-  }
+  const rootName = await downloadAndUnpack(index, resolved, dir, progress);
   const partial: Manifest = {
     format: manifestFormat,
     packages: resolved.map((p) => ({ name: p.name, version: p.version })),
