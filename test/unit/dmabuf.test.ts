@@ -25,6 +25,7 @@ import {
   type UdmabufErrorCode,
   type UdmabufSyscalls,
 } from '../../plugin/dmabuf/index.js';
+import { scatteredPages } from '../helpers/scattered-pages.js';
 
 const PAGE = 4096;
 const MiB = 1024 * 1024;
@@ -64,35 +65,6 @@ function refusal(code: UdmabufErrorCode, detectedBy: 'precheck' | 'kernel' = 'pr
 
 const plan = (ranges: MemfdRange[], queries = fakeQueries(), coalesce = true) =>
   planUdmabuf(ranges, { pageSize: PAGE, limits, coalesce }, queries);
-
-/** The page order of a scattered 1080p XRGB framebuffer: runs of 1..12 contiguous pages placed
- * at shuffled places of a larger memfd, as guest RAM handed out by an allocator looks. */
-function scatteredPages(pageCount: number, seed = 7): MemfdRange[] {
-  let state = seed;
-  const random = (n: number) => {
-    state = (state * 1103515245 + 12345) & 0x7fffffff;
-    return state % n;
-  };
-  const runs: number[] = [];
-  for (let left = pageCount; left > 0;) {
-    const run = Math.min(left, 1 + random(12));
-    runs.push(run);
-    left -= run;
-  }
-  // Each run gets its own slot of 16 pages; slots are used in a shuffled order.
-  const slots = runs.map((_, index) => index);
-  for (let i = slots.length - 1; i > 0; i--) {
-    const j = random(i + 1);
-    [slots[i], slots[j]] = [slots[j]!, slots[i]!];
-  }
-  const pages: MemfdRange[] = [];
-  runs.forEach((run, index) => {
-    for (let page = 0; page < run; page++) {
-      pages.push({ fd: 3, offset: (slots[index]! * 16 + page) * PAGE, length: PAGE });
-    }
-  });
-  return pages;
-}
 
 test('limits come from the module parameters, or defaults that are reported as assumed', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'guestfb-udmabuf-'));
@@ -192,7 +164,7 @@ test('coalescing merges only consecutive continuations in the same fd and keeps 
 });
 
 test('a 1080p framebuffer in 2025 scattered pages fits list_limit only after coalescing', () => {
-  const pages = scatteredPages(2025);
+  const pages = scatteredPages(3, 2025, PAGE, 7).pages;
   assert.equal(pages.length, 2025);
   assert.equal(1920 * 1080 * 4, 2025 * PAGE);
   const result = plan(pages);

@@ -8,9 +8,9 @@ import {
   UdmabufError,
   UdmabufExporter,
   readUdmabufLimits,
-  type MemfdRange,
   type UdmabufErrorCode,
 } from '../../../plugin/dmabuf/index.js';
+import { scatteredPages } from '../../helpers/scattered-pages.js';
 
 const MiB = 1024 * 1024;
 const FRAME_BYTES = 1920 * 1080 * 4;
@@ -43,37 +43,6 @@ function makeMemfd(bytes: number, seals: number, sealable = true): number {
   return memfd;
 }
 
-/**
- * 2025 single-page ranges in framebuffer order, laid out like guest RAM from an allocator: runs
- * of 1..12 contiguous pages, each run in its own 16-page slot, slots used in shuffled order.
- */
-function scatteredBacking(
-  memfd: number,
-  pageCount: number,
-): { pages: MemfdRange[]; bytes: number } {
-  let state = 12345;
-  const random = (n: number) => {
-    state = (state * 1103515245 + 12345) & 0x7fffffff;
-    return state % n;
-  };
-  const runs: number[] = [];
-  for (let left = pageCount; left > 0; left -= runs[runs.length - 1]!) {
-    runs.push(Math.min(left, 1 + random(12)));
-  }
-  const slots = runs.map((_, index) => index);
-  for (let i = slots.length - 1; i > 0; i--) {
-    const j = random(i + 1);
-    [slots[i], slots[j]] = [slots[j]!, slots[i]!];
-  }
-  const pages: MemfdRange[] = [];
-  runs.forEach((run, index) => {
-    for (let page = 0; page < run; page++) {
-      pages.push({ fd: memfd, offset: (slots[index]! * 16 + page) * pageSize, length: pageSize });
-    }
-  });
-  return { pages, bytes: runs.length * 16 * pageSize };
-}
-
 test('the module parameters are readable: list_limit 1024, size_limit_mb 64', () => {
   const limits = readUdmabufLimits();
   assert.deepEqual(limits.assumed, []);
@@ -85,13 +54,13 @@ test('the module parameters are readable: list_limit 1024, size_limit_mb 64', ()
 test('2025 scattered pages of a 1080p frame become one dma-buf; bytes travel both ways', () => {
   assert.equal(FRAME_BYTES / pageSize, 2025);
   // Size the memfd first (slots need the run count), then seal it.
-  const probe = scatteredBacking(0, 2025);
+  const probe = scatteredPages(0, 2025, pageSize, 12345);
   const memfd = makeMemfd(probe.bytes, Seal.SHRINK | Seal.GROW);
   const ram = fd.mmap(memfd, 0, probe.bytes, true);
   let dmabufMap: ArrayBuffer | null = null;
   let dmabuf = -1;
   try {
-    const { pages } = scatteredBacking(memfd, 2025);
+    const { pages } = scatteredPages(memfd, 2025, pageSize, 12345);
     assert.equal(pages.length, 2025);
     // Guest-side writes: each page starts with its frame index, the rest a pattern.
     const ramBytes = new Uint8Array(ram);

@@ -19,36 +19,9 @@ import {
   type ModeInfo,
 } from '../../../native/drm.js';
 import { UdmabufExporter, type MemfdRange } from '../../../plugin/dmabuf/index.js';
+import { scatteredPages } from '../../helpers/scattered-pages.js';
 
 const FENCE_GUARD_MS = 120_000;
-
-/** Runs of 1..12 contiguous pages in 16-page slots used in shuffled order (like guest RAM). */
-function scatteredBacking(
-  memfd: number,
-  pageCount: number,
-): { pages: MemfdRange[]; bytes: number } {
-  let state = 4242;
-  const random = (n: number) => {
-    state = (state * 1103515245 + 12345) & 0x7fffffff;
-    return state % n;
-  };
-  const runs: number[] = [];
-  for (let left = pageCount; left > 0; left -= runs[runs.length - 1]!) {
-    runs.push(Math.min(left, 1 + random(12)));
-  }
-  const slots = runs.map((_, index) => index);
-  for (let i = slots.length - 1; i > 0; i--) {
-    const j = random(i + 1);
-    [slots[i], slots[j]] = [slots[j]!, slots[i]!];
-  }
-  const pages: MemfdRange[] = [];
-  runs.forEach((run, index) => {
-    for (let page = 0; page < run; page++) {
-      pages.push({ fd: memfd, offset: (slots[index]! * 16 + page) * pageSize, length: pageSize });
-    }
-  });
-  return { pages, bytes: runs.length * 16 * pageSize };
-}
 
 /** A pattern with distinct values in every channel; X is 0xff. */
 function pixelAt(x: number, y: number, frame: number): number {
@@ -150,12 +123,12 @@ test('a udmabuf scanned out by vkms comes back exactly through the writeback con
     assert.equal(frameBytes % pageSize, 0);
 
     // "Guest RAM": a sealed memfd; the framebuffer is scattered over its pages.
-    const probe = scatteredBacking(0, frameBytes / pageSize);
+    const probe = scatteredPages(0, frameBytes / pageSize, pageSize, 4242);
     const memfd = fd.memfdCreate('guestfb-guest-ram');
     cleanups.push(() => fd.close(memfd));
     fd.ftruncate(memfd, probe.bytes);
     fd.addSeals(memfd, Seal.SHRINK | Seal.GROW);
-    const { pages } = scatteredBacking(memfd, frameBytes / pageSize);
+    const { pages } = scatteredPages(memfd, frameBytes / pageSize, pageSize, 4242);
     const ramMap = fd.mmap(memfd, 0, probe.bytes, true);
     cleanups.push(() => fd.munmap(ramMap));
     const ram = new Uint8Array(ramMap);
