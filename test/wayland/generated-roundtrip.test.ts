@@ -202,21 +202,43 @@ function startServer(display: Display) {
   return seen;
 }
 
+/**
+ * Runs `body` with a generated server (startServer) and one client connected to it on a socket
+ * named `socketName`, then tears both down and checks the fd count is back at its baseline.
+ */
+async function withServerAndClient(
+  socketName: string,
+  body: (setup: {
+    display: Display;
+    seen: ReturnType<typeof startServer>;
+    connection: Connection;
+  }) => Promise<void>,
+): Promise<void> {
+  const runtime = useTempRuntimeDir();
+  const baselineFds = fd.openFdCount();
+  const display = Display.create();
+  const seen = startServer(display);
+  const connection = Connection.connect(display.addSocket(socketName));
+  try {
+    await body({ display, seen, connection });
+  } finally {
+    connection.disconnect();
+    display.destroy();
+    for (const mapping of seen.mappings) fd.munmap(mapping);
+    runtime.remove();
+  }
+  assert.equal(fd.openFdCount(), baselineFds);
+}
+
 test(
   'generated client and server talk: registry, bind, typed events, fds, since gating',
   { skip: clientMissing },
   async () => {
-    const runtime = useTempRuntimeDir();
-    const baselineFds = fd.openFdCount();
-    const display = Display.create();
-    const serverErrors: unknown[] = [];
-    display.onError((error) => serverErrors.push(error));
-    const seen = startServer(display);
-    const socket = display.addSocket('guestfb-gen-rt');
-    const connection = Connection.connect(socket);
-    const listenerErrors: unknown[] = [];
-    connection.onListenerError((error) => listenerErrors.push(error));
-    try {
+    await withServerAndClient('guestfb-gen-rt', async ({ display, seen, connection }) => {
+      const serverErrors: unknown[] = [];
+      display.onError((error) => serverErrors.push(error));
+      const listenerErrors: unknown[] = [];
+      connection.onListenerError((error) => listenerErrors.push(error));
       const registry = await connection.registry();
       assert.deepEqual(registry.globals, [
         { name: 1, interface: 'wl_compositor', version: 5 },
@@ -344,13 +366,7 @@ test(
       await connection.roundtrip();
       assert.deepEqual(listenerErrors, []);
       assert.deepEqual(serverErrors, []);
-    } finally {
-      connection.disconnect();
-      display.destroy();
-      for (const mapping of seen.mappings) fd.munmap(mapping);
-      runtime.remove();
-    }
-    assert.equal(fd.openFdCount(), baselineFds);
+    });
   },
 );
 
@@ -358,12 +374,7 @@ test(
   'a protocol error from a generated server rejects the roundtrip with its details',
   { skip: clientMissing },
   async () => {
-    const runtime = useTempRuntimeDir();
-    const baselineFds = fd.openFdCount();
-    const display = Display.create();
-    const seen = startServer(display);
-    const connection = Connection.connect(display.addSocket('guestfb-gen-err'));
-    try {
+    await withServerAndClient('guestfb-gen-err', async ({ connection }) => {
       const registry = await connection.registry();
       const shm = registry.bindFirst(WlShmProxy);
       const poolFd = fd.memfdCreate('pool', true);
@@ -381,13 +392,7 @@ test(
       assert.equal(failures.length, 1);
       assert.equal(connection.connected, false);
       await assert.rejects(connection.roundtrip(), ProtocolError);
-    } finally {
-      connection.disconnect();
-      display.destroy();
-      for (const mapping of seen.mappings) fd.munmap(mapping);
-      runtime.remove();
-    }
-    assert.equal(fd.openFdCount(), baselineFds);
+    });
   },
 );
 
@@ -395,12 +400,7 @@ test(
   'objects created by events arrive as typed proxies, and fds go both ways',
   { skip: clientMissing },
   async () => {
-    const runtime = useTempRuntimeDir();
-    const baselineFds = fd.openFdCount();
-    const display = Display.create();
-    const seen = startServer(display);
-    const connection = Connection.connect(display.addSocket('guestfb-gen-offer'));
-    try {
+    await withServerAndClient('guestfb-gen-offer', async ({ connection }) => {
       const registry = await connection.registry();
       const seat = registry.bindFirst(WlSeatProxy, 5);
       const manager = registry.bindFirst(WlDataDeviceManagerProxy, 3);
@@ -432,13 +432,7 @@ test(
       }
       offers[0].destroy();
       await connection.roundtrip();
-    } finally {
-      connection.disconnect();
-      display.destroy();
-      for (const mapping of seen.mappings) fd.munmap(mapping);
-      runtime.remove();
-    }
-    assert.equal(fd.openFdCount(), baselineFds);
+    });
   },
 );
 

@@ -1,6 +1,7 @@
 // Helpers for the raw native Wayland binding tests: interface specs read from Debian's
 // wayland.xml (a minimal reader, independent of the project's scanner), temp runtime dirs,
 // child processes awaited without blocking the event loop, and fd counting.
+import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import {
   closeSync,
@@ -128,6 +129,32 @@ export function run(
 }
 
 /** Number of open fds of this process. */
+/** What wayland-info printed about a server, with the parts the server tests compare. */
+export interface WaylandInfo {
+  out: string;
+  /** [interface, version, name] of each global, in the order listed. */
+  globals: Array<[string, number, number]>;
+  /** The wl_shm formats as fourcc names, sorted. */
+  shmFormats: string[];
+}
+
+/** Runs wayland-info against `socket` in `runtimeDir`; asserts it exits 0. */
+export async function waylandInfo(socket: string, runtimeDir: string): Promise<WaylandInfo> {
+  const result = await run('wayland-info', [], {
+    ...process.env,
+    WAYLAND_DISPLAY: socket,
+    XDG_RUNTIME_DIR: runtimeDir,
+  }).done;
+  assert.equal(result.code, 0, `wayland-info failed: ${result.stderr}`);
+  const out = result.stdout;
+  const globals = [...out.matchAll(/interface: '([^']+)',\s+version:\s+(\d+),\s+name:\s+(\d+)/g)];
+  return {
+    out,
+    globals: globals.map((m): [string, number, number] => [m[1]!, Number(m[2]), Number(m[3])]),
+    shmFormats: [...out.matchAll(/^\t\s*(0x[0-9a-f]+|\d+) = '(\w+)'/gm)].map((m) => m[2]!).sort(),
+  };
+}
+
 export function countFds(): number {
   return readdirSync('/proc/self/fd').length;
 }
