@@ -70,6 +70,17 @@ function safeIdentifier(name: string): string {
 }
 
 /** Key of an enum entry in its const object: the XML name, `_`-prefixed if it starts with a digit. */
+/** Turns names into distinct safe identifiers (a clash gets `_` appended), avoiding `reserved`. */
+function identifierAllocator(reserved: string[] = []): (name: string) => string {
+  const taken = new Set(reserved);
+  return (name) => {
+    let identifier = safeIdentifier(name);
+    while (taken.has(identifier)) identifier = `${identifier}_`;
+    taken.add(identifier);
+    return identifier;
+  };
+}
+
 export function entryKey(name: string): string {
   return /^[0-9]/.test(name) ? `_${name}` : name;
 }
@@ -119,6 +130,16 @@ const LETTER: Record<Arg['type'], string> = {
   array: 'a',
   fd: 'h',
 };
+
+/** TS type and cast of a received int, uint, fixed, fd, string or array argument `at`. */
+function receivedScalar(arg: Arg, at: string): { type: string; expr: string } {
+  const nullable = arg.allowNull ? ' | null' : '';
+  if (arg.type === 'string' || arg.type === 'array') {
+    const type = `${arg.type === 'string' ? 'string' : 'Uint8Array'}${nullable}`;
+    return { type, expr: `${at} as ${type}` };
+  }
+  return { type: 'number', expr: `${at} as number` };
+}
 
 /** The libwayland signature of a message: since prefix, `?` for nullable, untyped new_id as `sun`. */
 export function messageSignature(message: Message): {
@@ -552,17 +573,11 @@ class ProtocolEmitter {
     iface: Interface,
     message: Message,
   ): { params: string[]; argExprs: string[]; docs: string[] } {
-    const taken = new Set(['resource']);
+    const allocate = identifierAllocator(['resource']);
     const params: string[] = [];
     const argExprs: string[] = [];
     const docs: string[] = [];
     let index = 0;
-    const allocate = (name: string) => {
-      let identifier = safeIdentifier(name);
-      while (taken.has(identifier)) identifier = `${identifier}_`;
-      taken.add(identifier);
-      return identifier;
-    };
     for (const arg of message.args) {
       const name = allocate(arg.name);
       const nullable = arg.allowNull ? ' | null' : '';
@@ -570,21 +585,6 @@ class ProtocolEmitter {
       let type: string;
       let expr: string;
       switch (arg.type) {
-        case 'int':
-        case 'uint':
-        case 'fixed':
-        case 'fd':
-          type = 'number';
-          expr = `${at} as number`;
-          break;
-        case 'string':
-          type = `string${nullable}`;
-          expr = `${at} as ${type}`;
-          break;
-        case 'array':
-          type = `Uint8Array${nullable}`;
-          expr = `${at} as ${type}`;
-          break;
         case 'object': {
           const cls = arg.interface
             ? this.#ref(arg.interface, 'resource')
@@ -612,6 +612,8 @@ class ProtocolEmitter {
             expr = `${at} as number`;
           }
           break;
+        default:
+          ({ type, expr } = receivedScalar(arg, at));
       }
       params.push(`${name}: ${type}`);
       argExprs.push(expr);
@@ -742,15 +744,13 @@ class ProtocolEmitter {
   }
 
   #emitSender(iface: Interface, message: Message, opcode: number): void {
-    const taken = new Set<string>();
+    const allocate = identifierAllocator();
     const params: string[] = [];
     const values: string[] = [];
     const objects: string[] = [];
     const docs: string[] = [];
     for (const arg of message.args) {
-      let name = safeIdentifier(arg.name);
-      while (taken.has(name)) name = `${name}_`;
-      taken.add(name);
+      const name = allocate(arg.name);
       const nullable = arg.allowNull ? ' | null' : '';
       let type: string;
       let value = name;
@@ -813,40 +813,19 @@ class ProtocolEmitter {
 
   /** Listener parameters for an event (client side). */
   #eventParams(iface: Interface, message: Message) {
-    const taken = new Set<string>();
+    const allocate = identifierAllocator();
     const params: string[] = [];
     const argExprs: string[] = [];
     const fds: string[] = [];
     const created: { index: number; cls: string }[] = [];
     const docs: string[] = [];
     message.args.forEach((arg, index) => {
-      let name = safeIdentifier(arg.name);
-      while (taken.has(name)) name = `${name}_`;
-      taken.add(name);
+      const name = allocate(arg.name);
       const at = `args[${index}]`;
       let type: string;
       let expr: string;
-      const nullable = arg.allowNull ? ' | null' : '';
+      if (arg.type === 'fd') fds.push(at);
       switch (arg.type) {
-        case 'int':
-        case 'uint':
-        case 'fixed':
-          type = 'number';
-          expr = `${at} as number`;
-          break;
-        case 'fd':
-          type = 'number';
-          expr = `${at} as number`;
-          fds.push(at);
-          break;
-        case 'string':
-          type = `string${nullable}`;
-          expr = `${at} as ${type}`;
-          break;
-        case 'array':
-          type = `Uint8Array${nullable}`;
-          expr = `${at} as ${type}`;
-          break;
         case 'object': {
           // Always nullable: libwayland-client passes NULL for objects the client destroyed.
           const cls = arg.interface
@@ -863,6 +842,8 @@ class ProtocolEmitter {
           created.push({ index, cls });
           break;
         }
+        default:
+          ({ type, expr } = receivedScalar(arg, at));
       }
       params.push(`${name}: ${type}`);
       argExprs.push(expr);
@@ -956,13 +937,7 @@ class ProtocolEmitter {
   }
 
   #emitRequestMethod(iface: Interface, message: Message, opcode: number): void {
-    const taken = new Set<string>();
-    const allocate = (name: string) => {
-      let identifier = safeIdentifier(name);
-      while (taken.has(identifier)) identifier = `${identifier}_`;
-      taken.add(identifier);
-      return identifier;
-    };
+    const allocate = identifierAllocator();
     const params: string[] = [];
     const values: string[] = [];
     const docs: string[] = [];
