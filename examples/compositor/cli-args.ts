@@ -7,16 +7,17 @@ import type { OutputConfig } from './core/scene.js';
 import type { ModeRequest } from './drm/index.js';
 import {
   parseIvshmemSpec,
+  parseVhostSpec,
   UsageError as PluginUsageError,
   type SourceSpec,
 } from '../../plugin/cli.js';
 
 export const USAGE = `Usage: guestfb-compositor [options]
 
-A small Wayland compositor scripted in TypeScript (software rendering, headless).
+A small Wayland compositor scripted in TypeScript (software rendering; headless or KMS).
 
 Options:
-  --headless                 run without a display device (the only backend so far)
+  --headless                 run without a display device (the default without --drm)
   --drm DEVICE               drive a KMS device: /dev/dri/cardN or a driver name (vkms);
                              needs DRM master (root on a VT, or a test device)
   --drm-connector NAME       connector name (Virtual-1) or type (Writeback); default: the
@@ -32,6 +33,10 @@ Options:
                              -chardev socket,id=ivsh,path=SOCKET
                              -device ivshmem-doorbell,chardev=ivsh,vectors=1)
   --bar-size SIZE            the ivshmem BAR size, a power of two (default 64M)
+  --vhost-user-gpu [NAME=]SOCKET
+                             load guestfb as QEMU's vhost-user GPU back-end on SOCKET
+                             (repeatable; QEMU: -chardev socket,id=gpu,path=SOCKET
+                             -device vhost-user-gpu-pci,chardev=gpu)
   --help                     show this help
 `;
 
@@ -45,9 +50,12 @@ export interface CliOptions {
   drm: { device: string; connector?: string; mode?: ModeRequest; debugFrames: boolean } | undefined;
   /** guestfb shared BAR sources (--ivshmem, --bar-size). */
   ivshmem: IvshmemSpec[];
+  /** guestfb vhost-user GPU back-ends (--vhost-user-gpu). */
+  vhostUserGpu: VhostSpec[];
 }
 
 export type IvshmemSpec = Extract<SourceSpec, { kind: 'ivshmem' }>;
+export type VhostSpec = Extract<SourceSpec, { kind: 'vhost-user-gpu' }>;
 
 export class UsageError extends Error {}
 
@@ -85,6 +93,7 @@ export function parseCli(argv: string[]): CliOptions {
         'drm-debug': { type: 'boolean', default: false },
         ivshmem: { type: 'string', multiple: true },
         'bar-size': { type: 'string' },
+        'vhost-user-gpu': { type: 'string', multiple: true },
       },
     });
   } catch (error) {
@@ -128,9 +137,13 @@ export function parseCli(argv: string[]): CliOptions {
     throw new UsageError('--bar-size needs --ivshmem');
   }
   let ivshmem: IvshmemSpec[];
+  let vhostUserGpu: VhostSpec[];
   try {
     ivshmem = (values.ivshmem ?? []).map(
       (spec, i) => parseIvshmemSpec(spec, i, values['bar-size']) as IvshmemSpec,
+    );
+    vhostUserGpu = (values['vhost-user-gpu'] ?? []).map(
+      (spec, i) => parseVhostSpec(spec, i) as VhostSpec,
     );
   } catch (error) {
     if (error instanceof PluginUsageError) throw new UsageError(error.message);
@@ -145,5 +158,6 @@ export function parseCli(argv: string[]): CliOptions {
     screenshotEveryMs,
     drm,
     ivshmem,
+    vhostUserGpu,
   };
 }

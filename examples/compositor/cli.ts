@@ -2,9 +2,10 @@
  * guestfb-compositor: runs the example compositor until SIGINT/SIGTERM.
  */
 import { createCompositor, type Compositor } from './index.js';
-import { USAGE, UsageError, parseCli, type IvshmemSpec } from './cli-args.js';
-import { createGuestfbPlugin } from '../../plugin/index.js';
+import { USAGE, UsageError, parseCli, type CliOptions } from './cli-args.js';
+import { createGuestfbPlugin, formatStats, type GuestfbPlugin } from '../../plugin/index.js';
 import { createSharedBarSource } from '../../plugin/sources/shared-bar/index.js';
+import { createVhostUserGpuBackend } from '../../plugin/sources/virtio-gpu/index.js';
 import type { FramebufferSource } from '../../plugin/sources/types.js';
 
 function main(): void {
@@ -58,9 +59,9 @@ function main(): void {
     `guestfb-compositor listening on ${compositor.socketName} (${outputs})\n` +
       `connect with: WAYLAND_DISPLAY=${compositor.socketName} <wayland client>\n`,
   );
-  let guestfb: FramebufferSource[];
+  let guestfb: LoadedGuestfb | null;
   try {
-    guestfb = startGuestfb(compositor, options.ivshmem, log);
+    guestfb = startGuestfb(compositor, options, log);
   } catch (error) {
     process.stderr.write(`guestfb-compositor: ${(error as Error).message}\n`);
     process.exitCode = 1;
@@ -78,8 +79,10 @@ function main(): void {
           log(`final screenshot: ${compositor.saveScreenshot(output.name)}`);
         }
       }
+      const stats = guestfb?.plugin.stats();
       await compositor.close();
-      for (const source of guestfb) source.close();
+      for (const source of guestfb?.sources ?? []) source.close();
+      if (stats) process.stdout.write(`guestfb statistics:\n${formatStats(stats)}\n`);
     };
     finish().then(
       () => process.exit(0),
@@ -93,37 +96,65 @@ function main(): void {
   process.on('SIGTERM', () => stop('SIGTERM'));
 }
 
-/** Loads guestfb with a shared BAR source per --ivshmem (sources are closed after the compositor). */
+interface LoadedGuestfb {
+  plugin: GuestfbPlugin;
+  sources: FramebufferSource[];
+}
+
+/**
+ * Loads guestfb in-process with a shared BAR source per --ivshmem and a vhost-user GPU back-end
+ * per --vhost-user-gpu (sources are closed after the compositor); null when none was asked for.
+ */
 function startGuestfb(
   compositor: Compositor,
-  specs: IvshmemSpec[],
+  options: Pick<CliOptions, 'ivshmem' | 'vhostUserGpu'>,
   log: (message: string) => void,
-): FramebufferSource[] {
-  if (specs.length === 0) return [];
+): LoadedGuestfb | null {
   const sources: { name: string; source: FramebufferSource }[] = [];
-  for (const spec of specs) {
-    let source;
+  const open = (flag: string, socket: string, create: () => FramebufferSource) => {
     try {
-      source = createSharedBarSource({
+      return create();
+    } catch (error) {
+      for (const entry of sources) entry.source.close();
+      throw new Error(`${flag} ${socket}: ${(error as Error).message}`);
+    }
+  };
+  for (const spec of options.ivshmem) {
+    const source = open('--ivshmem', spec.socket, () =>
+      createSharedBarSource({
         ivshmemSocket: spec.socket,
         barSize: spec.barSize,
         name: spec.name,
         log: (message) => log(`guestfb ${spec.name}: ${message}`),
-      });
-    } catch (error) {
-      for (const entry of sources) entry.source.close();
-      throw new Error(`--ivshmem ${spec.socket}: ${(error as Error).message}`);
-    }
+      }),
+    );
     log(
       `guestfb ${spec.name}: ivshmem server on ${spec.socket} (QEMU: -chardev socket,id=ivsh,` +
         `path=${spec.socket} -device ivshmem-doorbell,chardev=ivsh,vectors=1)`,
     );
     sources.push({ name: spec.name, source });
   }
-  void compositor.use(
-    createGuestfbPlugin({ sources, log: (message) => log(`guestfb: ${message}`) }),
-  );
-  return sources.map((entry) => entry.source);
+  for (const spec of options.vhostUserGpu) {
+    const source = open('--vhost-user-gpu', spec.socket, () =>
+      createVhostUserGpuBackend({
+        socketPath: spec.socket,
+        role: 'listen',
+        name: spec.name,
+        log: (level, message) => {
+          if (level !== 'debug') log(`guestfb ${spec.name}: ${message}`);
+        },
+      }),
+    );
+    log(
+      `guestfb ${spec.name}: vhost-user GPU back-end on ${spec.socket} (QEMU: -chardev ` +
+        `socket,id=gpu,path=${spec.socket} -device vhost-user-gpu-pci,chardev=gpu)`,
+    );
+    sources.push({ name: spec.name, source });
+  }
+  if (sources.length === 0) return null;
+  const plugin = createGuestfbPlugin({ sources, log: (message) => log(`guestfb: ${message}`) });
+  void compositor.use(plugin);
+  return { plugin, sources: sources.map((entry) => entry.source) };
 }
 
 main();

@@ -3,6 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import net from 'node:net';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -88,6 +90,47 @@ test('guestfb-compositor serves clients and writes screenshots until SIGTERM', a
     assert.equal(files[0], 'HEADLESS-1-000001.png');
     const last = decodePng(readFileSync(path.join(shots, files[files.length - 1])));
     assert.deepEqual([last.width, last.height], [160, 120]);
+  } finally {
+    rmSync(runtime, { recursive: true, force: true });
+  }
+});
+
+test('guestfb-compositor --vhost-user-gpu serves vhost-user in-process and prints stats on exit', async () => {
+  const runtime = mkdtempSync(path.join(os.tmpdir(), 'guestfb-cli-vhost-'));
+  const gpuSocket = path.join(runtime, 'gpu.sock');
+  try {
+    const env = { ...process.env, XDG_RUNTIME_DIR: runtime };
+    const child = spawn(
+      process.execPath,
+      [bin, '--headless', '--socket', 'guestfb-cli-2', '--vhost-user-gpu', `vm=${gpuSocket}`],
+      { env, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    while (!stderr.includes('vhost-user GPU back-end on')) {
+      if (child.exitCode !== null) assert.fail(`compositor exited: ${stderr}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    // Speak vhost-user as QEMU would: GET_FEATURES (1), version 1, no payload.
+    const socket = net.createConnection({ path: gpuSocket });
+    await once(socket, 'connect');
+    const request = Buffer.alloc(12);
+    request.writeUInt32LE(1, 0);
+    request.writeUInt32LE(1, 4);
+    socket.write(request);
+    const [reply] = (await once(socket, 'data')) as [Buffer];
+    assert.equal(reply.readUInt32LE(0), 1, 'reply to GET_FEATURES');
+    assert.equal(reply.readUInt32LE(4) & 0x4, 0x4, 'reply flag set');
+    assert.equal(reply.readUInt32LE(8), 8, 'a u64 of features');
+    const features = reply.readBigUInt64LE(12);
+    assert.notEqual(features & (1n << 32n), 0n, 'VIRTIO_F_VERSION_1 offered');
+    socket.destroy();
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0, stderr);
+    assert.match(stdout, /guestfb statistics:\n.*frames presented: 0/s);
   } finally {
     rmSync(runtime, { recursive: true, force: true });
   }
