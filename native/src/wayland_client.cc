@@ -45,12 +45,6 @@ ProxyData* DataOf(wl_proxy* proxy) {
   return static_cast<ProxyData*>(wl_proxy_get_user_data(proxy));
 }
 
-Napi::Error PlainError(Napi::Env env, const std::string& message, const char* code) {
-  Napi::Error error = Napi::Error::New(env, message);
-  error.Set("code", Napi::String::New(env, code));
-  return error;
-}
-
 // The last message libwayland-client logged on this thread (protocol errors are logged).
 thread_local std::string lastLogMessage;
 
@@ -211,24 +205,14 @@ Connection::Connection(const Napi::CallbackInfo& info) : ObjectWrap(info) {
   uv_loop_t* loop = nullptr;
   int status = napi_get_uv_event_loop(env, &loop) == napi_ok ? 0 : UV_EINVAL;
   if (status == 0) {
-    poll_ = new uv_poll_t;
-    status = uv_poll_init(loop, poll_, wl_display_get_fd(display_));
-    if (status != 0) {
-      delete poll_;
-      poll_ = nullptr;
-    }
+    status = StartLoopHandles(loop, wl_display_get_fd(display_), this, OnPoll, OnPrepare, &poll_,
+                              &prepare_);
   }
   if (status != 0) {
     wl_display_disconnect(display_);
     display_ = nullptr;
     ThrowErrno(env, "uv_poll_init", -status);
   }
-  poll_->data = this;
-  uv_poll_start(poll_, UV_READABLE, OnPoll);
-  prepare_ = new uv_prepare_t;
-  uv_prepare_init(loop, prepare_);
-  prepare_->data = this;
-  uv_prepare_start(prepare_, OnPrepare);
   asyncContext_ = std::make_unique<Napi::AsyncContext>(env, "guestfb.wl_display_client");
   self_ = Napi::Persistent(info.This().As<Napi::Object>());
   napi_add_env_cleanup_hook(env, OnEnvCleanup, this);
@@ -436,12 +420,8 @@ Napi::Value ProxyWrap::Marshal(const Napi::CallbackInfo& info) {
   if (iface == nullptr) {
     throw PlainError(env, "the proxy was destroyed", "ERR_WAYLAND_DESTROYED");
   }
-  if (opcode >= static_cast<uint32_t>(iface->method_count)) {
-    ThrowRangeError(env, std::string(iface->name) + " has no request " + std::to_string(opcode));
-  }
-  const wl_message& message = iface->methods[opcode];
   MessageShape shape;
-  if (!ParseMessage(message, &shape)) ThrowTypeError(env, "malformed request signature");
+  const wl_message& message = MessageAt(env, iface, true, opcode, &shape);
   int newIdIndex = -1;
   for (int i = 0; i < shape.count; i++) {
     if (shape.args[i].type == 'n') newIdIndex = i;
@@ -452,46 +432,27 @@ Napi::Value ProxyWrap::Marshal(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   if (data->isDisplay && destroy) ThrowTypeError(env, "the wl_display proxy cannot be destroyed");
-  if (version_ != 0 && static_cast<uint32_t>(shape.since) > version_) {
-    throw PlainError(env,
-                     std::string(iface->name) + "." + message.name + " needs version " +
-                         std::to_string(shape.since) + ", the proxy has version " +
-                         std::to_string(version_),
-                     "ERR_WAYLAND_VERSION");
-  }
-  if (values.Length() != static_cast<uint32_t>(shape.count)) {
-    ThrowTypeError(env, std::string(iface->name) + "." + message.name + " takes " +
-                            std::to_string(shape.count) + " arguments, got " +
-                            std::to_string(values.Length()));
-  }
+  CheckCall(env, iface, message, shape, version_, "proxy", values);
 
   wl_argument args[kMaxArgs];
   ArgStorage storage;
-  for (int i = 0; i < shape.count; i++) {
-    const ArgSpec& spec = shape.args[i];
-    Napi::Value value = values.Get(i);
-    std::string what =
-        std::string(iface->name) + "." + message.name + " argument " + std::to_string(i);
-    if (spec.type == 'n') {
-      args[i].o = nullptr;  // libwayland creates the proxy
-    } else if (spec.type == 'o') {
-      if ((value.IsNull() || value.IsUndefined()) && spec.nullable) {
-        args[i].o = nullptr;
-        continue;
-      }
-      ProxyData* object = ProxyArg(env, value, what);
-      if (object->connection != data->connection) {
-        ThrowTypeError(env, what + " belongs to another connection");
-      }
-      if (spec.iface != nullptr && strcmp(spec.iface->name, object->iface->name) != 0) {
-        ThrowTypeError(env,
-                       what + " must be a " + spec.iface->name + ", got " + object->iface->name);
-      }
-      args[i].o = reinterpret_cast<wl_object*>(object->proxy);
-    } else {
-      EncodeScalar(env, spec, value, what, storage, &args[i]);
-    }
-  }
+  EncodeArgs(env, iface, message, shape, values, storage, args,
+             [&](const ArgSpec& spec, const Napi::Value& value, const std::string& what,
+                 wl_argument* out) {
+               if (spec.type == 'n') {
+                 out->o = nullptr;  // libwayland creates the proxy
+                 return;
+               }
+               ProxyData* object = ProxyArg(env, value, what);
+               if (object->connection != data->connection) {
+                 ThrowTypeError(env, what + " belongs to another connection");
+               }
+               if (spec.iface != nullptr && strcmp(spec.iface->name, object->iface->name) != 0) {
+                 ThrowTypeError(
+                     env, what + " must be a " + spec.iface->name + ", got " + object->iface->name);
+               }
+               out->o = reinterpret_cast<wl_object*>(object->proxy);
+             });
 
   const wl_interface* newIface = nullptr;
   uint32_t newVersion = version_ == 0 ? 1 : version_;
@@ -587,35 +548,20 @@ int ClientDispatch(const void* /*implementation*/, void* target, uint32_t opcode
   Napi::Function dispatch = data->dispatch.Value();
   Napi::Value self = data->wrapper.Value();
   [[maybe_unused]] Napi::Object keepConnection = connection->Value();
-  bool delivered = false;
-  try {
-    Napi::Array values = Napi::Array::New(env, shape.count);
-    for (int i = 0; i < shape.count; i++) {
-      const ArgSpec& spec = shape.args[i];
-      Napi::Value value;
-      if (spec.type == 'o') {
-        ProxyData* object = DataOf(reinterpret_cast<wl_proxy*>(args[i].o));
-        value = object != nullptr ? Napi::Value(object->wrapper.Value()) : env.Null();
-      } else if (spec.type == 'n') {
-        auto* created = reinterpret_cast<wl_proxy*>(args[i].o);
-        if (created == nullptr) {
-          value = env.Null();
-        } else {
-          const wl_interface* iface =
-              spec.iface != nullptr ? FindInterface(spec.iface->name) : nullptr;
-          value = connection->Adopt(created, iface != nullptr ? iface : spec.iface);
+  DeliverMessage(
+      env, dispatch, self, opcode, shape, args,
+      [&](const ArgSpec& spec, const wl_argument& arg) -> Napi::Value {
+        if (spec.type == 'o') {
+          ProxyData* object = DataOf(reinterpret_cast<wl_proxy*>(arg.o));
+          return object != nullptr ? Napi::Value(object->wrapper.Value()) : env.Null();
         }
-      } else {
-        value = DecodeScalar(env, spec, args[i]);
-      }
-      values.Set(i, value);
-    }
-    delivered = true;
-    dispatch.Call(self, {Napi::Number::New(env, opcode), values});
-  } catch (const Napi::Error& error) {
-    if (!delivered) CloseReceivedFds(shape, args);
-    connection->ListenerFailed(error);
-  }
+        auto* created = reinterpret_cast<wl_proxy*>(arg.o);
+        if (created == nullptr) return env.Null();
+        const wl_interface* iface =
+            spec.iface != nullptr ? FindInterface(spec.iface->name) : nullptr;
+        return connection->Adopt(created, iface != nullptr ? iface : spec.iface);
+      },
+      [&](const Napi::Error& error) { connection->ListenerFailed(error); });
   return 0;
 }
 

@@ -63,6 +63,40 @@ Napi::Value DecodeScalar(Napi::Env env, const ArgSpec& spec, const wl_argument& 
 // Closes the received fds of a message that could not be delivered to JS.
 void CloseReceivedFds(const MessageShape& shape, const wl_argument* args);
 
+// ---- whole messages ----
+
+// Request (`request`) or event `opcode` of `iface`, parsed into `shape`. Throws RangeError for an
+// opcode the interface lacks.
+const wl_message& MessageAt(Napi::Env env, const wl_interface* iface, bool request, uint32_t opcode,
+                            MessageShape* shape);
+
+// Throws unless an object of `version` (0: not checked) has `message` and `values` holds one value
+// per argument. `holder` names the object in the version error ("proxy", "resource").
+void CheckCall(Napi::Env env, const wl_interface* iface, const wl_message& message,
+               const MessageShape& shape, uint32_t version, const char* holder,
+               const Napi::Array& values);
+
+// Sets `out` for an object ('o', not a null nullable one) or new_id ('n') argument. Throws.
+using ObjectEncoder = std::function<void(const ArgSpec& spec, const Napi::Value& value,
+                                         const std::string& what, wl_argument* out)>;
+
+// Converts `values` to `args`: objects and new ids through `encodeObject`, a null nullable object
+// to nullptr, the rest with EncodeScalar. Throws.
+void EncodeArgs(Napi::Env env, const wl_interface* iface, const wl_message& message,
+                const MessageShape& shape, const Napi::Array& values, ArgStorage& storage,
+                wl_argument* args, const ObjectEncoder& encodeObject);
+
+// The JS value of a received object ('o') or new_id ('n') argument.
+using ObjectDecoder = std::function<Napi::Value(const ArgSpec& spec, const wl_argument& arg)>;
+
+// Calls `dispatch` on `self` with (opcode, values), the values converted from `args` (objects and
+// new ids through `decodeObject`). An exception from the conversion or the call goes to
+// `onError`; the fds of a message that never reached JS are closed first.
+void DeliverMessage(Napi::Env env, const Napi::Function& dispatch, const Napi::Value& self,
+                    uint32_t opcode, const MessageShape& shape, const wl_argument* args,
+                    const ObjectDecoder& decodeObject,
+                    const std::function<void(const Napi::Error&)>& onError);
+
 // ---- per-env state ----
 
 struct EnvState {
@@ -95,6 +129,14 @@ void CloseAndDelete(T* handle) {
   uv_close(reinterpret_cast<uv_handle_t*>(handle),
            [](uv_handle_t* closed) { delete reinterpret_cast<T*>(closed); });
 }
+
+// Creates and starts a poll handle (readable on `fd`, calling `onPoll`) and a prepare handle
+// (calling `onPrepare`), both with `data`. Returns 0, or a libuv error with nothing allocated.
+int StartLoopHandles(uv_loop_t* loop, int fd, void* data, uv_poll_cb onPoll,
+                     uv_prepare_cb onPrepare, uv_poll_t** poll, uv_prepare_t** prepare);
+
+// An Error with `code` set (for failures that are neither type nor range errors).
+Napi::Error PlainError(Napi::Env env, const std::string& message, const char* code);
 
 // Reads an interface name argument and returns its defined table; throws if unknown.
 const wl_interface* InterfaceArg(const Napi::Value& value, const char* what);

@@ -388,6 +388,101 @@ void CloseReceivedFds(const MessageShape& shape, const wl_argument* args) {
   }
 }
 
+Napi::Error PlainError(Napi::Env env, const std::string& message, const char* code) {
+  Napi::Error error = Napi::Error::New(env, message);
+  error.Set("code", Napi::String::New(env, code));
+  return error;
+}
+
+const wl_message& MessageAt(Napi::Env env, const wl_interface* iface, bool request, uint32_t opcode,
+                            MessageShape* shape) {
+  int count = request ? iface->method_count : iface->event_count;
+  if (opcode >= static_cast<uint32_t>(count)) {
+    ThrowRangeError(env, std::string(iface->name) +
+                             (request ? " has no request " : " has no event ") +
+                             std::to_string(opcode));
+  }
+  const wl_message& message = request ? iface->methods[opcode] : iface->events[opcode];
+  if (!ParseMessage(message, shape)) {
+    ThrowTypeError(env, request ? "malformed request signature" : "malformed event signature");
+  }
+  return message;
+}
+
+void CheckCall(Napi::Env env, const wl_interface* iface, const wl_message& message,
+               const MessageShape& shape, uint32_t version, const char* holder,
+               const Napi::Array& values) {
+  if (version != 0 && static_cast<uint32_t>(shape.since) > version) {
+    throw PlainError(env,
+                     std::string(iface->name) + "." + message.name + " needs version " +
+                         std::to_string(shape.since) + ", the " + holder + " has version " +
+                         std::to_string(version),
+                     "ERR_WAYLAND_VERSION");
+  }
+  if (values.Length() != static_cast<uint32_t>(shape.count)) {
+    ThrowTypeError(env, std::string(iface->name) + "." + message.name + " takes " +
+                            std::to_string(shape.count) + " arguments, got " +
+                            std::to_string(values.Length()));
+  }
+}
+
+void EncodeArgs(Napi::Env env, const wl_interface* iface, const wl_message& message,
+                const MessageShape& shape, const Napi::Array& values, ArgStorage& storage,
+                wl_argument* args, const ObjectEncoder& encodeObject) {
+  for (int i = 0; i < shape.count; i++) {
+    const ArgSpec& spec = shape.args[i];
+    Napi::Value value = values.Get(i);
+    std::string what =
+        std::string(iface->name) + "." + message.name + " argument " + std::to_string(i);
+    if (spec.type == 'o' && spec.nullable && (value.IsNull() || value.IsUndefined())) {
+      args[i].o = nullptr;
+    } else if (spec.type == 'o' || spec.type == 'n') {
+      encodeObject(spec, value, what, &args[i]);
+    } else {
+      EncodeScalar(env, spec, value, what, storage, &args[i]);
+    }
+  }
+}
+
+void DeliverMessage(Napi::Env env, const Napi::Function& dispatch, const Napi::Value& self,
+                    uint32_t opcode, const MessageShape& shape, const wl_argument* args,
+                    const ObjectDecoder& decodeObject,
+                    const std::function<void(const Napi::Error&)>& onError) {
+  bool delivered = false;
+  try {
+    Napi::Array values = Napi::Array::New(env, shape.count);
+    for (int i = 0; i < shape.count; i++) {
+      const ArgSpec& spec = shape.args[i];
+      bool object = spec.type == 'o' || spec.type == 'n';
+      values.Set(i, object ? decodeObject(spec, args[i]) : DecodeScalar(env, spec, args[i]));
+    }
+    delivered = true;
+    dispatch.Call(self, {Napi::Number::New(env, opcode), values});
+  } catch (const Napi::Error& error) {
+    if (!delivered) CloseReceivedFds(shape, args);
+    onError(error);
+  }
+}
+
+int StartLoopHandles(uv_loop_t* loop, int fd, void* data, uv_poll_cb onPoll,
+                     uv_prepare_cb onPrepare, uv_poll_t** poll, uv_prepare_t** prepare) {
+  auto* newPoll = new uv_poll_t;
+  int status = uv_poll_init(loop, newPoll, fd);
+  if (status != 0) {
+    delete newPoll;
+    return status;
+  }
+  newPoll->data = data;
+  uv_poll_start(newPoll, UV_READABLE, onPoll);
+  auto* newPrepare = new uv_prepare_t;
+  uv_prepare_init(loop, newPrepare);
+  newPrepare->data = data;
+  uv_prepare_start(newPrepare, onPrepare);
+  *poll = newPoll;
+  *prepare = newPrepare;
+  return 0;
+}
+
 EnvState& StateOf(Napi::Env env) {
   std::lock_guard<std::mutex> lock(envMutex);
   auto& states = EnvStates();

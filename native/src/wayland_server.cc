@@ -65,12 +65,6 @@ ResourceData* DataOf(wl_resource* resource) {
   return wl_container_of(listener, data, destroyListener);
 }
 
-Napi::Error PlainError(Napi::Env env, const std::string& message, const char* code) {
-  Napi::Error error = Napi::Error::New(env, message);
-  error.Set("code", Napi::String::New(env, code));
-  return error;
-}
-
 // ---------------------------------------------------------------------------------------------
 
 class ServerDisplay : public Napi::ObjectWrap<ServerDisplay> {
@@ -469,31 +463,17 @@ int Dispatch(const void* /*implementation*/, void* target, uint32_t opcode,
                       std::to_string(wl_resource_get_id(resource)) + "." + message->name;
   Napi::Function dispatch = data->dispatch.Value();
   Napi::Value self = data->wrapper.Value();
-  bool delivered = false;
-  try {
-    Napi::Array values = Napi::Array::New(env, shape.count);
-    for (int i = 0; i < shape.count; i++) {
-      const ArgSpec& spec = shape.args[i];
-      Napi::Value value;
-      if (spec.type == 'o') {
-        auto* object = static_cast<wl_resource*>(static_cast<void*>(args[i].o));
+  DeliverMessage(
+      env, dispatch, self, opcode, shape, args,
+      [&](const ArgSpec& spec, const wl_argument& arg) -> Napi::Value {
+        if (spec.type == 'n') return Napi::Number::New(env, arg.n);
+        auto* object = static_cast<wl_resource*>(static_cast<void*>(arg.o));
         ResourceData* objectData = object != nullptr ? DataOf(object) : nullptr;
-        value = objectData != nullptr && !objectData->wrapper.IsEmpty()
-                    ? Napi::Value(objectData->wrapper.Value())
-                    : env.Null();
-      } else if (spec.type == 'n') {
-        value = Napi::Number::New(env, args[i].n);
-      } else {
-        value = DecodeScalar(env, spec, args[i]);
-      }
-      values.Set(i, value);
-    }
-    delivered = true;
-    dispatch.Call(self, {Napi::Number::New(env, opcode), values});
-  } catch (const Napi::Error& error) {
-    if (!delivered) CloseReceivedFds(shape, args);
-    display->HandlerFailed(error, client, true, where);
-  }
+        return objectData != nullptr && !objectData->wrapper.IsEmpty()
+                   ? Napi::Value(objectData->wrapper.Value())
+                   : env.Null();
+      },
+      [&](const Napi::Error& error) { display->HandlerFailed(error, client, true, where); });
   return 0;
 }
 
@@ -555,21 +535,13 @@ ServerDisplay::ServerDisplay(const Napi::CallbackInfo& info) : ObjectWrap(info) 
   clientCreated_.notify = OnClientCreated;
   wl_display_add_client_created_listener(display_, &clientCreated_);
 
-  poll_ = new uv_poll_t;
-  int status = uv_poll_init(uvLoop, poll_, wl_event_loop_get_fd(loop_));
+  int status = StartLoopHandles(uvLoop, wl_event_loop_get_fd(loop_), this, OnPoll, OnPrepare,
+                                &poll_, &prepare_);
   if (status != 0) {
-    delete poll_;
-    poll_ = nullptr;
     wl_display_destroy(display_);
     display_ = nullptr;
     ThrowErrno(env, "uv_poll_init", -status);
   }
-  poll_->data = this;
-  uv_poll_start(poll_, UV_READABLE, OnPoll);
-  prepare_ = new uv_prepare_t;
-  uv_prepare_init(uvLoop, prepare_);
-  prepare_->data = this;
-  uv_prepare_start(prepare_, OnPrepare);
 
   asyncContext_ = std::make_unique<Napi::AsyncContext>(env, "guestfb.wl_display");
   self_ = Napi::Persistent(info.This().As<Napi::Object>());
@@ -842,53 +814,28 @@ Napi::Value ResourceWrap::PostEvent(const Napi::CallbackInfo& info) {
   if (data_ == nullptr) return env.Undefined();
   wl_resource* resource = data_->resource;
   const wl_interface* iface = data_->iface;
-  if (opcode >= static_cast<uint32_t>(iface->event_count)) {
-    ThrowRangeError(env, std::string(iface->name) + " has no event " + std::to_string(opcode));
-  }
-  const wl_message& message = iface->events[opcode];
   MessageShape shape;
-  if (!ParseMessage(message, &shape)) ThrowTypeError(env, "malformed event signature");
-  if (shape.since > version_) {
-    throw PlainError(env,
-                     std::string(iface->name) + "." + message.name + " needs version " +
-                         std::to_string(shape.since) + ", the resource has version " +
-                         std::to_string(version_),
-                     "ERR_WAYLAND_VERSION");
-  }
+  const wl_message& message = MessageAt(env, iface, false, opcode, &shape);
   Napi::Array values = info[1].As<Napi::Array>();
-  if (values.Length() != static_cast<uint32_t>(shape.count)) {
-    ThrowTypeError(env, std::string(iface->name) + "." + message.name + " takes " +
-                            std::to_string(shape.count) + " arguments, got " +
-                            std::to_string(values.Length()));
-  }
+  CheckCall(env, iface, message, shape, static_cast<uint32_t>(version_), "resource", values);
   wl_argument args[kMaxArgs];
   ArgStorage storage;
   wl_client* client = wl_resource_get_client(resource);
-  for (int i = 0; i < shape.count; i++) {
-    const ArgSpec& spec = shape.args[i];
-    Napi::Value value = values.Get(i);
-    std::string what =
-        std::string(iface->name) + "." + message.name + " argument " + std::to_string(i);
-    if (spec.type == 'o' || spec.type == 'n') {
-      if ((value.IsNull() || value.IsUndefined()) && spec.type == 'o' && spec.nullable) {
-        args[i].o = nullptr;
-        continue;
-      }
-      ResourceData* object = ResourceArg(env, value, what);
-      if (object == nullptr) ThrowTypeError(env, what + " is a destroyed resource");
-      if (wl_resource_get_client(object->resource) != client) {
-        ThrowTypeError(env, what + " belongs to another client");
-      }
-      if (spec.iface != nullptr &&
-          strcmp(spec.iface->name, wl_resource_get_class(object->resource)) != 0) {
-        ThrowTypeError(env, what + " must be a " + spec.iface->name + ", got " +
-                                wl_resource_get_class(object->resource));
-      }
-      args[i].o = reinterpret_cast<wl_object*>(object->resource);
-    } else {
-      EncodeScalar(env, spec, value, what, storage, &args[i]);
-    }
-  }
+  EncodeArgs(env, iface, message, shape, values, storage, args,
+             [&](const ArgSpec& spec, const Napi::Value& value, const std::string& what,
+                 wl_argument* out) {
+               ResourceData* object = ResourceArg(env, value, what);
+               if (object == nullptr) ThrowTypeError(env, what + " is a destroyed resource");
+               if (wl_resource_get_client(object->resource) != client) {
+                 ThrowTypeError(env, what + " belongs to another client");
+               }
+               if (spec.iface != nullptr &&
+                   strcmp(spec.iface->name, wl_resource_get_class(object->resource)) != 0) {
+                 ThrowTypeError(env, what + " must be a " + spec.iface->name + ", got " +
+                                         wl_resource_get_class(object->resource));
+               }
+               out->o = reinterpret_cast<wl_object*>(object->resource);
+             });
   wl_resource_post_event_array(resource, opcode, args);
   return env.Undefined();
 }
