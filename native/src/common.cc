@@ -46,4 +46,26 @@ int FdArg(const Napi::Value& value, const char* what) {
   return static_cast<int>(number);
 }
 
+uint32_t Uint32Arg(const Napi::Value& value, const char* what) {
+  Napi::Env env = value.Env();
+  if (!value.IsNumber()) ThrowTypeError(env, std::string(what) + " must be a number");
+  double number = value.As<Napi::Number>().DoubleValue();
+  if (!(number >= 0 && number <= 4294967295.0) || number != static_cast<uint32_t>(number)) {
+    ThrowRangeError(env, std::string(what) + " must be an integer in uint32 range");
+  }
+  return static_cast<uint32_t>(number);
+}
+
+uint64_t SizeArg(const Napi::Value& value, const char* what) {
+  constexpr double kMaxSafeInteger = 9007199254740991.0;
+  Napi::Env env = value.Env();
+  if (!value.IsNumber()) ThrowTypeError(env, std::string(what) + " must be a number");
+  double number = value.As<Napi::Number>().DoubleValue();
+  if (!(number >= 0 && number <= kMaxSafeInteger) ||
+      number != static_cast<double>(static_cast<uint64_t>(number))) {
+    ThrowRangeError(env, std::string(what) + " must be a non-negative safe integer");
+  }
+  return static_cast<uint64_t>(number);
+}
+
 }  // namespace guestfb

@@ -24,6 +24,12 @@ const char* ErrnoName(int err);
 // Reads an fd argument: a non-negative int32.
 int FdArg(const Napi::Value& value, const char* what);
 
+// Reads a uint32 number argument (ids, versions, opcodes, flags).
+uint32_t Uint32Arg(const Napi::Value& value, const char* what);
+
+// Reads a non-negative safe integer number argument (offsets, sizes, positions).
+uint64_t SizeArg(const Napi::Value& value, const char* what);
+
 // Each module registers its functions on `exports`.
 void InitWaylandInterfaces(Napi::Env env, Napi::Object exports);
 void InitWaylandServer(Napi::Env env, Napi::Object exports);

@@ -26,15 +26,6 @@ namespace {
   ThrowErrno(env, call, err);
 }
 
-uint32_t U32Arg(const Napi::Value& value, const char* what) {
-  Napi::Env env = value.Env();
-  if (!value.IsNumber()) ThrowTypeError(env, std::string(what) + " must be a number");
-  double number = value.As<Napi::Number>().DoubleValue();
-  if (!(number >= 0 && number <= 4294967295.0) || number != static_cast<uint32_t>(number))
-    ThrowRangeError(env, std::string(what) + " must be a 32-bit unsigned integer");
-  return static_cast<uint32_t>(number);
-}
-
 uint64_t U64Arg(const Napi::Value& value, const char* what) {
   Napi::Env env = value.Env();
   if (value.IsBigInt()) {
@@ -44,10 +35,7 @@ uint64_t U64Arg(const Napi::Value& value, const char* what) {
     return result;
   }
   if (!value.IsNumber()) ThrowTypeError(env, std::string(what) + " must be a bigint or number");
-  double number = value.As<Napi::Number>().DoubleValue();
-  if (!(number >= 0 && number <= 9007199254740991.0) || number != static_cast<uint64_t>(number))
-    ThrowRangeError(env, std::string(what) + " must be a non-negative safe integer");
-  return static_cast<uint64_t>(number);
+  return SizeArg(value, what);
 }
 
 Napi::Array U32Array(Napi::Env env, const uint32_t* values, int count) {
@@ -98,7 +86,7 @@ Napi::Value GetVersion(const Napi::CallbackInfo& info) {
 
 Napi::Value SetClientCap(const Napi::CallbackInfo& info) {
   errno = 0;
-  int result = drmSetClientCap(FdArg(info[0], "fd"), U32Arg(info[1], "capability"),
+  int result = drmSetClientCap(FdArg(info[0], "fd"), Uint32Arg(info[1], "capability"),
                                U64Arg(info[2], "value"));
   if (result != 0) ThrowDrm(info.Env(), "drmSetClientCap", result);
   return info.Env().Undefined();
@@ -107,7 +95,7 @@ Napi::Value SetClientCap(const Napi::CallbackInfo& info) {
 Napi::Value GetCap(const Napi::CallbackInfo& info) {
   uint64_t value = 0;
   errno = 0;
-  int result = drmGetCap(FdArg(info[0], "fd"), U32Arg(info[1], "capability"), &value);
+  int result = drmGetCap(FdArg(info[0], "fd"), Uint32Arg(info[1], "capability"), &value);
   if (result != 0) ThrowDrm(info.Env(), "drmGetCap", result);
   return Napi::BigInt::New(info.Env(), value);
 }
@@ -136,7 +124,7 @@ Napi::Value GetConnector(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   errno = 0;
   DrmPtr<drmModeConnector, drmModeFreeConnector> connector(
-      drmModeGetConnector(FdArg(info[0], "fd"), U32Arg(info[1], "connectorId")));
+      drmModeGetConnector(FdArg(info[0], "fd"), Uint32Arg(info[1], "connectorId")));
   if (connector.value == nullptr) ThrowDrm(env, "drmModeGetConnector", -1);
   Napi::Object result = Napi::Object::New(env);
   result.Set("id", connector->connector_id);
@@ -157,7 +145,7 @@ Napi::Value GetEncoder(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   errno = 0;
   DrmPtr<drmModeEncoder, drmModeFreeEncoder> encoder(
-      drmModeGetEncoder(FdArg(info[0], "fd"), U32Arg(info[1], "encoderId")));
+      drmModeGetEncoder(FdArg(info[0], "fd"), Uint32Arg(info[1], "encoderId")));
   if (encoder.value == nullptr) ThrowDrm(env, "drmModeGetEncoder", -1);
   Napi::Object result = Napi::Object::New(env);
   result.Set("id", encoder->encoder_id);
@@ -172,7 +160,7 @@ Napi::Value GetCrtc(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   errno = 0;
   DrmPtr<drmModeCrtc, drmModeFreeCrtc> crtc(
-      drmModeGetCrtc(FdArg(info[0], "fd"), U32Arg(info[1], "crtcId")));
+      drmModeGetCrtc(FdArg(info[0], "fd"), Uint32Arg(info[1], "crtcId")));
   if (crtc.value == nullptr) ThrowDrm(env, "drmModeGetCrtc", -1);
   Napi::Object result = Napi::Object::New(env);
   result.Set("id", crtc->crtc_id);
@@ -200,7 +188,7 @@ Napi::Value GetPlane(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   errno = 0;
   DrmPtr<drmModePlane, drmModeFreePlane> plane(
-      drmModeGetPlane(FdArg(info[0], "fd"), U32Arg(info[1], "planeId")));
+      drmModeGetPlane(FdArg(info[0], "fd"), Uint32Arg(info[1], "planeId")));
   if (plane.value == nullptr) ThrowDrm(env, "drmModeGetPlane", -1);
   Napi::Object result = Napi::Object::New(env);
   result.Set("id", plane->plane_id);
@@ -215,7 +203,7 @@ Napi::Value GetObjectProperties(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   errno = 0;
   DrmPtr<drmModeObjectProperties, drmModeFreeObjectProperties> props(drmModeObjectGetProperties(
-      FdArg(info[0], "fd"), U32Arg(info[1], "objectId"), U32Arg(info[2], "objectType")));
+      FdArg(info[0], "fd"), Uint32Arg(info[1], "objectId"), Uint32Arg(info[2], "objectType")));
   if (props.value == nullptr) ThrowDrm(env, "drmModeObjectGetProperties", -1);
   Napi::Array ids = U32Array(env, props->props, static_cast<int>(props->count_props));
   Napi::Array values = Napi::Array::New(env, props->count_props);
@@ -231,7 +219,7 @@ Napi::Value GetProperty(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   errno = 0;
   DrmPtr<drmModePropertyRes, drmModeFreeProperty> prop(
-      drmModeGetProperty(FdArg(info[0], "fd"), U32Arg(info[1], "propertyId")));
+      drmModeGetProperty(FdArg(info[0], "fd"), Uint32Arg(info[1], "propertyId")));
   if (prop.value == nullptr) ThrowDrm(env, "drmModeGetProperty", -1);
   Napi::Object result = Napi::Object::New(env);
   result.Set("id", prop->prop_id);
@@ -257,7 +245,7 @@ Napi::Value GetPropertyBlob(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   errno = 0;
   DrmPtr<drmModePropertyBlobRes, drmModeFreePropertyBlob> blob(
-      drmModeGetPropertyBlob(FdArg(info[0], "fd"), U32Arg(info[1], "blobId")));
+      drmModeGetPropertyBlob(FdArg(info[0], "fd"), Uint32Arg(info[1], "blobId")));
   if (blob.value == nullptr) ThrowDrm(env, "drmModeGetPropertyBlob", -1);
   return Bytes(env, blob->data, blob->length);
 }
@@ -278,7 +266,7 @@ Napi::Value CreatePropertyBlob(const Napi::CallbackInfo& info) {
 
 Napi::Value DestroyPropertyBlob(const Napi::CallbackInfo& info) {
   errno = 0;
-  int result = drmModeDestroyPropertyBlob(FdArg(info[0], "fd"), U32Arg(info[1], "blobId"));
+  int result = drmModeDestroyPropertyBlob(FdArg(info[0], "fd"), Uint32Arg(info[1], "blobId"));
   if (result != 0) ThrowDrm(info.Env(), "drmModeDestroyPropertyBlob", result);
   return info.Env().Undefined();
 }
@@ -294,7 +282,7 @@ Napi::Value PrimeFdToHandle(const Napi::CallbackInfo& info) {
 Napi::Value PrimeHandleToFd(const Napi::CallbackInfo& info) {
   int prime_fd = -1;
   errno = 0;
-  int result = drmPrimeHandleToFD(FdArg(info[0], "fd"), U32Arg(info[1], "handle"),
+  int result = drmPrimeHandleToFD(FdArg(info[0], "fd"), Uint32Arg(info[1], "handle"),
                                   DRM_CLOEXEC | DRM_RDWR, &prime_fd);
   if (result != 0) ThrowDrm(info.Env(), "drmPrimeHandleToFD", result);
   return Napi::Number::New(info.Env(), prime_fd);
@@ -302,7 +290,7 @@ Napi::Value PrimeHandleToFd(const Napi::CallbackInfo& info) {
 
 Napi::Value GemClose(const Napi::CallbackInfo& info) {
   drm_gem_close request = {};
-  request.handle = U32Arg(info[1], "handle");
+  request.handle = Uint32Arg(info[1], "handle");
   errno = 0;
   int result = drmIoctl(FdArg(info[0], "fd"), DRM_IOCTL_GEM_CLOSE, &request);
   if (result != 0) ThrowDrm(info.Env(), "ioctl(DRM_IOCTL_GEM_CLOSE)", result);
@@ -314,7 +302,7 @@ void Plane4(const Napi::Value& value, const char* what, uint32_t out[4]) {
   if (!value.IsArray()) ThrowTypeError(value.Env(), std::string(what) + " must be an array");
   Napi::Array array = value.As<Napi::Array>();
   if (array.Length() > 4) ThrowRangeError(value.Env(), std::string(what) + " has more than 4");
-  for (uint32_t i = 0; i < 4; i++) out[i] = i < array.Length() ? U32Arg(array.Get(i), what) : 0;
+  for (uint32_t i = 0; i < 4; i++) out[i] = i < array.Length() ? Uint32Arg(array.Get(i), what) : 0;
 }
 
 Napi::Value AddFb2(const Napi::CallbackInfo& info) {
@@ -339,8 +327,8 @@ Napi::Value AddFb2(const Napi::CallbackInfo& info) {
   uint32_t id = 0;
   errno = 0;
   int result = drmModeAddFB2WithModifiers(
-      fd, U32Arg(fb.Get("width"), "width"), U32Arg(fb.Get("height"), "height"),
-      U32Arg(fb.Get("format"), "format"), handles, pitches, offsets,
+      fd, Uint32Arg(fb.Get("width"), "width"), Uint32Arg(fb.Get("height"), "height"),
+      Uint32Arg(fb.Get("format"), "format"), handles, pitches, offsets,
       (flags & DRM_MODE_FB_MODIFIERS) != 0 ? modifiers : nullptr, &id, flags);
   if (result != 0) ThrowDrm(env, "drmModeAddFB2WithModifiers", result);
   return Napi::Number::New(env, id);
@@ -348,7 +336,7 @@ Napi::Value AddFb2(const Napi::CallbackInfo& info) {
 
 Napi::Value RmFb(const Napi::CallbackInfo& info) {
   errno = 0;
-  int result = drmModeRmFB(FdArg(info[0], "fd"), U32Arg(info[1], "fbId"));
+  int result = drmModeRmFB(FdArg(info[0], "fd"), Uint32Arg(info[1], "fbId"));
   if (result != 0) ThrowDrm(info.Env(), "drmModeRmFB", result);
   return info.Env().Undefined();
 }
@@ -368,7 +356,7 @@ Napi::Value AtomicCommit(const Napi::CallbackInfo& info) {
   Napi::Array values = info[3].As<Napi::Array>();
   if (objects.Length() != props.Length() || objects.Length() != values.Length())
     ThrowRangeError(env, "objectIds, propertyIds and values differ in length");
-  uint32_t flags = U32Arg(info[4], "flags");
+  uint32_t flags = Uint32Arg(info[4], "flags");
   uint64_t user_data = info[5].IsUndefined() ? 0 : U64Arg(info[5], "userData");
   std::vector<std::pair<uint32_t, uint32_t>> fence_props;
   if (!info[6].IsUndefined()) {
@@ -377,15 +365,15 @@ Napi::Value AtomicCommit(const Napi::CallbackInfo& info) {
     for (uint32_t i = 0; i < fences.Length(); i++) {
       if (!fences.Get(i).IsObject()) ThrowTypeError(env, "an out fence is {objectId, propertyId}");
       Napi::Object fence = fences.Get(i).As<Napi::Object>();
-      fence_props.emplace_back(U32Arg(fence.Get("objectId"), "objectId"),
-                               U32Arg(fence.Get("propertyId"), "propertyId"));
+      fence_props.emplace_back(Uint32Arg(fence.Get("objectId"), "objectId"),
+                               Uint32Arg(fence.Get("propertyId"), "propertyId"));
     }
   }
   DrmPtr<drmModeAtomicReq, FreeAtomic> request(drmModeAtomicAlloc());
   if (request.value == nullptr) ThrowErrno(env, "drmModeAtomicAlloc", ENOMEM);
   for (uint32_t i = 0; i < objects.Length(); i++) {
-    int added = drmModeAtomicAddProperty(request.value, U32Arg(objects.Get(i), "objectId"),
-                                         U32Arg(props.Get(i), "propertyId"),
+    int added = drmModeAtomicAddProperty(request.value, Uint32Arg(objects.Get(i), "objectId"),
+                                         Uint32Arg(props.Get(i), "propertyId"),
                                          U64Arg(values.Get(i), "value"));
     if (added < 0) ThrowErrno(env, "drmModeAtomicAddProperty", -added);
   }
@@ -418,9 +406,9 @@ Napi::Value AtomicCommit(const Napi::CallbackInfo& info) {
 Napi::Value CreateDumb(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   drm_mode_create_dumb request = {};
-  request.width = U32Arg(info[1], "width");
-  request.height = U32Arg(info[2], "height");
-  request.bpp = U32Arg(info[3], "bpp");
+  request.width = Uint32Arg(info[1], "width");
+  request.height = Uint32Arg(info[2], "height");
+  request.bpp = Uint32Arg(info[3], "bpp");
   errno = 0;
   int result = drmIoctl(FdArg(info[0], "fd"), DRM_IOCTL_MODE_CREATE_DUMB, &request);
   if (result != 0) ThrowDrm(env, "ioctl(DRM_IOCTL_MODE_CREATE_DUMB)", result);
@@ -433,7 +421,7 @@ Napi::Value CreateDumb(const Napi::CallbackInfo& info) {
 
 Napi::Value MapDumb(const Napi::CallbackInfo& info) {
   drm_mode_map_dumb request = {};
-  request.handle = U32Arg(info[1], "handle");
+  request.handle = Uint32Arg(info[1], "handle");
   errno = 0;
   int result = drmIoctl(FdArg(info[0], "fd"), DRM_IOCTL_MODE_MAP_DUMB, &request);
   if (result != 0) ThrowDrm(info.Env(), "ioctl(DRM_IOCTL_MODE_MAP_DUMB)", result);
@@ -442,7 +430,7 @@ Napi::Value MapDumb(const Napi::CallbackInfo& info) {
 
 Napi::Value DestroyDumb(const Napi::CallbackInfo& info) {
   drm_mode_destroy_dumb request = {};
-  request.handle = U32Arg(info[1], "handle");
+  request.handle = Uint32Arg(info[1], "handle");
   errno = 0;
   int result = drmIoctl(FdArg(info[0], "fd"), DRM_IOCTL_MODE_DESTROY_DUMB, &request);
   if (result != 0) ThrowDrm(info.Env(), "ioctl(DRM_IOCTL_MODE_DESTROY_DUMB)", result);
@@ -450,7 +438,7 @@ Napi::Value DestroyDumb(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value FormatName(const Napi::CallbackInfo& info) {
-  std::unique_ptr<char, decltype(&free)> name(drmGetFormatName(U32Arg(info[0], "format")), free);
+  std::unique_ptr<char, decltype(&free)> name(drmGetFormatName(Uint32Arg(info[0], "format")), free);
   if (name == nullptr) ThrowErrno(info.Env(), "drmGetFormatName", ENOMEM);
   return Napi::String::New(info.Env(), name.get());
 }

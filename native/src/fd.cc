@@ -28,22 +28,10 @@
 namespace guestfb {
 namespace {
 
-constexpr double kMaxSafeInteger = 9007199254740991.0;
 // Fds accepted per received message; more means a hostile or confused peer.
 constexpr size_t kMaxReceivedFds = 32;
 constexpr size_t kMaxSentFds = 253;  // SCM_MAX_FD
 constexpr size_t kMaxRecvBytes = 1 << 24;
-
-// A non-negative safe integer (offsets, sizes, positions).
-uint64_t SizeArg(const Napi::Value& value, const char* what) {
-  Napi::Env env = value.Env();
-  if (!value.IsNumber()) ThrowTypeError(env, std::string(what) + " must be a number");
-  double number = value.As<Napi::Number>().DoubleValue();
-  if (!(number >= 0 && number <= kMaxSafeInteger) ||
-      number != static_cast<double>(static_cast<uint64_t>(number)))
-    ThrowRangeError(env, std::string(what) + " must be a non-negative safe integer");
-  return static_cast<uint64_t>(number);
-}
 
 bool BoolArg(const Napi::Value& value, bool fallback) {
   if (value.IsUndefined()) return fallback;

@@ -141,7 +141,4 @@ Napi::Error PlainError(Napi::Env env, const std::string& message, const char* co
 // Reads an interface name argument and returns its defined table; throws if unknown.
 const wl_interface* InterfaceArg(const Napi::Value& value, const char* what);
 
-// Reads a non-negative uint32 argument (versions, ids, opcodes).
-uint32_t Uint32Arg(const Napi::Value& value, const char* what);
-
 }  // namespace guestfb::wayland

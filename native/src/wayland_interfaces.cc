@@ -546,16 +546,6 @@ const wl_interface* InterfaceArg(const Napi::Value& value, const char* what) {
   return iface;
 }
 
-uint32_t Uint32Arg(const Napi::Value& value, const char* what) {
-  Napi::Env env = value.Env();
-  if (!value.IsNumber()) ThrowTypeError(env, std::string(what) + " must be a number");
-  double number = value.As<Napi::Number>().DoubleValue();
-  if (std::trunc(number) != number || number < 0 || number > 4294967295.0) {
-    ThrowRangeError(env, std::string(what) + " must be an integer in uint32 range");
-  }
-  return static_cast<uint32_t>(number);
-}
-
 }  // namespace guestfb::wayland
 
 namespace guestfb {
