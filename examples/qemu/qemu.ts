@@ -19,6 +19,7 @@ import {
 
 export { ensureGuest, type GuestImage } from './guest-image.js';
 import type { GuestImage } from './guest-image.js';
+import { missingLibraries as missingSharedLibraries } from './ldd.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -91,15 +92,7 @@ export async function missingLibraries(tier: QemuTier): Promise<string[]> {
       files.push(path.join(tier.moduleDir, name));
     }
   }
-  const missing: string[] = [];
-  for (const file of files) {
-    const { stdout } = await execFileAsync('ldd', [file], { env: qemuEnv(tier) });
-    for (const line of stdout.split('\n')) {
-      const match = /^\s*(\S+) => not found/.exec(line);
-      if (match) missing.push(`${path.basename(file)}: ${match[1]}`);
-    }
-  }
-  return missing;
+  return missingSharedLibraries(files, qemuEnv(tier));
 }
 
 /**
