@@ -19,15 +19,36 @@ import {
 } from '../../examples/qemu/qemu.js';
 import { comparePattern, decodeCounter, type RgbImage } from '../../examples/guest/pattern.js';
 import { QmpClient, screendump } from '../../examples/qemu/qmp.js';
-import { createCompositor } from '../../examples/compositor/index.js';
+import { createCompositor, type Compositor } from '../../examples/compositor/index.js';
 import { decodePng } from '../../examples/compositor/render/screenshot.js';
 import { createGuestfbPlugin, type GuestfbPlugin } from '../../plugin/index.js';
 import { createSharedBarSource, Field } from '../../plugin/sources/shared-bar/index.js';
+import type { FramebufferSource } from '../../plugin/sources/types.js';
 
 const width = 640;
 const height = 480;
 const frames = 40;
 const OUTPUT = 'HEADLESS-1';
+
+/** A headless compositor of the given size with guestfb loaded on `source` (window "vm"). */
+async function showInCompositor(
+  source: FramebufferSource,
+  logs: string[],
+  outputWidth: number,
+  outputHeight: number,
+): Promise<{ compositor: Compositor; plugin: GuestfbPlugin }> {
+  const compositor = createCompositor({
+    outputs: [{ name: OUTPUT, width: outputWidth, height: outputHeight, refreshMhz: 60000 }],
+    socket: false,
+    log: () => undefined,
+  });
+  const plugin = createGuestfbPlugin({
+    sources: [{ name: 'vm', source }],
+    log: (line) => logs.push(line),
+  });
+  assert.equal(await compositor.use(plugin), true, logs.join('; '));
+  return { compositor, plugin };
+}
 
 let tier: QemuTier;
 let guest: GuestImage;
@@ -77,16 +98,7 @@ test('QEMU 10 ivshmem-doorbell on guestfb: barwriter pattern pixel-exact in the 
   const logs: string[] = [];
   const socketPath = path.join(workDir, 'ivshmem.sock');
   const source = createSharedBarSource({ ivshmemSocket: socketPath, log: (m) => logs.push(m) });
-  const compositor = createCompositor({
-    outputs: [{ name: OUTPUT, width, height, refreshMhz: 60000 }],
-    socket: false,
-    log: () => undefined,
-  });
-  const plugin = createGuestfbPlugin({
-    sources: [{ name: 'vm', source }],
-    log: (line) => logs.push(line),
-  });
-  assert.equal(await compositor.use(plugin), true, logs.join('; '));
+  const { compositor, plugin } = await showInCompositor(source, logs, width, height);
   const qemu = bootGuest(tier, guest, {
     ivshmemSocket: socketPath,
     gpuDevice: 'none',
@@ -181,16 +193,7 @@ test('QEMU 10 ivshmem-plain on a guestfb memfd (/proc/PID/fd): polled frames, pi
   const baselineFds = fd.openFdCount();
   const logs: string[] = [];
   const source = createSharedBarSource({ barSize: 16 * 1024 * 1024, log: (m) => logs.push(m) });
-  const compositor = createCompositor({
-    outputs: [{ name: OUTPUT, width, height, refreshMhz: 60000 }],
-    socket: false,
-    log: () => undefined,
-  });
-  const plugin = createGuestfbPlugin({
-    sources: [{ name: 'vm', source }],
-    log: (line) => logs.push(line),
-  });
-  assert.equal(await compositor.use(plugin), true, logs.join('; '));
+  const { compositor, plugin } = await showInCompositor(source, logs, width, height);
   const plainFrames = 5;
   const qemu = bootGuest(tier, guest, {
     gpuDevice: 'none',
@@ -242,16 +245,7 @@ test('barwriter --mirror /dev/fb0: the guest console through the BAR equals QEMU
   const qmpSocket = path.join(workDir, 'mirror-qmp.sock');
   const [consoleWidth, consoleHeight] = [1280, 800];
   const source = createSharedBarSource({ ivshmemSocket: socketPath, log: (m) => logs.push(m) });
-  const compositor = createCompositor({
-    outputs: [{ name: OUTPUT, width: consoleWidth, height: consoleHeight, refreshMhz: 60000 }],
-    socket: false,
-    log: () => undefined,
-  });
-  const plugin = createGuestfbPlugin({
-    sources: [{ name: 'vm', source }],
-    log: (line) => logs.push(line),
-  });
-  assert.equal(await compositor.use(plugin), true, logs.join('; '));
+  const { compositor, plugin } = await showInCompositor(source, logs, consoleWidth, consoleHeight);
   // QEMU's own virtio-gpu-pci drives fbcon; barwriter mirrors /dev/fb0 into guestfb's BAR.
   const qemu = bootGuest(tier, guest, {
     ivshmemSocket: socketPath,
