@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadOrder } from '../vm/kernel-tier.js';
+import { pathsUnderTmp } from '../vm/harness.js';
 
 test('loadOrder puts every module after its dependencies, once', () => {
   // modules.dep lists dependencies so that the last one loads first.
@@ -21,4 +22,12 @@ test('loadOrder puts every module after its dependencies, once', () => {
     'overlay',
   ]);
   assert.throws(() => loadOrder(['missing'], modules), /not in modules.dep/);
+});
+
+test('paths under /tmp are carried into the guest, outermost only', () => {
+  assert.deepEqual(
+    pathsUnderTmp(['/tmp/ci.x/repo', '/tmp/ci.x/repo/sub', '/home/u/.cache/guestfb', '/tmp/c/']),
+    ['/tmp/ci.x/repo', '/tmp/c'],
+  );
+  assert.deepEqual(pathsUnderTmp(['/tmp', '/tmpfoo/x', '/work/repo']), []);
 });

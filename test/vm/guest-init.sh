@@ -80,7 +80,23 @@ mount -t devtmpfs devtmpfs $root/dev || fail "mounting /dev failed"
 mkdir -p $root/dev/shm $root/dev/pts $root/tmp $root/run
 mount -t tmpfs -o mode=1777 shm $root/dev/shm
 mount -t devpts devpts $root/dev/pts
+# Host paths under /tmp that the command needs (a checkout or cache there) keep their place
+# over the guest's fresh /tmp: set aside before the tmpfs covers them, moved back after.
+kept=0
+while read -r keep; do
+  [ -n "$keep" ] || continue
+  kept=$((kept + 1))
+  mkdir -p /mnt/keep$kept
+  mount --bind "$root$keep" /mnt/keep$kept || fail "keeping $keep visible failed"
+done <"$host_run/keep"
 mount -t tmpfs -o mode=1777 tmp $root/tmp || fail "mounting /tmp failed"
+kept=0
+while read -r keep; do
+  [ -n "$keep" ] || continue
+  kept=$((kept + 1))
+  mkdir -p "$root$keep"
+  mount -o move /mnt/keep$kept "$root$keep" || fail "putting back $keep failed"
+done <"$host_run/keep"
 mount -t tmpfs -o mode=0755 run $root/run || fail "mounting /run failed"
 mount -t debugfs debugfs $root/sys/kernel/debug 2>/dev/null
 mkdir -p $root/run/guestfb/host $root/tmp/guestfb-home

@@ -20,7 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import { fileURLToPath } from 'node:url';
-import { ensureKernelTier, type KernelTier } from './kernel-tier.js';
+import { ensureKernelTier, kernelCacheDir, type KernelTier } from './kernel-tier.js';
 import { tail } from './process.js';
 
 export { ensureKernelTier, kernelCacheDir, type KernelTier } from './kernel-tier.js';
@@ -124,6 +124,19 @@ function guestEnvironment(extra: Record<string, string> | undefined): Record<str
     env[name] = value;
   }
   return env;
+}
+
+/**
+ * The paths among `paths` that lie under /tmp, outermost only: the guest mounts a fresh /tmp,
+ * so these are carried over to keep the checkout and the cache visible at their own paths.
+ */
+export function pathsUnderTmp(paths: string[]): string[] {
+  const inside = (child: string, parent: string) =>
+    child === parent || child.startsWith(`${parent}/`);
+  const candidates = [...new Set(paths.map((p) => path.resolve(p)))].filter(
+    (p) => p !== '/tmp' && inside(p, '/tmp'),
+  );
+  return candidates.filter((p) => !candidates.some((other) => other !== p && inside(p, other)));
 }
 
 /** The sh script the guest runs: enter cwd, set the environment, exec the command. */
@@ -285,6 +298,8 @@ export async function runInVm(options: VmRunOptions): Promise<VmRunResult> {
     writeFileSync(path.join(runDir, 'modules'), modules.map((m) => `${m}\n`).join(''));
     writeFileSync(path.join(runDir, 'kernel-release'), `${tier.kernelRelease}\n`);
     writeFileSync(path.join(runDir, 'modules-root'), `${tier.modulesRoot}\n`);
+    const keep = pathsUnderTmp([repoRoot, cwd, path.dirname(kernelCacheDir())]);
+    writeFileSync(path.join(runDir, 'keep'), keep.map((p) => `${p}\n`).join(''));
     for (const name of ['stdout', 'stderr', 'console', 'status'])
       writeFileSync(path.join(runDir, name), '');
     return await boot(qemu, tier, runDir, nonce, memoryMb, timeoutMs, options);
