@@ -7,6 +7,8 @@ function option(name: string): string | undefined {
 }
 
 const cases = Number(option('cases') ?? 2_000_000);
+// A random seed unless one is given: each long run explores new inputs; the seed is printed
+// up front and again on failure so any run can be repeated.
 const seed = Number(
   option('seed') ?? process.env.GUESTFB_FUZZ_SEED ?? (Date.now() ^ (process.pid << 16)) >>> 0,
 );
@@ -28,5 +30,6 @@ try {
   console.log(`ok: ${JSON.stringify(result)} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 } catch (error) {
   console.error(`FAILED (seed ${seed}): ${(error as Error).message}`);
+  console.error(`repeat with: node dist/test/fuzz/virtio-gpu.js --cases ${cases} --seed ${seed}`);
   process.exit(1);
 }

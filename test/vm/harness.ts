@@ -480,7 +480,7 @@ export async function runGuestTestFile(
   relay.end();
   const totals = result.stdout
     .split('\n')
-    .filter((line) => /^ℹ (tests|pass|fail|skipped) /.test(line));
+    .filter((line) => /^ℹ (tests|pass|fail|skipped|todo) /.test(line));
   t.diagnostic(
     `${file} in the VM: ${totals.join(', ') || 'no summary'} (${(result.durationMs / 1000).toFixed(1)} s)`,
   );
@@ -494,5 +494,31 @@ export async function runGuestTestFile(
       `${file} failed in the VM (exit status ${result.status}):\n${testSummary(result)}`,
     );
   }
+  const problem = guestTestVerdict(result.stdout);
+  if (problem !== undefined) {
+    throw new Error(`${file} in the VM: ${problem}:\n${testSummary(result)}`);
+  }
   return result;
+}
+
+/**
+ * Why a guest test run that exited 0 still does not count as passed, or undefined when it does:
+ * node's runner exits 0 when every test was skipped, marked todo or filtered out, and a file
+ * that proves nothing must not pass. Reads the spec reporter's closing totals.
+ */
+export function guestTestVerdict(stdout: string): string | undefined {
+  const counts = new Map<string, number>();
+  for (const line of stdout.split('\n')) {
+    const total = /^ℹ (tests|pass|fail|cancelled|skipped|todo) (\d+)\s*$/.exec(line);
+    if (total) counts.set(total[1], Number(total[2]));
+  }
+  if (!counts.has('tests') || !counts.has('pass'))
+    return "no test totals in the output (the runner's summary is missing)";
+  const count = (name: string): number => counts.get(name) ?? 0;
+  if (count('tests') === 0) return 'no test ran';
+  if (count('skipped') > 0) return `${count('skipped')} test(s) skipped`;
+  if (count('todo') > 0) return `${count('todo')} test(s) marked todo`;
+  if (count('fail') > 0 || count('cancelled') > 0)
+    return `${count('fail')} failed, ${count('cancelled')} cancelled`;
+  return undefined;
 }
