@@ -25,6 +25,7 @@ import type {
   ScanoutInfo,
   SourceResource,
 } from '../../plugin/sources/types.js';
+import { until } from '../helpers/wait.js';
 
 interface Received {
   value: bigint;
@@ -75,11 +76,6 @@ function tick(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
-async function until(what: string, done: () => boolean): Promise<void> {
-  for (let i = 0; i < 5000 && !done(); i++) await new Promise((r) => setTimeout(r, 1));
-  assert.ok(done(), `gave up waiting for ${what}`);
-}
-
 test('BAR sizes: binary units, powers of two only', () => {
   assert.equal(parseSize('64M'), 64 * 1024 * 1024);
   assert.equal(parseSize('1g'), 1024 ** 3);
@@ -110,7 +106,7 @@ test('ivshmem server protocol: version, id, shm fd, eventfds, peer notices, fd b
   });
   const first = new FakePeer(socketPath);
   try {
-    await until('the first client', () => server.peers().length === 1);
+    await until(() => server.peers().length === 1, 'the first client', { intervalMs: 1 });
     const got = first.read(7);
     const values = got.map((m) => Number(m.value));
     // version 0, id 1, -1 + shm, host peer 0 x 2 vectors, own id 1 x 2 vectors
@@ -129,7 +125,7 @@ test('ivshmem server protocol: version, id, shm fd, eventfds, peer notices, fd b
 
     // Ringing guestfb's vector 1 (what QEMU does on a Doorbell write of 0 << 16 | 1).
     fd.eventfdWrite(got[4]!.fd!, 1);
-    await until('the doorbell', () => doorbells.length === 1);
+    await until(() => doorbells.length === 1, 'the doorbell', { intervalMs: 1 });
     assert.deepEqual(doorbells, [1]);
     // guestfb can interrupt the client: its own vector 0 eventfd becomes readable.
     assert.equal(server.ring(1, 0), true);
@@ -139,7 +135,7 @@ test('ivshmem server protocol: version, id, shm fd, eventfds, peer notices, fd b
     // A second client hears about guestfb and the first; the first hears about the second.
     const second = new FakePeer(socketPath);
     try {
-      await until('the second client', () => server.peers().length === 2);
+      await until(() => server.peers().length === 2, 'the second client', { intervalMs: 1 });
       const got2 = second.read(9);
       assert.deepEqual(
         got2.map((m) => Number(m.value)),
@@ -160,15 +156,17 @@ test('ivshmem server protocol: version, id, shm fd, eventfds, peer notices, fd b
     } finally {
       second.close();
     }
-    await until('the second client to leave', () => server.peers().length === 1);
+    await until(() => server.peers().length === 1, 'the second client to leave', { intervalMs: 1 });
     const gone = first.read(10)[9]!;
     assert.deepEqual([Number(gone.value), gone.fd], [2, null], 'disconnect notice without fd');
 
     // A client that talks on the one-way connection is dropped.
     const chatty = new FakePeer(socketPath);
-    await until('the chatty client', () => server.peers().length === 2);
+    await until(() => server.peers().length === 2, 'the chatty client', { intervalMs: 1 });
     fd.unixSend(chatty.conn, new Uint8Array([1]));
-    await until('the chatty client to be dropped', () => server.peers().length === 1);
+    await until(() => server.peers().length === 1, 'the chatty client to be dropped', {
+      intervalMs: 1,
+    });
     chatty.close();
     assert.ok(events.some((e) => /-2 client sent 1 bytes on a one-way connection/.test(e)));
   } finally {
@@ -197,7 +195,7 @@ test('server refuses clients past maxClients', async () => {
   });
   const a = new FakePeer(path.join(dir, 's'));
   const b = new FakePeer(path.join(dir, 's'));
-  await until('the refusal', () => server.counters.refused === 1);
+  await until(() => server.counters.refused === 1, 'the refusal', { intervalMs: 1 });
   assert.ok(fd.pollReadable(b.conn, 5000));
   assert.equal(fd.unixRecv(b.conn, 8)?.data.length, 0, 'refused client sees end of stream');
   assert.match(logs.join('\n'), /refusing a client: 1 are connected/);
@@ -241,7 +239,9 @@ test('shared BAR source: sealed memfd, header -> scanout, doorbell -> flush, bad
       [false],
       'no head before a header',
     );
-    await until('QEMU to be accepted', () => source.server!.peers().length === 1);
+    await until(() => source.server!.peers().length === 1, 'QEMU to be accepted', {
+      intervalMs: 1,
+    });
     const got = qemu.read(5);
     assert.deepEqual(
       got.map((m) => Number(m.value)),
@@ -263,7 +263,7 @@ test('shared BAR source: sealed memfd, header -> scanout, doorbell -> flush, bad
     };
     writeBarHeader(bar, fields);
     ring();
-    await until('the first flush', () => flushes.length === 1);
+    await until(() => flushes.length === 1, 'the first flush', { intervalMs: 1 });
     assert.deepEqual(flushes[0], [{ x: 0, y: 0, width: 64, height: 32 }]);
     assert.deepEqual(source.heads()[0], {
       id: 0,
@@ -285,7 +285,7 @@ test('shared BAR source: sealed memfd, header -> scanout, doorbell -> flush, bad
     // The next frame with damage: the same resource, the guest's damage.
     writeBarHeader(bar, { ...fields, sequence: 4, damage: [{ x: 1, y: 2, width: 3, height: 4 }] });
     ring();
-    await until('the second flush', () => flushes.length === 2);
+    await until(() => flushes.length === 2, 'the second flush', { intervalMs: 1 });
     assert.deepEqual(flushes[1], [{ x: 1, y: 2, width: 3, height: 4 }]);
     assert.equal(created.length, 1, 'no new buffer for a new frame');
     // A skipped frame: damage of one frame is not enough, the whole frame is flushed.
@@ -310,7 +310,7 @@ test('shared BAR source: sealed memfd, header -> scanout, doorbell -> flush, bad
     writeBarHeader(bar, { ...fields, sequence: 10, offset: barSize - 4096 });
     for (let i = 0; i < 5; i++) {
       ring();
-      await until('the doorbell', () => source.stats().doorbells! >= 3 + i);
+      await until(() => source.stats().doorbells! >= 3 + i, 'the doorbell', { intervalMs: 1 });
     }
     writeBarHeader(bar, { ...fields, sequence: 12, offset: barSize - 4096 });
     source.poll();
@@ -333,7 +333,7 @@ test('shared BAR source: sealed memfd, header -> scanout, doorbell -> flush, bad
     qemu.close();
   }
   // QEMU going away: the source says so and forgets the guest's header.
-  await until('the disconnect', () => disconnects.length === 1);
+  await until(() => disconnects.length === 1, 'the disconnect', { intervalMs: 1 });
   assert.equal(source.scanout(0), null);
   const magic = new Uint8Array(4);
   fd.pread(source.memfd, magic, 0);
@@ -360,7 +360,7 @@ test('shared BAR source in plain mode polls an existing memfd and prints QEMU ar
     sequence: 2,
   });
   fd.pwrite(memfd, new Uint8Array(header.buffer, 0, 512), 0);
-  await until('the polled frame', () => flushes.length === 1);
+  await until(() => flushes.length === 1, 'the polled frame', { intervalMs: 1 });
   assert.equal(source.stats().polledFrames, 1);
   assert.equal(source.server, null);
   assert.deepEqual(source.plainQemuArgs('bar'), [

@@ -7,6 +7,7 @@ import { fd } from '../../native/fd.js';
 import { createCompositor, type Compositor } from '../../examples/compositor/index.js';
 import { decodePng } from '../../examples/compositor/render/screenshot.js';
 import { run, useTempRuntimeDir } from './native-helpers.js';
+import { until } from '../helpers/wait.js';
 
 const OUTPUT = 'HEADLESS-1';
 const BACKGROUND = 0x102030;
@@ -19,14 +20,6 @@ function start(socket: string): Compositor {
     background: BACKGROUND,
     log: () => {},
   });
-}
-
-/** Waits (on the event loop the compositor shares) until `condition` holds. */
-async function until(condition: () => boolean, what: string, child?: { exitCode: number | null }) {
-  while (!condition()) {
-    if (child && child.exitCode !== null) throw new Error(`client exited before: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -69,7 +62,7 @@ test('weston-simple-shm: its exact pattern on screen, frame callbacks at the out
       WAYLAND_DISPLAY: compositor.socketName!,
       XDG_RUNTIME_DIR: runtime.dir,
     });
-    await until(() => compositor.scene.windows.length === 1, 'window mapped', child);
+    await until(() => compositor.scene.windows.length === 1, 'window mapped', { child });
     const firstFrames = compositor.stats().frameCallbacksDone;
     const firstTicks = compositor.stats().ticks[OUTPUT];
     const started = process.hrtime.bigint();
@@ -157,10 +150,12 @@ test('a client killed mid-frame: compositor keeps running, its window is gone, n
       WAYLAND_DISPLAY: compositor.socketName!,
       XDG_RUNTIME_DIR: runtime.dir,
     });
-    await until(() => compositor.scene.windows.length === 1, 'window mapped', child);
+    await until(() => compositor.scene.windows.length === 1, 'window mapped', { child });
     const window = compositor.scene.windows[0];
     const mappedFrames = compositor.stats().frameCallbacksDone;
-    await until(() => compositor.stats().frameCallbacksDone >= mappedFrames + 5, 'frames', child);
+    await until(() => compositor.stats().frameCallbacksDone >= mappedFrames + 5, 'frames', {
+      child,
+    });
     child.kill('SIGKILL');
     const result = await done;
     assert.equal(result.signal, 'SIGKILL');

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { createCompositor, type Compositor } from '../../examples/compositor/index.js';
 import { decodePng } from '../../examples/compositor/render/screenshot.js';
 import { run, useTempRuntimeDir } from './native-helpers.js';
+import { until } from '../helpers/wait.js';
 
 const OUTPUT = 'HEADLESS-1';
 
@@ -16,13 +17,6 @@ function start(socket: string): Compositor {
     socket,
     log: () => {},
   });
-}
-
-async function until(condition: () => boolean, what: string, child: { exitCode: number | null }) {
-  while (!condition()) {
-    if (child.exitCode !== null) throw new Error(`client exited before: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 const variants = [
@@ -44,15 +38,17 @@ test('weston-simple-damage looks the same under every transform, scale and viewp
           WAYLAND_DISPLAY: compositor.socketName!,
           XDG_RUNTIME_DIR: runtime.dir,
         });
-        await until(() => compositor.scene.windows.length === 1, 'mapped', child);
+        await until(() => compositor.scene.windows.length === 1, 'mapped', { child });
         const frames = compositor.stats().frameCallbacksDone;
-        await until(() => compositor.stats().frameCallbacksDone >= frames + 10, 'frames', child);
+        await until(() => compositor.stats().frameCallbacksDone >= frames + 10, 'frames', {
+          child,
+        });
         const window = compositor.scene.windows[0];
         const size = window.surface.size();
         const png = decodePng(compositor.screenshot(OUTPUT));
         child.kill('SIGTERM');
         await done;
-        await until(() => compositor.stats().clients === 0, 'disconnect', { exitCode: null });
+        await until(() => compositor.stats().clients === 0, 'disconnect');
 
         // A 300x200 window: a 10-pixel white frame around a dark field with one moving ball.
         assert.deepEqual(size, { width: 300, height: 200 });
@@ -90,9 +86,9 @@ test('weston-presentation-shm gets presented feedback with increasing sequence n
       WAYLAND_DISPLAY: compositor.socketName!,
       XDG_RUNTIME_DIR: runtime.dir,
     });
-    await until(() => compositor.scene.windows.length === 1, 'mapped', child);
+    await until(() => compositor.scene.windows.length === 1, 'mapped', { child });
     const frames = compositor.stats().frameCallbacksDone;
-    await until(() => compositor.stats().frameCallbacksDone >= frames + 30, 'frames', child);
+    await until(() => compositor.stats().frameCallbacksDone >= frames + 30, 'frames', { child });
     child.kill('SIGINT'); // it exits cleanly on SIGINT, flushing its (pipe-buffered) report
     const result = await done;
     // Lines like "  12: f2c 0 ms, c2p 16 ms, ..., [s___], seq 16" (s: vsync flag).

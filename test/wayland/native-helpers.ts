@@ -28,6 +28,7 @@ import {
   type NativeResource,
   type NativeServerDisplay,
 } from '../../native/index.js';
+import { until } from '../helpers/wait.js';
 
 type XmlNode = Record<string, unknown>;
 
@@ -159,13 +160,9 @@ export function countFds(): number {
   return readdirSync('/proc/self/fd').length;
 }
 
-/** Resolves once `file` exists, checking after each turn of the event loop's check phase. */
-export async function waitForFile(file: string, child?: ChildProcess): Promise<void> {
-  for (;;) {
-    if (existsSync(file)) return;
-    if (child && child.exitCode !== null) throw new Error(`process exited (${child.exitCode})`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+/** Resolves once `file` exists; rejects if `child` exits first. */
+export function waitForFile(file: string, child?: ChildProcess): Promise<void> {
+  return until(() => existsSync(file), `${file} to exist`, { child, intervalMs: 20 });
 }
 
 /** Interfaces by name, for looking up opcodes in tests. */

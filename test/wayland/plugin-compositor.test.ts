@@ -25,6 +25,7 @@ import {
   patternPixel,
   type PatternSourceOptions,
 } from '../../plugin/sources/pattern.js';
+import { settleUntil } from '../helpers/wait.js';
 
 const [W, H] = [320, 200];
 const OUTPUT = 'HEADLESS-1';
@@ -60,14 +61,6 @@ function mismatches(compositor: Compositor, frame: number): number {
     }
   }
   return differing;
-}
-
-async function settleUntil(plugin: GuestfbPlugin, done: () => boolean, what: string) {
-  for (let i = 0; i < 6000 && !done(); i++) {
-    await plugin.settle();
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-  assert.ok(done(), `gave up waiting for ${what}`);
 }
 
 interface Setup {

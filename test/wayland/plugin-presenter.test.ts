@@ -13,7 +13,7 @@ import { fd } from '../../native/fd.js';
 import { createCompositor, type Compositor } from '../../examples/compositor/index.js';
 import { decodePng } from '../../examples/compositor/render/screenshot.js';
 import { UdmabufExporter, nativeUdmabufSyscalls } from '../../plugin/dmabuf/index.js';
-import { createGuestfbPlugin, runStandalone, type GuestfbPlugin } from '../../plugin/index.js';
+import { createGuestfbPlugin, runStandalone } from '../../plugin/index.js';
 import { PatternGuest, patternPixel } from '../../plugin/sources/pattern.js';
 import type {
   FramebufferSource,
@@ -25,6 +25,7 @@ import type {
   SourceListener,
   SourceResource,
 } from '../../plugin/sources/types.js';
+import { settleUntil } from '../helpers/wait.js';
 
 const OUTPUT = 'HEADLESS-1';
 const [OUT_W, OUT_H] = [320, 200];
@@ -158,14 +159,6 @@ function windowMismatches(compositor: Compositor, guest: PatternGuest, frame: nu
   return differing;
 }
 
-async function settle(plugin: GuestfbPlugin, done: () => boolean, what: string) {
-  for (let i = 0; i < 6000 && !done(); i++) {
-    await plugin.settle();
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-  assert.ok(done(), `gave up waiting for ${what}`);
-}
-
 test('scanout switches, backing changes, destroyed resources, heads and disconnects', async () => {
   const baseline = fd.openFdCount();
   const compositor = createCompositor({
@@ -195,14 +188,14 @@ test('scanout switches, backing changes, destroyed resources, heads and disconne
     assert.equal(await compositor.use(plugin), true, logs.join('; '));
     const view = () => plugin.presenter!.windows()[0];
     const frames = () => plugin.stats().framesPresented;
-    await settle(plugin, () => frames() >= 1 && !view().pacer.waitingForFrame, 'first frame');
+    await settleUntil(plugin, () => frames() >= 1 && !view().pacer.waitingForFrame, 'first frame');
     assert.equal(view().buffer?.width, 160);
     assert.equal(windowMismatches(compositor, source.guests.get(1)!, 3), 0);
     assert.equal(plugin.stats().dmabufsLive, 1);
 
     // The guest switches to a bigger buffer (a mode change): the window follows its size.
     source.show(2);
-    await settle(plugin, () => frames() >= 2 && !view().pacer.waitingForFrame, 'mode change');
+    await settleUntil(plugin, () => frames() >= 2 && !view().pacer.waitingForFrame, 'mode change');
     assert.equal(view().buffer?.width, OUT_W);
     assert.equal(view().buffer?.height, OUT_H);
     assert.equal(windowMismatches(compositor, source.guests.get(2)!, 8), 0);
@@ -216,7 +209,11 @@ test('scanout switches, backing changes, destroyed resources, heads and disconne
     assert.equal(plugin.stats().dmabufsLive, 1);
     source.guests.get(2)!.drawFrame(9);
     source.flush({ x: 0, y: 0, width: OUT_W, height: OUT_H });
-    await settle(plugin, () => frames() >= 3 && !view().pacer.waitingForFrame, 'rebuilt buffer');
+    await settleUntil(
+      plugin,
+      () => frames() >= 3 && !view().pacer.waitingForFrame,
+      'rebuilt buffer',
+    );
     assert.equal(view().buffer?.path, 'dmabuf');
     assert.notEqual(view().buffer, before);
     assert.equal(plugin.stats().dmabufsLive, 2);
@@ -228,19 +225,23 @@ test('scanout switches, backing changes, destroyed resources, heads and disconne
 
     // The scanout is disabled (unmap) and set again: the window goes through configure again.
     source.show(null);
-    await settle(plugin, () => compositor.stats().windows === 0, 'unmapped');
+    await settleUntil(plugin, () => compositor.stats().windows === 0, 'unmapped');
     source.show(2);
-    await settle(plugin, () => compositor.stats().windows === 1 && frames() >= 4, 'mapped again');
-    await settle(plugin, () => !view().pacer.waitingForFrame, 'frame');
+    await settleUntil(
+      plugin,
+      () => compositor.stats().windows === 1 && frames() >= 4,
+      'mapped again',
+    );
+    await settleUntil(plugin, () => !view().pacer.waitingForFrame, 'frame');
     assert.equal(windowMismatches(compositor, source.guests.get(2)!, 9), 0);
 
     // The head is disabled: its window goes; enabled again: it comes back with the scanout.
     source.setHeads([{ ...source.heads()[0], enabled: false }]);
     await plugin.settle();
     assert.equal(plugin.presenter!.windows().length, 0);
-    await settle(plugin, () => compositor.stats().windows === 0, 'window unmapped');
+    await settleUntil(plugin, () => compositor.stats().windows === 0, 'window unmapped');
     source.setHeads([{ ...source.heads()[0], enabled: true }]);
-    await settle(plugin, () => compositor.stats().windows === 1, 'window back');
+    await settleUntil(plugin, () => compositor.stats().windows === 1, 'window back');
     assert.equal(windowMismatches(compositor, source.guests.get(2)!, 9), 0);
 
     source.emit('disconnected', 'test');
@@ -275,7 +276,7 @@ test('the compositor going away stops the plugin and frees everything', async ()
   });
   try {
     assert.equal(await compositor.use(plugin), true);
-    await settle(plugin, () => plugin.stats().framesPresented >= 1, 'first frame');
+    await settleUntil(plugin, () => plugin.stats().framesPresented >= 1, 'first frame');
     // The compositor drops our client (aborting the plugin's signal and hanging up the
     // socket): the plugin must stop and stop listening to its sources.
     await compositor.close();
@@ -315,7 +316,7 @@ test('standalone: a hung-up connection is reported once and the plugin stops', a
       log: () => undefined,
       onError: (error) => errors.push(error),
     });
-    await settle(plugin, () => plugin.stats().framesPresented >= 1, 'first frame');
+    await settleUntil(plugin, () => plugin.stats().framesPresented >= 1, 'first frame');
     await compositor.close();
     for (let i = 0; i < 6000 && plugin.presenter !== null; i++) {
       await new Promise((resolve) => setTimeout(resolve, 5));
@@ -365,7 +366,7 @@ test('backing that claims more than its memfd holds is refused, not mapped', asy
     // Once the guest describes its memory truthfully, the next flush shows it.
     source.overclaim.delete(1);
     source.flush({ x: 0, y: 0, width: 64, height: 48 });
-    await settle(plugin, () => plugin.stats().framesPresented >= 1, 'a frame');
+    await settleUntil(plugin, () => plugin.stats().framesPresented >= 1, 'a frame');
   } finally {
     plugin.stop();
     await compositor.close();

@@ -19,6 +19,7 @@ import {
   solidCursor,
   type PatternLayout,
 } from '../../plugin/sources/pattern.js';
+import { settleUntil } from '../helpers/wait.js';
 
 const [W, H] = [320, 200];
 /** The output is larger than the window: desktop-shell places windows where it likes. */
@@ -145,15 +146,6 @@ function countMismatches(png: PNG, frame: number, cursor?: CursorBox): number {
     }
   }
   return mismatches;
-}
-
-/** Roundtrips until `done` holds (each roundtrip lets weston repaint and answer callbacks). */
-async function settleUntil(plugin: GuestfbPlugin, done: () => boolean, what: string) {
-  for (let i = 0; i < 3000 && !done(); i++) {
-    await plugin.settle();
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  assert.ok(done(), `timed out waiting for ${what}`);
 }
 
 async function runAgainstWeston(t: TestContext, layout: PatternLayout) {

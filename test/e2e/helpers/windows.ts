@@ -8,6 +8,7 @@ import type { Window } from '../../../examples/compositor/core/scene.js';
 import { XdgSurfaceObject } from '../../../examples/compositor/protocol/xdg-surface.js';
 import { decodePng } from '../../../examples/compositor/render/screenshot.js';
 import type { RgbImage } from '../../../examples/guest/pattern.js';
+import { poll } from '../../helpers/wait.js';
 
 export function windowTitle(window: Window): string | null {
   const role = window.surface.roleData;
@@ -78,15 +79,10 @@ export function countDiffering(image: RgbImage, background: number): number {
 }
 
 /** Polls `condition` until it holds (returns true) or `timeoutMs` passes (returns false). */
-export async function waitFor(
+export function waitFor(
   condition: () => boolean | Promise<boolean>,
   timeoutMs: number,
   intervalMs = 100,
 ): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await condition()) return true;
-    if (Date.now() > deadline) return false;
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
-  }
+  return poll(condition, { limitMs: timeoutMs, intervalMs });
 }

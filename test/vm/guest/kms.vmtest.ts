@@ -20,16 +20,9 @@ import { PresentationKind } from '../../../examples/compositor/core/scene.js';
 import type { PresentedInfo } from '../../../examples/compositor/core/surface.js';
 import { createGuestfbPlugin, type GuestfbPlugin } from '../../../plugin/index.js';
 import { PatternSource, patternPixel, solidCursor } from '../../../plugin/sources/pattern.js';
+import { settleUntil, until } from '../../helpers/wait.js';
 
 const [WIDTH, HEIGHT] = [640, 480];
-
-async function until(done: () => boolean, what: string, plugin?: GuestfbPlugin): Promise<void> {
-  for (let i = 0; i < 3000 && !done(); i++) {
-    await plugin?.settle();
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  assert.ok(done(), `gave up waiting for ${what}`);
-}
 
 /** Pixels of a capture (XRGB8888, tightly packed) that differ from `expected(x, y)` (RGB). */
 function countDiffering(
@@ -102,9 +95,9 @@ async function withSession(
   try {
     assert.equal(await compositor.use(plugin), true, logs.join('\n'));
     const presented = async (count: number) => {
-      await until(() => plugin.stats().framesPresented >= count, `frame ${count}`, plugin);
+      await settleUntil(plugin, () => plugin.stats().framesPresented >= count, `frame ${count}`);
       const window = plugin.presenter!.windows()[0]!;
-      await until(() => !window.pacer.waitingForFrame, 'the frame callback', plugin);
+      await settleUntil(plugin, () => !window.pacer.waitingForFrame, 'the frame callback');
     };
     await body({
       compositor,

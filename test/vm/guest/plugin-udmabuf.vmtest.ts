@@ -14,6 +14,7 @@ import {
   patternPixel,
   type PatternSourceOptions,
 } from '../../../plugin/sources/pattern.js';
+import { settleUntil } from '../../helpers/wait.js';
 
 const OUTPUT = 'HEADLESS-1';
 
@@ -28,14 +29,6 @@ function mismatches(compositor: Compositor, frame: number, width: number, height
     }
   }
   return differing;
-}
-
-async function settleUntil(plugin: GuestfbPlugin, done: () => boolean, what: string) {
-  for (let i = 0; i < 6000 && !done(); i++) {
-    await plugin.settle();
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  assert.ok(done(), `gave up waiting for ${what}`);
 }
 
 async function run(

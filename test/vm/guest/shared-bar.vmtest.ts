@@ -11,13 +11,14 @@ import { fd } from '../../../native/fd.js';
 import { createCompositor } from '../../../examples/compositor/index.js';
 import { decodePng } from '../../../examples/compositor/render/screenshot.js';
 import { expectedPixel } from '../../../examples/guest/pattern.js';
-import { createGuestfbPlugin, type GuestfbPlugin } from '../../../plugin/index.js';
+import { createGuestfbPlugin } from '../../../plugin/index.js';
 import { DrmFormat } from '../../../plugin/present/formats.js';
 import {
   createSharedBarSource,
   writeBarHeader,
   type HeaderFields,
 } from '../../../plugin/sources/shared-bar/index.js';
+import { settleUntil } from '../../helpers/wait.js';
 
 const OUTPUT = 'HEADLESS-1';
 const [width, height] = [640, 480];
@@ -68,14 +69,6 @@ function mismatches(png: Buffer, frame: number): number {
     }
   }
   return differing;
-}
-
-async function settleUntil(plugin: GuestfbPlugin, done: () => boolean, what: string) {
-  for (let i = 0; i < 3000 && !done(); i++) {
-    await plugin.settle();
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  assert.ok(done(), `gave up waiting for ${what}`);
 }
 
 test('/dev/udmabuf is there', () => {

@@ -34,6 +34,7 @@ import {
   type Weston14,
   type WestonRunOptions,
 } from '../weston14.js';
+import { until } from '../../helpers/wait.js';
 
 // ---------------------------------------------------------------------------------------------
 // weston as a child process
@@ -48,20 +49,6 @@ export interface WestonProcess {
   readonly exited: { code: number | null; signal: NodeJS.Signals | null } | null;
   /** SIGTERM, wait for the exit, remove the runtime folder. */
   stop(): Promise<void>;
-}
-
-/** Polls `done` every `intervalMs` until it returns true, or throws with `what` after `limitMs`. */
-export async function waitFor(
-  done: () => boolean,
-  what: string,
-  limitMs = 180_000,
-  intervalMs = 20,
-): Promise<void> {
-  const deadline = Date.now() + limitMs;
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
-  }
 }
 
 /**
@@ -118,7 +105,10 @@ export async function startWeston(
     },
   };
   try {
-    await waitFor(() => exited !== null || existsSync(socketPath), 'weston to create its socket');
+    await until(() => exited !== null || existsSync(socketPath), 'weston to create its socket', {
+      limitMs: 180_000,
+      intervalMs: 20,
+    });
     if (exited !== null) {
       throw new Error(`weston exited before listening (${JSON.stringify(exited)}):\n${output}`);
     }

@@ -10,7 +10,8 @@ import { runStandalone, type GuestfbPlugin } from '../../../plugin/index.js';
 import { coalesceRanges } from '../../../plugin/present/plan.js';
 import { PatternSource, patternPixel } from '../../../plugin/sources/pattern.js';
 import { cachedWeston14 } from '../weston14.js';
-import { startWeston, waitFor, WestonProbe, type CapturedImage } from './weston14-session.js';
+import { startWeston, WestonProbe, type CapturedImage } from './weston14-session.js';
+import { until } from '../../helpers/wait.js';
 
 // Small: weston renders with llvmpipe, and everything runs under TCG.
 const [WIDTH, HEIGHT] = [320, 240];
@@ -32,7 +33,10 @@ function mismatches(image: CapturedImage, frame: number): number {
 
 /** Waits until `count` frames were committed and weston's frame callback for the last came back. */
 async function presented(plugin: GuestfbPlugin, count: number): Promise<void> {
-  await waitFor(() => plugin.stats().framesPresented >= count, `frame ${count} to be committed`);
+  await until(() => plugin.stats().framesPresented >= count, `frame ${count} to be committed`, {
+    limitMs: 180_000,
+    intervalMs: 20,
+  });
   const window = plugin.presenter!.windows()[0]!;
   for (let i = 0; window.pacer.waitingForFrame; i++) {
     if (i > 20_000) throw new Error(`weston never sent the frame callback of frame ${count}`);
