@@ -24,7 +24,15 @@ test('the pattern is deterministic and the box moves inside the frame', () => {
   assert.equal(patternPixel(bx + 25, by, 3, w, h), backgroundPixel(bx + 25, by, w, h));
   assert.equal(backgroundPixel(0, 0, w, h), 0xff000040);
   assert.equal(backgroundPixel(w - 1, h - 1, w, h) >>> 16, 0xffff);
-  assert.equal(patternPixel(17, 9, 42, w, h), patternPixel(17, 9, 42, w, h));
+  // Values worked out by hand from the documented ramps, so a changed formula fails here.
+  // Frame 42: x = 42*7 = 294 (inside 0..295), y = 42*5 = 210 bounces back from 175 to 140.
+  assert.deepEqual(boxPosition(42, w, h), [294, 140]);
+  // red (42*37) & 0xff = 0x12, blue 255 - ((42*53) & 0xff) = 0x4d.
+  assert.equal(patternPixel(300, 150, 42, w, h), 0xff12ff4d);
+  // Background at (17, 9): red floor(17*255/319) = 13, green floor(9*255/199) = 11, odd checker.
+  assert.equal(patternPixel(17, 9, 42, w, h), 0xff0d0bc0);
+  // Just left of the box: red floor(293*255/319) = 234, green floor(150*255/199) = 192.
+  assert.equal(patternPixel(293, 150, 42, w, h), 0xffeac0c0);
 });
 
 test('a scattered layout shuffles page runs that coalescing can merge', () => {
