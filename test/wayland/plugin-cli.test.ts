@@ -173,3 +173,32 @@ test('guestfb --vhost-user-gpu listens for QEMU and --duration ends the run', as
     rmSync(runtimeDir, { recursive: true, force: true });
   }
 });
+
+/** Runs the CLI to completion with no Wayland display in its environment. */
+function run(args: string[]) {
+  const env = { ...process.env };
+  delete env.WAYLAND_DISPLAY;
+  return spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env, timeout: 60_000 });
+}
+
+test('the CLI exits 2 with a message on bad arguments', () => {
+  for (const args of [['--source', 'nope'], ['--what'], [], ['doctor', 'x']]) {
+    const result = run(args);
+    assert.equal(result.status, 2, `${args.join(' ')}: ${result.stderr}`);
+    assert.match(result.stderr, /^guestfb: .+\nTry 'guestfb --help'\.\n$/);
+    assert.equal(result.stdout, '');
+  }
+});
+
+test('the CLI prints help and version and exits 0', () => {
+  const help = run(['--help']);
+  assert.equal(help.status, 0);
+  assert.match(help.stdout, /^Usage: guestfb/);
+  assert.match(help.stdout, /--vhost-user-gpu/);
+  const doctorHelp = run(['doctor', '--help']);
+  assert.equal(doctorHelp.status, 0);
+  assert.match(doctorHelp.stdout, /^Usage: guestfb doctor/);
+  const version = run(['--version']);
+  assert.equal(version.status, 0);
+  assert.match(version.stdout, /^guestfb \d+\.\d+\.\d+\n$/);
+});
