@@ -480,6 +480,8 @@ export async function probeKvm(
   tier: QemuTier,
   guest: GuestImage,
   log?: (message: string) => void,
+  /** The KVM device node to check (tests point it at a stand-in to reach the boot step). */
+  kvmDevice = '/dev/kvm',
 ): Promise<KvmVerdict> {
   const key = `${os.release()} ${os.version()}; QEMU ${tier.version}`;
   const report = (verdict: KvmVerdict): KvmVerdict => {
@@ -492,12 +494,12 @@ export async function probeKvm(
     return verdict;
   };
   try {
-    accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
+    accessSync(kvmDevice, constants.R_OK | constants.W_OK);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? String(error);
     return report({
       usable: false,
-      reason: `is unavailable: /dev/kvm (${code})`,
+      reason: `is unavailable: ${kvmDevice} (${code})`,
       key,
       probedAt: new Date().toISOString(),
     });
