@@ -93,11 +93,44 @@ test('wl_shm pools: bounds checks give the protocol errors; pools only grow', ()
   expectError(ShmError.INVALID_FD, () => pool.resize(size * 2)); // file is not that big
   const buffer = pool.createBuffer(0, 16, 16, 64, Fourcc.XRGB8888);
   pool.release(); // wl_shm_pool.destroy: the buffer keeps the pool
-  assert.ok(buffer.beginRead());
+  const target = new Uint8Array(16 * 16 * 4);
+  assert.ok(buffer.copyArea({ x: 0, y: 0, width: 16, height: 16 }, 4, target, 64));
   buffer.destroy();
   assert.equal(fd.openFdCount(), baseline);
   expectError(ShmError.INVALID_FD, () => new ShmPool(memfdWith(new Uint8Array(8)), 64, fd));
   assert.equal(fd.openFdCount(), baseline, 'a rejected pool closes its fd');
+});
+
+test('an unsealed wl_shm pool is never mapped: reads use pread, and a truncated pool reads short instead of faulting', () => {
+  const baseline = fd.openFdCount();
+  const pixels = new Uint8Array(16 * 8 * 4).map((_, i) => i & 0xff);
+  const memfd = memfdWith(pixels);
+  const truncator = fd.dup(memfd); // the client's own fd
+  const pool = new ShmPool(memfd, pixels.byteLength, fd);
+  assert.equal(pool.sealedAgainstShrink, false);
+  const buffer = pool.createBuffer(0, 16, 8, 64, Fourcc.XRGB8888);
+  assert.equal(buffer.beginRead(), null, 'no mapping is handed out');
+  // A 2x3 area at (5,4), packed into a target with its own stride.
+  const target = new Uint8Array(16 * 8 * 4);
+  assert.ok(buffer.copyArea({ x: 5, y: 4, width: 2, height: 3 }, 4, target, 64));
+  for (let y = 4; y < 7; y++) {
+    const at = y * 64 + 5 * 4;
+    assert.deepEqual(target.subarray(at, at + 8), pixels.subarray(at, at + 8));
+  }
+  assert.equal(target[0], 0, 'outside the area nothing is written');
+  fd.ftruncate(truncator, 100);
+  assert.equal(buffer.copyArea({ x: 0, y: 0, width: 16, height: 8 }, 4, target, 64), false);
+  buffer.destroy();
+  pool.release();
+  fd.close(truncator);
+
+  const sealed = new ShmPool(memfdWith(pixels, Seal.SHRINK), pixels.byteLength, fd);
+  assert.equal(sealed.sealedAgainstShrink, true);
+  const mapped = sealed.createBuffer(0, 16, 8, 64, Fourcc.XRGB8888);
+  assert.ok(mapped.beginRead(), 'a pool sealed against shrinking is read through its mapping');
+  mapped.destroy();
+  sealed.release();
+  assert.equal(fd.openFdCount(), baseline);
 });
 
 test('a dma-buf plane deep inside a large fd maps only its span and reads the right bytes', () => {
@@ -122,13 +155,20 @@ test('a dma-buf plane deep inside a large fd maps only its span and reads the ri
   assert.equal(fd.openFdCount(), baseline);
 });
 
-test('dma-buf reads are bracketed by DMA_BUF_IOCTL_SYNC; ENOTTY (a memfd) stops the attempts', () => {
+test('dma-buf reads are bracketed by DMA_BUF_IOCTL_SYNC; a file that is no dma-buf (ENOTTY) is read with pread, never mapped', () => {
   const calls: string[] = [];
   const bytes = new ArrayBuffer(64);
+  let fileSize = 64;
   const makeOps = (syncError: string | null): DmabufFdOps => ({
-    fdSize: () => 64,
+    fdSize: () => fileSize,
     getSeals: () => {
       throw Object.assign(new Error('EINVAL'), { code: 'EINVAL' }); // not a memfd
+    },
+    pread: (_fd, target, position) => {
+      calls.push(`pread ${position} ${target.byteLength}`);
+      const n = Math.max(0, Math.min(target.byteLength, fileSize - position));
+      target.fill(7, 0, n);
+      return n;
     },
     mmap: (_fd, offset, length) => (calls.push(`mmap ${offset} ${length}`), bytes),
     munmap: () => void calls.push('munmap'),
@@ -146,6 +186,8 @@ test('dma-buf reads are bracketed by DMA_BUF_IOCTL_SYNC; ENOTTY (a memfd) stops 
     flags: 0,
     planes: [{ fd: 42, offset: 0, stride: 16 }],
   });
+  const START_READ = DmaBufSync.START | DmaBufSync.READ;
+  const END_READ = DmaBufSync.END | DmaBufSync.READ;
 
   const real = new DmabufBuffer(attributes(), makeOps(null));
   assert.ok(real.beginRead());
@@ -153,9 +195,9 @@ test('dma-buf reads are bracketed by DMA_BUF_IOCTL_SYNC; ENOTTY (a memfd) stops 
   assert.ok(real.beginRead());
   real.endRead();
   real.destroy();
-  const START_READ = DmaBufSync.START | DmaBufSync.READ;
-  const END_READ = DmaBufSync.END | DmaBufSync.READ;
   assert.deepEqual(calls.splice(0), [
+    `sync ${START_READ}`, // the probe: this fd is a dma-buf
+    `sync ${END_READ}`,
     'mmap 0 64',
     `sync ${START_READ}`,
     `sync ${END_READ}`,
@@ -165,13 +207,25 @@ test('dma-buf reads are bracketed by DMA_BUF_IOCTL_SYNC; ENOTTY (a memfd) stops 
     'close 42',
   ]);
 
-  const memfdLike = new DmabufBuffer(attributes(), makeOps('ENOTTY'));
-  assert.ok(memfdLike.beginRead(), 'ENOTTY is not an error');
-  memfdLike.endRead();
-  assert.ok(memfdLike.beginRead());
-  memfdLike.endRead();
-  memfdLike.destroy();
-  assert.deepEqual(calls.splice(0), ['mmap 0 64', `sync ${START_READ}`, 'munmap', 'close 42']);
+  const plainFile = new DmabufBuffer(attributes(), makeOps('ENOTTY'));
+  const unreadable: string[] = [];
+  plainFile.onUnreadable = (message) => unreadable.push(message);
+  const planes = plainFile.beginRead();
+  assert.ok(planes, 'ENOTTY is not an error');
+  assert.deepEqual([...planes[0].bytes], new Array(64).fill(7));
+  plainFile.endRead();
+  fileSize = 40; // the owner truncated it: a short read, not a fault
+  assert.equal(plainFile.beginRead(), null);
+  assert.match(unreadable[0] ?? '', /holds 40 of the 64 bytes/);
+  plainFile.destroy();
+  assert.deepEqual(calls.splice(0), [
+    `sync ${START_READ}`,
+    'pread 0 64',
+    'pread 0 64',
+    'pread 40 24',
+    'close 42',
+  ]);
+  fileSize = 64;
 
   const failing = new DmabufBuffer(attributes(), makeOps('EIO'));
   assert.equal(failing.beginRead(), null, 'other sync errors make the buffer unreadable');

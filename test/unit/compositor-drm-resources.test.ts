@@ -20,6 +20,7 @@ const fakeFdOps: DmabufFdOps = {
   getSeals: () => {
     throw new Error('not a memfd');
   },
+  pread: () => 0,
   mmap: () => new ArrayBuffer(0),
   munmap: () => {},
   dmabufSync: () => {},

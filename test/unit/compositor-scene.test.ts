@@ -31,6 +31,7 @@ function solid(width: number, height: number, color: number, copyOnCommit: boole
     release() {
       buffer.releases++;
     },
+    unreadable() {},
   };
   return buffer satisfies ClientBuffer;
 }

@@ -3,6 +3,11 @@
  * use, and every read is bracketed by DMA_BUF_IOCTL_SYNC START/END. A memfd has no sync ioctl
  * (ENOTTY), which is fine: there is no device cache to coordinate with.
  *
+ * A memfd plane that is not sealed against shrinking is never mapped: its owner could truncate it
+ * while the renderer reads the mapping, and that read would raise SIGBUS in the compositor. Such a
+ * plane is read with pread(2) into a private copy at each beginRead (a real dma-buf never
+ * shrinks, and a sealed memfd cannot); a short read reports the client (`onUnreadable`).
+ *
  * Fd ownership: takes the attributes' plane fds; destroy() unmaps and closes them.
  */
 import { DmaBufSync, Seal } from '../../../native/fd.js';
@@ -15,6 +20,7 @@ import type { PlaneView } from '../render/pixels.js';
 export interface DmabufFdOps {
   fdSize(fd: number): number;
   getSeals(fd: number): number;
+  pread(fd: number, target: Uint8Array, position: number): number;
   mmap(fd: number, offset: number, length: number, writable: boolean): ArrayBuffer;
   munmap(buffer: ArrayBuffer): void;
   dmabufSync(fd: number, flags: number): void;
@@ -33,7 +39,7 @@ interface MappedPlane {
   mapStart: number;
   /** Whether DMA_BUF_IOCTL_SYNC applies (false after ENOTTY). */
   sync: boolean;
-  /** Whether the size must be rechecked before reads (a memfd that may still shrink). */
+  /** A memfd that may still shrink: read with pread into `bytes`, never mapped. */
   mayShrink: boolean;
 }
 
@@ -43,6 +49,17 @@ const MAP_ALIGNMENT = 65536;
 function planeRows(attributes: DmabufAttributes, index: number): number {
   const layout = formatInfo.get(attributes.format)?.planes[index];
   return planeExtent(attributes.height, layout?.verticalSubsampling ?? 1);
+}
+
+/** True when fd knows DMA_BUF_IOCTL_SYNC (a real dma-buf); ENOTTY means any other file. */
+function isDmabuf(fd: number, fdOps: DmabufFdOps): boolean {
+  try {
+    fdOps.dmabufSync(fd, DmaBufSync.START | DmaBufSync.READ);
+    fdOps.dmabufSync(fd, DmaBufSync.END | DmaBufSync.READ);
+    return true;
+  } catch (error) {
+    return (error as { code?: string }).code !== 'ENOTTY';
+  }
 }
 
 export class DmabufBuffer implements RenderBuffer {
@@ -56,6 +73,8 @@ export class DmabufBuffer implements RenderBuffer {
   private syncing: MappedPlane[] = [];
   /** The last failure to read, for logs. */
   lastError: string | null = null;
+  /** Called when the client made the buffer unreadable (truncated a memfd plane). */
+  onUnreadable: ((message: string) => void) | null = null;
 
   /** The planes' fds (borrowed: the buffer owns them), offsets and strides, for KMS import. */
   get planeDescriptors(): readonly { fd: number; offset: number; stride: number }[] {
@@ -72,11 +91,11 @@ export class DmabufBuffer implements RenderBuffer {
     this.modifier = attributes.modifier;
     this.yInvert = (attributes.flags & ParamsFlags.Y_INVERT) !== 0;
     this.planes = attributes.planes.splice(0).map((plane, index) => {
-      let mayShrink = false;
+      let mayShrink: boolean;
       try {
         mayShrink = (fdOps.getSeals(plane.fd) & Seal.SHRINK) === 0;
       } catch {
-        mayShrink = false; // not a memfd: a dma-buf's size is fixed
+        mayShrink = !isDmabuf(plane.fd, fdOps); // a dma-buf's size is fixed; a plain file's is not
       }
       return {
         ...plane,
@@ -91,6 +110,7 @@ export class DmabufBuffer implements RenderBuffer {
   }
 
   private mapPlane(plane: MappedPlane): boolean {
+    if (plane.mayShrink) return this.readPlane(plane);
     if (plane.mapping) return true;
     const size = this.fdOps.fdSize(plane.fd);
     if (size < plane.end) throw new Error(`plane shrank to ${size} bytes`);
@@ -101,18 +121,31 @@ export class DmabufBuffer implements RenderBuffer {
     return true;
   }
 
+  /** pread of an unsealed memfd plane into its private copy; throws when it came up short. */
+  private readPlane(plane: MappedPlane): boolean {
+    const length = plane.end - plane.offset;
+    if (plane.bytes.byteLength !== length) plane.bytes = new Uint8Array(length);
+    plane.mapStart = plane.offset;
+    let done = 0;
+    while (done < length) {
+      const n = this.fdOps.pread(plane.fd, plane.bytes.subarray(done), plane.offset + done);
+      if (n <= 0) {
+        const message = `memfd plane holds ${plane.offset + done} of the ${plane.end} bytes it needs`;
+        this.onUnreadable?.(message);
+        throw new Error(message);
+      }
+      done += n;
+    }
+    return true;
+  }
+
   beginRead(): PlaneView[] | null {
     if (this.destroyed) return null;
     this.syncing = [];
     try {
+      for (const plane of this.planes) this.mapPlane(plane);
       for (const plane of this.planes) {
-        this.mapPlane(plane);
-        if (plane.mayShrink && this.fdOps.fdSize(plane.fd) < plane.end) {
-          throw new Error('memfd shrank below the buffer');
-        }
-      }
-      for (const plane of this.planes) {
-        if (!plane.sync) continue;
+        if (!plane.sync || plane.mayShrink) continue;
         try {
           this.fdOps.dmabufSync(plane.fd, DmaBufSync.START | DmaBufSync.READ);
           this.syncing.push(plane);

@@ -1,12 +1,22 @@
 /**
  * A compositor-side copy of a wl_shm buffer. Copying at commit lets the compositor release the
  * client's buffer at once (the client can draw into it again) and keeps the renderer from ever
- * reading memory the client may truncate.
+ * reading memory the client may truncate. The copy itself goes through the source's `copyArea`
+ * when it has one (wl_shm: pread for pools that are not sealed against shrinking).
  */
 import { formatInfo } from '../dmabuf/formats.js';
 import type { RenderBuffer } from '../render/compose.js';
 import type { PlaneView } from '../render/pixels.js';
 import { intersectRects, isEmptyRect, type Rect } from '../render/region.js';
+
+/** A buffer that copies an area out itself, without handing out its memory (wl_shm). */
+export interface AreaSource extends RenderBuffer {
+  copyArea(area: Rect, bytesPerPixel: number, target: Uint8Array, targetStride: number): boolean;
+}
+
+function isAreaSource(source: RenderBuffer): source is AreaSource {
+  return typeof (source as Partial<AreaSource>).copyArea === 'function';
+}
 
 export class SnapshotBuffer implements RenderBuffer {
   readonly bytes: Uint8Array;
@@ -35,6 +45,9 @@ export class SnapshotBuffer implements RenderBuffer {
   copyFrom(source: RenderBuffer, area: Rect): boolean {
     const clipped = intersectRects(area, { x: 0, y: 0, width: this.width, height: this.height });
     if (isEmptyRect(clipped)) return true;
+    if (isAreaSource(source)) {
+      return source.copyArea(clipped, this.bytesPerPixel, this.bytes, this.stride);
+    }
     const planes = source.beginRead();
     if (!planes) return false;
     try {

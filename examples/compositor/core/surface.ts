@@ -29,6 +29,8 @@ export interface ClientBuffer {
   readonly alive: boolean;
   /** wl_buffer.release (no-op when not alive). */
   release(): void;
+  /** The client made the buffer unreadable (truncated its memory): report it (protocol error). */
+  unreadable(message: string): void;
 }
 
 /** A wl_callback from wl_surface.frame. */
@@ -389,7 +391,10 @@ export class Surface {
     } else {
       area = this.damagedBufferArea(source, state);
     }
-    if (!this.snapshot.copyFrom(source, area)) this.log('shm buffer unreadable; kept old pixels');
+    if (!this.snapshot.copyFrom(source, area)) {
+      this.log('shm buffer unreadable (the client truncated its pool); kept old pixels');
+      buffer.unreadable('the pool is shorter than the buffer');
+    }
     this.content = this.snapshot;
     buffer.release();
   }

@@ -13,7 +13,13 @@ export interface BufferStorage {
   readonly render: RenderBuffer;
   readonly copyOnCommit: boolean;
   destroy(): void;
+  /** Hands the storage the function that reports its client for memory it made unreadable. */
+  watchUnreadable?(report: (message: string) => void): void;
 }
+
+/** wl_shm.error.invalid_fd: libwayland's wl_shm_buffer_end_access posts it on the wl_buffer when
+ * the client truncated the pool under a read; the same stands for a truncated memfd dma-buf. */
+const INVALID_FD = 2;
 
 export class BufferObject implements WlBufferRequests, ClientBuffer {
   readonly resource: WlBufferResource;
@@ -31,6 +37,16 @@ export class BufferObject implements WlBufferRequests, ClientBuffer {
       throw error;
     }
     this.resource.onDestroy(() => storage.destroy());
+    storage.watchUnreadable?.((message) => this.unreadable(message));
+  }
+
+  private reported = false;
+
+  /** The client made the buffer's memory unreadable (truncated it): a protocol error, once. */
+  unreadable(message: string): void {
+    if (this.reported || !this.resource.alive) return;
+    this.reported = true;
+    this.resource.postError(INVALID_FD, `error accessing the buffer's memory: ${message}`);
   }
 
   static from(resource: WlBufferResource | null): BufferObject | null {

@@ -13,7 +13,7 @@ import { DmabufBuffer } from '../buffers/dmabuf-buffer.js';
 import { DmabufParams, closeDmabufAttributes } from '../dmabuf/params.js';
 import type { ServerContext } from './context.js';
 import { describeClient } from './context.js';
-import { BufferObject } from './wl-buffer.js';
+import { BufferObject, type BufferStorage } from './wl-buffer.js';
 
 export class BufferParamsObject implements ZwpLinuxBufferParamsV1Requests {
   readonly resource: ZwpLinuxBufferParamsV1Resource;
@@ -84,7 +84,7 @@ export class BufferParamsObject implements ZwpLinuxBufferParamsV1Requests {
     height: number,
     format: number,
     flags: number,
-  ): { render: DmabufBuffer; copyOnCommit: false; destroy(): void } | 'fatal' | null {
+  ): BufferStorage | 'fatal' | null {
     const result = this.params.create(width, height, format, flags);
     if (!result.ok) {
       if (result.fatal) {
@@ -104,6 +104,13 @@ export class BufferParamsObject implements ZwpLinuxBufferParamsV1Requests {
       this.context.log(`dma-buf import failed: ${String(error)}`);
       return null;
     }
-    return { render: buffer, copyOnCommit: false, destroy: () => buffer.destroy() };
+    return {
+      render: buffer,
+      copyOnCommit: false,
+      destroy: () => buffer.destroy(),
+      watchUnreadable: (report) => {
+        buffer.onUnreadable = report;
+      },
+    };
   }
 }
