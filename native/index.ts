@@ -223,6 +223,12 @@ export interface NativeClientConnection {
   disconnect(): void;
   /** False after disconnect() or a fatal error. */
   readonly connected: boolean;
+  /**
+   * True while the last flush found the socket full (the peer is not reading). libwayland-client
+   * 1.21 treats a full socket while it queues a request as fatal, so callers hold back traffic
+   * that can wait (cursor updates) until this is false again.
+   */
+  readonly writeBlocked: boolean;
 }
 
 export interface NativeProxy {

@@ -121,6 +121,7 @@ class Connection : public Napi::ObjectWrap<Connection> {
         {
             InstanceAccessor<&Connection::DisplayProxy>("display"),
             InstanceAccessor<&Connection::Connected>("connected"),
+            InstanceAccessor<&Connection::WriteBlocked>("writeBlocked"),
             InstanceMethod<&Connection::OnError>("onError"),
             InstanceMethod<&Connection::OnListenerError>("onListenerError"),
             InstanceMethod<&Connection::Flush>("flush"),
@@ -151,6 +152,10 @@ class Connection : public Napi::ObjectWrap<Connection> {
   }
   Napi::Value Connected(const Napi::CallbackInfo& info) {
     return Napi::Boolean::New(info.Env(), display_ != nullptr && !failed_ && !disconnectRequested_);
+  }
+  // True while the last flush found the socket full (the poll waits for writable).
+  Napi::Value WriteBlocked(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), pollingWritable_);
   }
   void OnError(const Napi::CallbackInfo& info) { SetHandler(info, onError_); }
   void OnListenerError(const Napi::CallbackInfo& info) { SetHandler(info, onListenerError_); }

@@ -82,6 +82,11 @@ export class WaylandClient {
     if (this.connection.connected) this.connection.flush();
   }
 
+  /** True while the compositor does not read fast enough (the last flush met a full socket). */
+  get writeBlocked(): boolean {
+    return this.connection.writeBlocked;
+  }
+
   get globals(): GlobalInfo[] {
     return this.registry.globals;
   }

@@ -4,15 +4,24 @@
  * headless or seatless compositor) the image goes on a subsurface at the guest's cursor
  * position, so it appears in the window like the guest drew it. Without wl_subcompositor
  * either, the cursor is skipped (said once in the log).
+ *
+ * A guest can send cursor updates far faster than a compositor reads them (1,400 in one loop
+ * turn overflowed the socket, and libwayland-client 1.21 treats a full socket while queuing as
+ * fatal: every guest's window went). So updates are coalesced: `update` only records the latest
+ * position and image, and at most one batch of requests per head goes out per loop turn, none
+ * while the socket is full (back-pressure: it waits and retries). Images are written into one
+ * reused memfd with two wl_buffers (double-buffered on wl_buffer.release), not a new memfd and
+ * pool per image.
  */
 import { fd } from '../../native/fd.js';
 import type {
   WlBufferProxy,
   WlPointerProxy,
+  WlShmPoolProxy,
   WlSubsurfaceProxy,
   WlSurfaceProxy,
 } from '../../build/protocols/index.js';
-import type { CursorUpdate } from '../sources/types.js';
+import type { CursorImage, CursorUpdate } from '../sources/types.js';
 import { DrmFormat, drmToShmFormat } from './formats.js';
 import type { PresentGlobals } from './globals.js';
 
@@ -20,11 +29,79 @@ export type CursorMode = 'pointer' | 'subsurface' | 'none';
 
 /** Largest cursor accepted (virtio-gpu cursors are 64x64). */
 const MAX_CURSOR = 512;
+/** Retry delay while the socket to the compositor is full. */
+const BLOCKED_RETRY_MS = 5;
+
+/** Two wl_buffers of one size and format in one memfd, reused for every image of that shape. */
+class CursorBuffers {
+  readonly slots: { buffer: WlBufferProxy; busy: boolean; offset: number }[] = [];
+  private readonly pixels: Uint8Array;
+  private readonly mapping: ArrayBuffer;
+  private readonly pool: WlShmPoolProxy;
+
+  constructor(
+    globals: PresentGlobals & { shm: NonNullable<PresentGlobals['shm']> },
+    readonly width: number,
+    readonly height: number,
+    readonly fourcc: number,
+  ) {
+    const slotSize = width * height * 4;
+    const memfd = fd.memfdCreate('guestfb-cursor', false);
+    try {
+      fd.ftruncate(memfd, slotSize * 2);
+      this.mapping = fd.mmap(memfd, 0, slotSize * 2, true);
+      this.pixels = new Uint8Array(this.mapping);
+      this.pool = globals.shm.createPool(memfd, slotSize * 2);
+    } finally {
+      fd.close(memfd); // the pool and the mapping keep the memory
+    }
+    for (const offset of [0, slotSize]) {
+      const buffer = this.pool.createBuffer(
+        offset,
+        width,
+        height,
+        width * 4,
+        drmToShmFormat(fourcc) as never,
+      );
+      const slot = { buffer, busy: false, offset };
+      buffer.setListener({ release: () => (slot.busy = false) });
+      this.slots.push(slot);
+    }
+  }
+
+  fits(image: CursorImage): boolean {
+    return (
+      image.width === this.width && image.height === this.height && image.fourcc === this.fourcc
+    );
+  }
+
+  /** Writes the image into a free slot and returns its buffer (now busy), or null if none is free. */
+  fill(image: CursorImage): WlBufferProxy | null {
+    const slot = this.slots.find((s) => !s.busy);
+    if (!slot) return null;
+    const size = this.width * this.height * 4;
+    this.pixels.set(image.pixels.subarray(0, size), slot.offset);
+    slot.busy = true;
+    return slot.buffer;
+  }
+
+  destroy(): void {
+    for (const slot of this.slots) if (slot.buffer.alive) slot.buffer.destroy();
+    if (this.pool.alive) this.pool.destroy();
+    fd.munmap(this.mapping);
+  }
+}
 
 export class HeadCursor {
   private surface: WlSurfaceProxy | null = null;
   private subsurface: WlSubsurfaceProxy | null = null;
-  private buffer: WlBufferProxy | null = null;
+  private buffers: CursorBuffers | null = null;
+  /** The latest position, and the latest image change (undefined: none), not yet sent. */
+  private pending: { x: number; y: number; image?: CursorImage | null } | null = null;
+  private scheduled: NodeJS.Immediate | NodeJS.Timeout | null = null;
+  private destroyed = false;
+  /** Updates received and batches sent (coalescing ratio for stats and tests). */
+  readonly counters = { updates: 0, batches: 0, deferredWhileBlocked: 0 };
   private hotX = 0;
   private hotY = 0;
   private visible = false;
@@ -58,41 +135,102 @@ export class HeadCursor {
     this.enterSerial = null;
   }
 
-  /** Returns false when the update was ignored (no way to show it, or a bad image). */
+  /**
+   * Records an update (sent with the others of this loop turn, once the socket has room).
+   * Returns false when it was ignored (no way to show it, or a bad image).
+   */
   update(update: CursorUpdate): boolean {
+    if (this.destroyed || this.mode() === 'none') return false;
+    const image = update.image;
+    if (image) {
+      const { width, height, pixels, fourcc } = image;
+      const sane =
+        Number.isInteger(width) &&
+        Number.isInteger(height) &&
+        width > 0 &&
+        height > 0 &&
+        width <= MAX_CURSOR &&
+        height <= MAX_CURSOR &&
+        pixels.byteLength >= width * height * 4 &&
+        (fourcc === DrmFormat.ARGB8888 || fourcc === DrmFormat.XRGB8888);
+      if (!sane) return false;
+    }
+    this.counters.updates++;
+    const pending = this.pending ?? { x: update.x, y: update.y };
+    pending.x = update.x;
+    pending.y = update.y;
+    if (image !== undefined) pending.image = image;
+    this.pending = pending;
+    this.schedule(false);
+    return true;
+  }
+
+  private schedule(blocked: boolean): void {
+    if (this.scheduled) return;
+    this.scheduled = blocked
+      ? setTimeout(() => this.sendPending(), BLOCKED_RETRY_MS)
+      : setImmediate(() => this.sendPending());
+  }
+
+  /** Sends the coalesced update: at most one attach/commit and one position per turn. */
+  private sendPending(): void {
+    this.scheduled = null;
+    const pending = this.pending;
+    if (this.destroyed || !pending) return;
+    if (this.globals.writeBlocked()) {
+      this.counters.deferredWhileBlocked++;
+      this.schedule(true);
+      return;
+    }
     const mode = this.mode();
-    if (mode === 'none') return false;
+    if (mode === 'none') {
+      this.pending = null;
+      return;
+    }
     // The role first: some compositors (weston) ignore content committed before it.
     if (mode === 'subsurface') this.ensureSubsurface();
-    if (update.image !== undefined) {
-      if (update.image === null) {
+    if (pending.image !== undefined) {
+      if (pending.image === null) {
         this.visible = false;
-        this.replaceBuffer(null);
+        this.attach(null);
       } else {
-        const { width, height, pixels, fourcc } = update.image;
-        const sane =
-          Number.isInteger(width) &&
-          Number.isInteger(height) &&
-          width > 0 &&
-          height > 0 &&
-          width <= MAX_CURSOR &&
-          height <= MAX_CURSOR &&
-          pixels.byteLength >= width * height * 4 &&
-          (fourcc === DrmFormat.ARGB8888 || fourcc === DrmFormat.XRGB8888);
-        if (!sane) return false;
-        this.hotX = update.image.hotX;
-        this.hotY = update.image.hotY;
-        this.visible = true;
-        this.replaceBuffer(this.makeBuffer(width, height, fourcc, pixels));
+        const buffer = this.bufferFor(pending.image);
+        if (buffer === undefined) {
+          // Both buffers are still with the compositor: wait for a release (keep the update).
+          this.schedule(true);
+          return;
+        }
+        this.hotX = pending.image.hotX;
+        this.hotY = pending.image.hotY;
+        this.visible = buffer !== null;
+        this.attach(buffer);
       }
     }
+    this.pending = null;
+    this.counters.batches++;
     if (mode === 'pointer') {
       this.applyPointerCursor();
     } else {
-      this.subsurface?.setPosition(update.x - this.hotX, update.y - this.hotY);
+      this.subsurface?.setPosition(pending.x - this.hotX, pending.y - this.hotY);
       this.commitParent();
     }
-    return true;
+  }
+
+  /** The image in a reused buffer; null without wl_shm, undefined when both buffers are busy. */
+  private bufferFor(image: CursorImage): WlBufferProxy | null | undefined {
+    const shm = this.globals.shm;
+    if (!shm) return null;
+    if (!this.buffers?.fits(image)) {
+      this.buffers?.destroy();
+      this.buffers = null;
+      this.buffers = new CursorBuffers(
+        { ...this.globals, shm },
+        image.width,
+        image.height,
+        image.fourcc,
+      );
+    }
+    return this.buffers.fill(image) ?? undefined;
   }
 
   private ensureSurface(): WlSurfaceProxy {
@@ -107,40 +245,11 @@ export class HeadCursor {
     this.subsurface.setDesync();
   }
 
-  private makeBuffer(
-    width: number,
-    height: number,
-    fourcc: number,
-    pixels: Uint8Array,
-  ): WlBufferProxy | null {
-    if (!this.globals.shm) return null;
-    const size = width * height * 4;
-    const memfd = fd.memfdCreate('guestfb-cursor', false);
-    try {
-      fd.ftruncate(memfd, size);
-      fd.pwrite(memfd, pixels.subarray(0, size), 0);
-      const pool = this.globals.shm.createPool(memfd, size);
-      const buffer = pool.createBuffer(
-        0,
-        width,
-        height,
-        width * 4,
-        drmToShmFormat(fourcc) as never,
-      );
-      pool.destroy();
-      return buffer;
-    } finally {
-      fd.close(memfd);
-    }
-  }
-
-  private replaceBuffer(buffer: WlBufferProxy | null): void {
+  private attach(buffer: WlBufferProxy | null): void {
     const surface = this.ensureSurface();
     surface.attach(buffer, 0, 0);
     if (buffer) surface.damageBuffer(0, 0, 0x7fffffff, 0x7fffffff);
     surface.commit();
-    if (this.buffer?.alive) this.buffer.destroy();
-    this.buffer = buffer;
   }
 
   private applyPointerCursor(): void {
@@ -153,11 +262,18 @@ export class HeadCursor {
   }
 
   destroy(): void {
+    this.destroyed = true;
+    if (this.scheduled) {
+      clearTimeout(this.scheduled as NodeJS.Timeout);
+      clearImmediate(this.scheduled as NodeJS.Immediate);
+      this.scheduled = null;
+    }
+    this.pending = null;
     if (this.subsurface?.alive) this.subsurface.destroy();
     if (this.surface?.alive) this.surface.destroy();
-    if (this.buffer?.alive) this.buffer.destroy();
+    this.buffers?.destroy();
     this.subsurface = null;
     this.surface = null;
-    this.buffer = null;
+    this.buffers = null;
   }
 }

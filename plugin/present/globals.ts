@@ -42,6 +42,8 @@ export interface PresentGlobals {
   dmabufFormats: FormatSet | null;
   /** Problems with what the compositor sent (bad table, bad indices), for the log. */
   warnings: string[];
+  /** True while the socket to the compositor is full: traffic that can wait holds back. */
+  writeBlocked(): boolean;
   /** Stops listening and destroys the bound proxies. */
   destroy(): void;
 }
@@ -147,6 +149,7 @@ export async function bindGlobals(
     shmFormats,
     dmabufFormats,
     warnings,
+    writeBlocked: () => client.writeBlocked,
     destroy() {
       if (feedback?.alive) feedback.destroy();
       if (dmabuf?.alive) dmabuf.destroy();

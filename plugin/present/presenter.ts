@@ -360,6 +360,11 @@ export class Presenter {
     return [...this.views].map((view) => view.window);
   }
 
+  /** The heads' cursors, in the order of windows() (tests and stats). */
+  cursors(): HeadCursor[] {
+    return [...this.views].map((view) => view.cursor);
+  }
+
   /** @internal */
   createView(head: HeadInfo, title: string, onClose: () => void): HeadView {
     let view: HeadView | null = null;

@@ -72,6 +72,11 @@ export class Connection {
     return this.native.connected && this.#error === null;
   }
 
+  /** True while the socket is full (see NativeClientConnection.writeBlocked). */
+  get writeBlocked(): boolean {
+    return this.native.writeBlocked;
+  }
+
   /**
    * Runs `listener` once when the connection fails (at once if it already has). The connection
    * stays allocated until disconnect(); a listener that gives up calls it.

@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { run, waylandInfo } from './native-helpers.js';
+import { until } from '../helpers/wait.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../../..');
@@ -35,10 +36,9 @@ test('a client truncating its pool in a loop for 10 s gets a protocol error; the
     compositor.on('close', (code, signal) => resolve({ code, signal })),
   );
   try {
-    while (!stdout.includes('WAYLAND_DISPLAY=')) {
-      if (compositor.exitCode !== null) assert.fail(`compositor exited: ${stderr}`);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    await until(() => stdout.includes('WAYLAND_DISPLAY='), 'the compositor listening', {
+      child: compositor,
+    });
     const clientEnv = { ...env, WAYLAND_DISPLAY: 'truncate-0' };
     const outcomes = new Map<string, number>();
     const deadline = Date.now() + LOOP_MS;

@@ -374,3 +374,78 @@ test('backing that claims more than its memfd holds is refused, not mapped', asy
   }
   assert.equal(fd.openFdCount(), baseline, 'fd count back to baseline');
 });
+
+test('a cursor flood (1,500 updates in one loop turn) is coalesced; the connection lives', async () => {
+  const compositor = createCompositor({
+    outputs: [{ name: OUTPUT, width: OUT_W, height: OUT_H, refreshMhz: 60000 }],
+    socket: false,
+    log: () => undefined,
+  });
+  const source = new ScriptedSource();
+  const logs: string[] = [];
+  const plugin = createGuestfbPlugin({
+    sources: [{ name: 'cursor-flood', source }],
+    log: (line) => logs.push(line),
+  });
+  try {
+    source.addGuest(1, 160, 100, 3);
+    source.show(1);
+    assert.equal(await compositor.use(plugin), true, logs.join('; '));
+    const frames = () => plugin.stats().framesPresented;
+    const view = () => plugin.presenter!.windows()[0];
+    await settleUntil(plugin, () => frames() >= 1 && !view().pacer.waitingForFrame, 'first frame');
+    const cursor = plugin.presenter!.cursors()[0]!;
+    const UPDATES = 1500;
+    // One synchronous burst: the compositor (same process) reads nothing until it ends. Every
+    // update carries a new 64x64 image, as a guest re-uploading its cursor would.
+    for (let i = 0; i < UPDATES; i++) {
+      const pixels = new Uint8Array(64 * 64 * 4).fill(i & 0xff);
+      source.emit('cursor', {
+        headId: 0,
+        x: i % 150,
+        y: 7,
+        image: {
+          resourceId: 1000 + i,
+          hotX: 0,
+          hotY: 0,
+          width: 64,
+          height: 64,
+          fourcc: 0x34325241, // ARGB8888
+          pixels,
+        },
+      });
+    }
+    assert.equal(cursor.counters.updates, UPDATES);
+    await settleUntil(plugin, () => cursor.counters.batches >= 1, 'the coalesced cursor batch');
+    // The window still takes frames: the connection survived the burst.
+    source.guests.get(1)!.drawFrame(4);
+    source.flush({ x: 0, y: 0, width: 160, height: 100 });
+    await settleUntil(
+      plugin,
+      () => frames() >= 2 && !view().pacer.waitingForFrame,
+      'a later frame',
+    );
+    // Only the cursor differs from the guest's frame: the last update's image at its position
+    // (x 149, y 7 on a subsurface), 11 of its 64 columns inside the 160-pixel window.
+    if (cursor.mode() === 'subsurface') {
+      assert.equal(windowMismatches(compositor, source.guests.get(1)!, 4), 11 * 64);
+    }
+    assert.ok(
+      cursor.counters.batches <= 3,
+      `${UPDATES} updates went out as ${cursor.counters.batches} batches`,
+    );
+    assert.equal(
+      logs.filter((line) => /connection failed|errno 11/.test(line)).length,
+      0,
+      logs.join('\n'),
+    );
+    console.log(
+      `cursor flood: ${UPDATES} updates -> ${cursor.counters.batches} batches ` +
+        `(${cursor.counters.deferredWhileBlocked} deferred while the socket was full), mode ${cursor.mode()}`,
+    );
+  } finally {
+    plugin.stop();
+    await compositor.close();
+    source.close();
+  }
+});
