@@ -13,7 +13,7 @@ import {
   ProtocolFeature,
   Request,
   u64Payload,
-} from '../../plugin/sources/virtio-gpu/vhost-user-protocol.js';
+} from '../../plugin/vhost-user/vhost-user-protocol.js';
 import { GpuBench, HIGH_START, ramRegions, responseType, USER_BASE } from './virtio-gpu-harness.js';
 
 test('feature negotiation: offered features and protocol features', () => {
@@ -225,15 +225,15 @@ test('SET_STATUS 0 and RESET_DEVICE drop GPU state; GET_STATUS echoes', () => {
 });
 
 test('GPU_SET_SOCKET hands the fd over; the processing gate holds queues until opened', () => {
-  let gateOpen = false;
-  const bench = new GpuBench();
-  // Rebuild with a gate: reuse the harness device options through a fresh device.
+  // The gate is open while the harness sets the rings up, then closed.
+  let gateOpen = true;
   const taken: number[] = [];
-  const device = bench.device;
-  Object.assign((device as unknown as { options: object }).options, {
+  const bench = new GpuBench({
     onGpuSocket: (fd: number) => taken.push(fd),
     canProcess: () => gateOpen,
   });
+  gateOpen = false;
+  const device = bench.device;
   const socketFd = bench.fds.eventfd();
   bench.send(Request.GPU_SET_SOCKET, undefined, [socketFd]);
   assert.deepEqual(taken, [socketFd]);

@@ -10,7 +10,7 @@ import {
   type DisplayChannelIo,
   type DisplayModes,
 } from '../../plugin/sources/virtio-gpu/qemu-display.js';
-import { encodeMessage, parseHeader } from '../../plugin/sources/virtio-gpu/vhost-user-protocol.js';
+import { encodeMessage, parseHeader } from '../../plugin/vhost-user/vhost-user-protocol.js';
 
 /** The QEMU side of the display socket, in memory. */
 class FakeQemuSide implements DisplayChannelIo {

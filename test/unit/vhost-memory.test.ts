@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { GuestMemory, MemoryError } from '../../plugin/sources/virtio-gpu/guest-memory.js';
+import { GuestMemory, MemoryError } from '../../plugin/vhost-user/guest-memory.js';
 import { FakeFds } from './virtio-gpu-harness.js';
 
 const MiB = 1024 * 1024;

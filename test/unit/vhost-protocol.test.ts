@@ -19,7 +19,7 @@ import {
   Request,
   requestName,
   u64Payload,
-} from '../../plugin/sources/virtio-gpu/vhost-user-protocol.js';
+} from '../../plugin/vhost-user/vhost-user-protocol.js';
 
 function reader() {
   const closed: number[] = [];

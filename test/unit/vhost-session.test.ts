@@ -28,7 +28,7 @@ import {
   Request,
   u64Payload,
   type Message,
-} from '../../plugin/sources/virtio-gpu/vhost-user-protocol.js';
+} from '../../plugin/vhost-user/vhost-user-protocol.js';
 import { GpuRequest } from '../../plugin/sources/virtio-gpu/qemu-display.js';
 import { Allocator, ramRegions, RAM_SIZE, RingDriver, USER_BASE } from './virtio-gpu-harness.js';
 

@@ -6,8 +6,8 @@ import {
   HDR_SIZE,
   Resp,
 } from '../../plugin/sources/virtio-gpu/gpu-protocol.js';
-import { GuestMemory } from '../../plugin/sources/virtio-gpu/guest-memory.js';
-import { SplitVirtqueue } from '../../plugin/sources/virtio-gpu/virtqueue.js';
+import { GuestMemory } from '../../plugin/vhost-user/guest-memory.js';
+import { SplitVirtqueue } from '../../plugin/vhost-user/virtqueue.js';
 import {
   Allocator,
   FakeFds,

@@ -16,11 +16,9 @@ import {
   u64Payload,
   type Message,
   type WireMemoryRegion,
-} from '../../plugin/sources/virtio-gpu/vhost-user-protocol.js';
-import {
-  VhostUserDevice,
-  type DeviceIo,
-} from '../../plugin/sources/virtio-gpu/vhost-user-device.js';
+} from '../../plugin/vhost-user/vhost-user-protocol.js';
+import type { DeviceIo } from '../../plugin/vhost-user/vhost-user-device.js';
+import { VhostUserGpuDevice } from '../../plugin/sources/virtio-gpu/vhost-user-gpu.js';
 
 type FakeFile = { kind: 'mem'; buffer: ArrayBuffer } | { kind: 'eventfd'; counter: number };
 
@@ -311,6 +309,10 @@ export interface BenchOptions {
   scanouts?: number;
   width?: number;
   height?: number;
+  /** Takes GPU_SET_SOCKET fds (default: the device closes them). */
+  onGpuSocket?: (fd: number) => void;
+  /** The processing gate (default: always open). */
+  canProcess?: () => boolean;
 }
 
 /**
@@ -325,7 +327,7 @@ export class GpuBench {
   readonly emitter: TypedEmitter<SourceEvents>;
   readonly events: RecordedEvent[] = [];
   readonly logs: { level: LogLevel; message: string }[] = [];
-  readonly device: VhostUserDevice;
+  readonly device: VhostUserGpuDevice;
   readonly alloc: Allocator;
   readonly control: RingDriver;
   readonly cursor: RingDriver;
@@ -351,7 +353,7 @@ export class GpuBench {
       this.emitter.on(name, (...args: unknown[]) => this.events.push({ name, args }));
     }
     const scanouts = options.scanouts ?? 1;
-    this.device = new VhostUserDevice({
+    this.device = new VhostUserGpuDevice({
       io: this.fds,
       heads: Array.from({ length: scanouts }, (_, id) => ({
         id,
@@ -366,6 +368,8 @@ export class GpuBench {
       log: (level, message) => this.logs.push({ level, message }),
       blob: options.blob ?? false,
       warnLimit: options.warnLimit ?? Infinity,
+      onGpuSocket: options.onGpuSocket,
+      canProcess: options.canProcess,
     });
     this.alloc = new Allocator();
     const size = options.queueSize ?? 64;

@@ -16,7 +16,8 @@ import type {
 } from '../types.js';
 import type { TypedEmitter } from './emitter.js';
 import { generateEdid } from './edid.js';
-import type { GuestMemory, Span } from './guest-memory.js';
+import type { GuestMemory, Span } from '../../vhost-user/guest-memory.js';
+import type { Logger } from '../../vhost-user/vhost-user-device.js';
 import {
   BlobFlag,
   BlobMem,
@@ -43,8 +44,7 @@ import {
   type CtrlHeader,
 } from './gpu-protocol.js';
 
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
-export type Logger = (level: LogLevel, message: string) => void;
+export type { Logger, LogLevel } from '../../vhost-user/vhost-user-device.js';
 
 export interface GpuLimits {
   /** Most live resources. */

@@ -8,7 +8,6 @@
  * role 'connect': QEMU listens (`-chardev socket,path=P,server=on`) and guestfb connects.
  * One front-end at a time; in 'listen' role a new connection is accepted after a disconnect.
  */
-import fs from 'node:fs';
 import { fd as fdModule, type FdAddon } from '../../../native/fd.js';
 import type {
   FramebufferSource,
@@ -24,8 +23,13 @@ import type {
 import { TypedEmitter } from './emitter.js';
 import type { GpuLimits, Logger } from './gpu-device.js';
 import { headsFromModes, QemuDisplayChannel } from './qemu-display.js';
-import { ProtocolError, FrameReader, requestName } from './vhost-user-protocol.js';
-import { VhostUserDevice, type DeviceIo } from './vhost-user-device.js';
+import { VhostUserGpuDevice } from './vhost-user-gpu.js';
+import {
+  nativeDeviceIo,
+  sendAll,
+  VhostUserServer,
+  VhostUserSession,
+} from '../../vhost-user/server.js';
 
 export type { Logger, LogLevel } from './gpu-device.js';
 
@@ -74,9 +78,7 @@ class Backend implements VhostUserGpuBackend {
   private readonly emitter: TypedEmitter<SourceEvents>;
   private readonly defaultHeads: HeadInfo[];
   private currentHeads: HeadInfo[];
-  private listenFd: number | null = null;
-  private stopListenWatch: (() => void) | null = null;
-  private session: Session | null = null;
+  private readonly server: VhostUserServer<Session>;
   private closed = false;
   private readonly totals = { connections: 0, disconnects: 0 };
 
@@ -106,52 +108,22 @@ class Backend implements VhostUserGpuBackend {
       name: scanouts > 1 ? `${name}-${id}` : name,
     }));
     this.currentHeads = this.defaultHeads;
-    if (options.role === 'listen') {
-      this.listen();
-    } else if (options.role === 'connect') {
-      const conn = this.fd.unixConnect(options.socketPath);
-      this.startSession(conn);
-    } else {
-      throw new RangeError(`role must be 'listen' or 'connect'`);
-    }
-  }
-
-  private listen(): void {
-    const path = this.options.socketPath;
-    try {
-      if (fs.lstatSync(path).isSocket()) fs.unlinkSync(path); // a stale socket of an earlier run
-    } catch {
-      // nothing there
-    }
-    this.listenFd = this.fd.unixListen(path, 1);
-    const listenFd = this.listenFd;
-    this.stopListenWatch = this.fd.watchReadable(listenFd, (error) => {
-      if (error) {
-        this.log('error', `listening socket failed: ${error.message}; no more connections`);
-        return;
-      }
-      for (;;) {
-        let conn: number;
-        try {
-          conn = this.fd.unixAccept(listenFd);
-        } catch (error) {
-          this.log('warn', `accept failed: ${String(error)}`);
-          return;
-        }
-        if (conn < 0) return;
-        if (this.session) {
-          this.log('warn', 'a second front-end connected; refusing it');
-          this.fd.close(conn);
-          continue;
-        }
-        this.startSession(conn);
-      }
+    this.server = new VhostUserServer<Session>({
+      socketPath: options.socketPath,
+      role: options.role,
+      fd: this.fd,
+      log: this.log,
+      startSession: (conn, ended) => this.startSession(conn, ended),
     });
   }
 
-  private startSession(conn: number): void {
+  private get session(): Session | null {
+    return this.server.session;
+  }
+
+  private startSession(conn: number, ended: (reason: string) => void): Session {
     this.totals.connections++;
-    this.session = new Session(
+    const session = new Session(
       conn,
       this.fd,
       this.log,
@@ -159,8 +131,8 @@ class Backend implements VhostUserGpuBackend {
       this.options,
       this.defaultHeads,
       (reason) => {
-        this.lastSessionStats = this.sessionStats();
-        this.session = null;
+        this.lastSessionStats = this.sessionStats(session);
+        ended(reason);
         this.totals.disconnects++;
         this.currentHeads = this.defaultHeads;
         this.emitter.emit('disconnected', reason);
@@ -170,7 +142,8 @@ class Backend implements VhostUserGpuBackend {
         this.currentHeads = heads;
       },
     );
-    this.session.start();
+    session.start();
+    return session;
   }
 
   get connected(): boolean {
@@ -205,15 +178,14 @@ class Backend implements VhostUserGpuBackend {
 
   stats(): SourceStats {
     if (!this.session) return { ...this.totals, ...this.lastSessionStats };
-    return { ...this.totals, ...this.sessionStats() };
+    return { ...this.totals, ...this.sessionStats(this.session) };
   }
 
   /** Counters of the session that ended last (kept after a disconnect). */
   private lastSessionStats: SourceStats = {};
 
-  private sessionStats(): SourceStats {
-    const device = this.session?.device;
-    if (!device) return {};
+  private sessionStats(session: Session): SourceStats {
+    const device = session.device;
     const commands = [...device.gpu.commandCounts].map(([name, n]) => [`cmd.${name}`, n]);
     return { ...device.counters, ...device.gpu.counters, ...Object.fromEntries(commands) };
   }
@@ -221,49 +193,30 @@ class Backend implements VhostUserGpuBackend {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.session?.end('backend closed');
-    this.stopListenWatch?.();
-    if (this.listenFd !== null) {
-      this.fd.close(this.listenFd);
-      this.listenFd = null;
-      try {
-        fs.unlinkSync(this.options.socketPath);
-      } catch {
-        // already gone
-      }
-    }
+    this.server.close();
   }
 }
 
-/** One front-end connection: the socket, its message reader, the device and the display channel. */
+/** One front-end connection: the generic vhost-user session, the GPU device and the display
+ * channel. */
 class Session {
-  readonly device: VhostUserDevice;
-  private readonly reader: FrameReader;
-  private stopWatch: (() => void) | null = null;
+  readonly device: VhostUserGpuDevice;
+  private readonly connection: VhostUserSession;
   private display: QemuDisplayChannel | null = null;
   private ended = false;
 
   constructor(
-    private readonly conn: number,
+    conn: number,
     private readonly fd: FdAddon,
     private readonly log: Logger,
     emitter: TypedEmitter<SourceEvents>,
     private readonly options: VhostUserGpuBackendOptions,
     private readonly defaultHeads: HeadInfo[],
-    private readonly onEnd: (reason: string) => void,
+    onEnd: (reason: string) => void,
     private readonly onHeads: (heads: HeadInfo[]) => void,
   ) {
-    const io: DeviceIo = {
-      map: (memfd, offset, length) => new Uint8Array(fd.mmap(memfd, offset, length, true)),
-      unmap: (mapping) => fd.munmap(mapping.buffer as ArrayBuffer),
-      close: (x) => fd.close(x),
-      eventfdWrite: (x) => fd.eventfdWrite(x),
-      eventfdRead: (x) => void fd.eventfdRead(x),
-      watchReadable: (x, cb) => fd.watchReadable(x, cb),
-    };
-    this.reader = new FrameReader((x) => fd.close(x));
-    this.device = new VhostUserDevice({
-      io,
+    this.device = new VhostUserGpuDevice({
+      io: nativeDeviceIo(fd),
       heads: defaultHeads,
       emitter,
       log,
@@ -274,6 +227,12 @@ class Session {
     });
     this.emitter = emitter;
     emitter.on('scanoutSet', this.onScanout);
+    this.connection = new VhostUserSession(conn, fd, log, this.device, onEnd, () => {
+      this.ended = true;
+      this.display?.close();
+      this.display = null;
+      this.emitter.off('scanoutSet', this.onScanout);
+    });
   }
 
   private readonly emitter: TypedEmitter<SourceEvents>;
@@ -283,12 +242,12 @@ class Session {
   };
 
   start(): void {
-    this.stopWatch = this.fd.watchReadable(this.conn, (error) => {
-      if (error) this.end(`poll failed: ${error.message}`);
-      else this.readable();
-    });
+    this.connection.start();
   }
 
+  end(reason: string): void {
+    this.connection.end(reason);
+  }
   private attachDisplay(gpuFd: number): void {
     this.display?.close();
     const fixedSize = this.options.width !== undefined || this.options.height !== undefined;
@@ -320,82 +279,5 @@ class Session {
     );
     this.display = channel;
     channel.start();
-  }
-
-  private readable(): void {
-    while (!this.ended) {
-      let chunk;
-      try {
-        chunk = this.fd.unixRecv(this.conn, this.reader.wanted());
-      } catch (error) {
-        this.end(`receive failed: ${String(error)}`);
-        return;
-      }
-      if (chunk === null) return;
-      if (chunk.data.length === 0) {
-        for (const x of chunk.fds) this.fd.close(x);
-        this.end('front-end closed the connection');
-        return;
-      }
-      let messages;
-      try {
-        messages = this.reader.push(chunk.data, chunk.fds);
-      } catch (error) {
-        if (!(error instanceof ProtocolError)) throw error;
-        this.end(`protocol error: ${error.message}`);
-        return;
-      }
-      for (const message of messages) {
-        if (this.ended) {
-          for (const x of message.fds) this.fd.close(x);
-          continue;
-        }
-        this.log(
-          'debug',
-          `vhost-user ${requestName(message.request)} (${message.payload.length} bytes, ${message.fds.length} fds)`,
-        );
-        let reply: Uint8Array | null;
-        try {
-          reply = this.device.handle(message);
-        } catch (error) {
-          this.end(`internal error on ${requestName(message.request)}: ${String(error)}`);
-          return;
-        }
-        if (reply) {
-          try {
-            sendAll(this.fd, this.conn, reply);
-          } catch (error) {
-            this.end(`send failed: ${String(error)}`);
-          }
-        }
-      }
-    }
-  }
-
-  end(reason: string): void {
-    if (this.ended) return;
-    this.ended = true;
-    this.stopWatch?.();
-    this.stopWatch = null;
-    this.display?.close();
-    this.display = null;
-    this.device.dispose();
-    this.emitter.off('scanoutSet', this.onScanout);
-    this.reader.dispose();
-    this.fd.close(this.conn);
-    this.onEnd(reason);
-  }
-}
-
-/**
- * Sends a whole message. Messages are small (at most a few hundred bytes) and the peer reads
- * them promptly, so a full socket means the peer is stuck: that throws (the session ends).
- */
-function sendAll(fdModule: FdAddon, socket: number, data: Uint8Array): void {
-  let sent = 0;
-  while (sent < data.length) {
-    const n = fdModule.unixSend(socket, data.subarray(sent));
-    if (n <= 0) throw new Error('peer does not accept data');
-    sent += n;
   }
 }

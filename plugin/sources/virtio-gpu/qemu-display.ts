@@ -15,7 +15,7 @@
  */
 import type { HeadInfo } from '../types.js';
 import { DISPLAY_INFO_SIZE, HDR_SIZE, MAX_SCANOUTS, Resp } from './gpu-protocol.js';
-import { encodeMessage, FrameReader, type Message } from './vhost-user-protocol.js';
+import { encodeMessage, FrameReader, type Message } from '../../vhost-user/vhost-user-protocol.js';
 
 export const GpuRequest = {
   GET_PROTOCOL_FEATURES: 1,

@@ -1,16 +1,15 @@
 /**
- * The vhost-user back-end state machine for a virtio-gpu device (2 queues: control, cursor):
- * takes parsed front-end messages, keeps features, the memory table and the rings, runs the
- * queues when kicked, and returns replies. I/O goes through `DeviceIo`, so the same code runs
- * against real fds (native) and against in-memory fakes in tests.
+ * The generic vhost-user back-end state machine: takes parsed front-end messages, keeps
+ * features, the memory table and the rings, runs the queues when kicked, and returns replies.
+ * What the device does with a chain (virtio-gpu, virtio-input) is a `DeviceModel`. I/O goes
+ * through `DeviceIo`, so the same code runs against real fds (native) and against in-memory
+ * fakes in tests.
  *
  * Fd ownership: this object owns every fd that arrives with a message (memory region fds, kick,
  * call and err eventfds); it closes them when replaced, on reset and on dispose, and closes fds
- * that came with a message that does not use them. A GPU_SET_SOCKET fd is handed to
- * `onGpuSocket`, which takes it.
+ * that came with a message that does not use them. A model's own request (`handleRequest`) may
+ * take fds with `takeFd`; it then owns them.
  */
-import type { HeadInfo, SourceEvents } from '../types.js';
-import type { TypedEmitter } from './emitter.js';
 import {
   GuestMemory,
   MAX_REGIONS,
@@ -18,8 +17,6 @@ import {
   toSafeNumber,
   type RegionMapper,
 } from './guest-memory.js';
-import { GpuDevice, MAX_REQUEST_BYTES, type GpuLimits, type Logger } from './gpu-device.js';
-import { encodeHeaderResponse, HDR_SIZE, readHeader, Resp } from './gpu-protocol.js';
 import {
   encodeConfig,
   encodeReply,
@@ -40,7 +37,10 @@ import {
   u64Payload,
   type Message,
 } from './vhost-user-protocol.js';
-import { gatherReadable, scatterWritable, SplitVirtqueue, type Chain } from './virtqueue.js';
+import { SplitVirtqueue, type Chain } from './virtqueue.js';
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+export type Logger = (level: LogLevel, message: string) => void;
 
 export interface DeviceIo extends RegionMapper {
   close(fd: number): void;
@@ -53,10 +53,54 @@ export interface DeviceIo extends RegionMapper {
   watchReadable(fd: number, onReadable: (error?: Error) => void): () => void;
 }
 
-export const CONTROL_QUEUE = 0;
-export const CURSOR_QUEUE = 1;
-export const QUEUE_COUNT = 2;
-const CONFIG_SIZE = 16;
+/** Counters of one device; models add to `responses` and `dropped` for their chains. */
+export interface DeviceCounters {
+  messages: number;
+  messageErrors: number;
+  kicks: number;
+  chains: number;
+  responses: number;
+  dropped: number;
+  notifications: number;
+  warningsSuppressed: number;
+  /** Time spent running queues (ns): the back-end's per-command cost. */
+  queueNs: number;
+}
+
+/** What a model gets from the back-end it runs in. */
+export interface DeviceContext {
+  memory: GuestMemory;
+  /** The back-end's logger (guest-caused warnings thinned out). */
+  log: Logger;
+  counters: DeviceCounters;
+}
+
+/**
+ * One virtio device on the vhost-user machinery: its queues, feature bits, config space and
+ * what a chain of each queue does. Must not throw for guest input (a throw stops the queue).
+ */
+export interface DeviceModel {
+  readonly queueCount: number;
+  /** Device-specific feature bits offered (the ring and vhost-user bits are added). */
+  readonly deviceFeatures: bigint;
+  /** The negotiated features (all bits) changed, also to 0 on reset. */
+  featuresChanged(features: bigint): void;
+  /** The whole config space as it reads now (GET_CONFIG takes a slice of it). */
+  readConfig(): Uint8Array;
+  /** The front-end wrote `data` at `offset` of the config space (SET_CONFIG). */
+  writeConfig(offset: number, data: Uint8Array): void;
+  /** Executes one chain of queue `queue`; returns the bytes written into it. */
+  processChain(queue: number, chain: Chain): number;
+  /** The device is reset (RESET_DEVICE, RESET_OWNER, SET_STATUS 0, dispose). */
+  reset(): void;
+  /** The memory table changed (regions added, removed or replaced). */
+  memoryChanged(): void;
+  /**
+   * A request the generic back-end does not know (e.g. GPU_SET_SOCKET). Returns the reply
+   * payload, null for no reply, or undefined when the model does not know it either.
+   */
+  handleRequest?(msg: Message, takeFd: () => number | null): Uint8Array | null | undefined;
+}
 
 interface Queue {
   vq: SplitVirtqueue;
@@ -69,16 +113,11 @@ interface Queue {
   problemLogged: string | null;
 }
 
-export interface VhostUserDeviceOptions {
+export interface VhostUserDeviceOptions<M extends DeviceModel> {
   io: DeviceIo;
-  heads: HeadInfo[];
-  emitter: TypedEmitter<SourceEvents>;
   log: Logger;
-  /** Offer VIRTIO_GPU_F_RESOURCE_BLOB (guest blobs). */
-  blob?: boolean;
-  limits?: Partial<GpuLimits>;
-  /** Takes the vhost-user-gpu socket fd QEMU passes with GPU_SET_SOCKET. */
-  onGpuSocket?: (fd: number) => void;
+  /** Builds the device model once the back-end's memory table and logger exist. */
+  createModel: (context: DeviceContext) => M;
   /** While false, kicks are noted but queues are not run (e.g. waiting for QEMU's display info). */
   canProcess?: () => boolean;
   /**
@@ -88,9 +127,9 @@ export interface VhostUserDeviceOptions {
   warnLimit?: number;
 }
 
-export class VhostUserDevice {
+export class VhostUserDevice<M extends DeviceModel = DeviceModel> {
   readonly memory: GuestMemory;
-  readonly gpu: GpuDevice;
+  readonly model: M;
   readonly offeredFeatures: bigint;
   readonly offeredProtocolFeatures =
     ProtocolFeature.MQ |
@@ -104,7 +143,7 @@ export class VhostUserDevice {
   status = 0;
   owner = false;
   readonly queues: Queue[] = [];
-  readonly counters = {
+  readonly counters: DeviceCounters = {
     messages: 0,
     messageErrors: 0,
     kicks: 0,
@@ -113,14 +152,14 @@ export class VhostUserDevice {
     dropped: 0,
     notifications: 0,
     warningsSuppressed: 0,
-    /** Time spent running queues (ns): the back-end's per-command cost. */
     queueNs: 0,
   };
   private disposed = false;
   private warnings = 0;
   private readonly log: Logger;
+  private readonly queueCount: number;
 
-  constructor(private readonly options: VhostUserDeviceOptions) {
+  constructor(private readonly options: VhostUserDeviceOptions<M>) {
     const { io } = options;
     const limit = options.warnLimit ?? 200;
     this.log = (level, message) => {
@@ -134,22 +173,20 @@ export class VhostUserDevice {
       options.log(level, message);
     };
     this.memory = new GuestMemory(io, (fd) => io.close(fd));
-    this.gpu = new GpuDevice({
+    this.model = options.createModel({
       memory: this.memory,
-      heads: options.heads,
-      emitter: options.emitter,
       log: this.log,
-      limits: options.limits,
+      counters: this.counters,
     });
+    this.queueCount = this.model.queueCount;
     this.offeredFeatures =
       Feature.VERSION_1 |
       Feature.VHOST_USER_F_PROTOCOL_FEATURES |
       Feature.RING_INDIRECT_DESC |
       Feature.RING_EVENT_IDX |
       Feature.RING_RESET |
-      Feature.VIRTIO_GPU_F_EDID |
-      (options.blob ? Feature.VIRTIO_GPU_F_RESOURCE_BLOB : 0n);
-    for (let i = 0; i < QUEUE_COUNT; i++) {
+      this.model.deviceFeatures;
+    for (let i = 0; i < this.queueCount; i++) {
       this.queues.push({
         vq: new SplitVirtqueue(i),
         kickFd: null,
@@ -194,7 +231,7 @@ export class VhostUserDevice {
 
   private queue(index: number): Queue {
     const queue = this.queues[index];
-    if (!queue) throw new ProtocolError(`queue index ${index} (device has ${QUEUE_COUNT})`);
+    if (!queue) throw new ProtocolError(`queue index ${index} (device has ${this.queueCount})`);
     return queue;
   }
 
@@ -243,7 +280,7 @@ export class VhostUserDevice {
       case Request.GET_MAX_MEM_SLOTS:
         return u64Payload(BigInt(MAX_REGIONS));
       case Request.GET_QUEUE_NUM:
-        return u64Payload(BigInt(QUEUE_COUNT));
+        return u64Payload(BigInt(this.queueCount));
       case Request.SET_VRING_NUM: {
         const state = parseVringState(payload);
         const queue = this.queue(state.index);
@@ -312,27 +349,18 @@ export class VhostUserDevice {
       }
       case Request.GET_CONFIG: {
         const request = parseConfig(payload);
-        const config = new Uint8Array(CONFIG_SIZE);
-        const view = new DataView(config.buffer);
-        // events_read, events_clear: 0; num_scanouts; num_capsets: 0. QEMU overrides the
-        // fields it manages (scanouts, events) with its own values.
-        view.setUint32(8, this.gpu.scanoutCount, true);
+        const config = this.model.readConfig();
         const data = new Uint8Array(request.size);
-        if (request.offset < CONFIG_SIZE) {
+        if (request.offset < config.length) {
           data.set(
-            config.subarray(request.offset, Math.min(CONFIG_SIZE, request.offset + request.size)),
+            config.subarray(request.offset, Math.min(config.length, request.offset + request.size)),
           );
         }
         return encodeConfig({ ...request, data });
       }
-      case Request.SET_CONFIG:
-        parseConfig(payload); // events_clear: no events are ever raised
-        return null;
-      case Request.GPU_SET_SOCKET: {
-        const fd = takeFd();
-        if (fd === null) throw new ProtocolError('GPU_SET_SOCKET without an fd');
-        if (this.options.onGpuSocket) this.options.onGpuSocket(fd);
-        else this.options.io.close(fd);
+      case Request.SET_CONFIG: {
+        const request = parseConfig(payload);
+        this.model.writeConfig(request.offset, request.data);
         return null;
       }
       case Request.SET_STATUS: {
@@ -341,15 +369,18 @@ export class VhostUserDevice {
           // QEMU resets the device this way on every stop (vhost_dev_stop): the guest
           // re-creates its resources on the next start.
           this.log('info', 'device status reset: dropping resources');
-          this.gpu.reset();
+          this.model.reset();
         }
         this.status = status;
         return null;
       }
       case Request.GET_STATUS:
         return u64Payload(BigInt(this.status));
-      default:
-        throw new ProtocolError('unsupported request');
+      default: {
+        const reply = this.model.handleRequest?.(msg, takeFd);
+        if (reply === undefined) throw new ProtocolError('unsupported request');
+        return reply;
+      }
     }
   }
 
@@ -361,8 +392,7 @@ export class VhostUserDevice {
       // Without VHOST_USER_F_PROTOCOL_FEATURES rings start enabled (vhost-user.rst).
       if (!(features & Feature.VHOST_USER_F_PROTOCOL_FEATURES)) queue.enabled = true;
     }
-    this.gpu.edid = (features & Feature.VIRTIO_GPU_F_EDID) !== 0n;
-    this.gpu.blob = (features & Feature.VIRTIO_GPU_F_RESOURCE_BLOB) !== 0n;
+    this.model.featuresChanged(features);
   }
 
   private setMemTable(payload: Uint8Array, fdCount: number, takeFd: () => number | null): void {
@@ -398,8 +428,8 @@ export class VhostUserDevice {
 
   private memoryChanged(): void {
     for (const queue of this.queues) queue.vq.invalidate();
-    this.gpu.memoryChanged();
-    for (let i = 0; i < QUEUE_COUNT; i++) this.processQueue(i);
+    this.model.memoryChanged();
+    for (let i = 0; i < this.queueCount; i++) this.processQueue(i);
   }
 
   private replaceKick(queue: Queue, fd: number | null): void {
@@ -441,7 +471,7 @@ export class VhostUserDevice {
 
   /** Runs every queue that can run (after the processing gate opens). */
   kickAll(): void {
-    for (let i = 0; i < QUEUE_COUNT; i++) this.processQueue(i);
+    for (let i = 0; i < this.queueCount; i++) this.processQueue(i);
   }
 
   /** Takes every available chain of a queue, executes it, returns it, notifies once. */
@@ -492,8 +522,7 @@ export class VhostUserDevice {
         pushed++;
         continue;
       }
-      const written =
-        index === CONTROL_QUEUE ? this.runControl(result.chain) : this.runCursor(result.chain);
+      const written = this.model.processChain(index, result.chain);
       // A listener may have ended the session while the command ran: the chain's memory is gone.
       if (this.disposed) return;
       queue.vq.push(result.chain.head, written);
@@ -505,62 +534,7 @@ export class VhostUserDevice {
     }
   }
 
-  /** Executes one control chain; returns the bytes written into it. */
-  private runControl(chain: Chain): number {
-    let request = gatherReadable(chain, MAX_REQUEST_BYTES);
-    if (!request) {
-      // Too long to be any command: answer from its header alone (the command then fails
-      // its size check, or is a header-only command).
-      this.log('warn', `control request of ${chain.readableLength} bytes truncated`);
-      const head = new Uint8Array(HDR_SIZE);
-      let at = 0;
-      for (const part of chain.readable) {
-        if (at >= HDR_SIZE) break;
-        const take = Math.min(part.length, HDR_SIZE - at);
-        head.set(part.subarray(0, take), at);
-        at += take;
-      }
-      request = head;
-    }
-    let response = this.gpu.handleControl(request);
-    if (scatterWritable(chain, response)) {
-      this.counters.responses++;
-      return response.length;
-    }
-    if (response.length > HDR_SIZE && chain.writableLength >= HDR_SIZE) {
-      const header =
-        request.length >= HDR_SIZE
-          ? readHeader(new DataView(request.buffer, request.byteOffset, HDR_SIZE))
-          : null;
-      this.log(
-        'warn',
-        `response of ${response.length} bytes does not fit ${chain.writableLength}: ERR_UNSPEC`,
-      );
-      response = encodeHeaderResponse(Resp.ERR_UNSPEC, header);
-      scatterWritable(chain, response);
-      this.counters.responses++;
-      return response.length;
-    }
-    this.counters.dropped++;
-    this.log(
-      'warn',
-      `control chain ${chain.head}: ${chain.writableLength} writable bytes, no room for a response`,
-    );
-    return 0;
-  }
-
-  private runCursor(chain: Chain): number {
-    const request = gatherReadable(chain, MAX_REQUEST_BYTES);
-    if (!request) {
-      this.counters.dropped++;
-      this.log('warn', `cursor request of ${chain.readableLength} bytes dropped`);
-      return 0;
-    }
-    this.gpu.handleCursor(request);
-    return 0;
-  }
-
-  /** Stops every queue and closes its fds; forgets features and GPU state (memory stays). */
+  /** Stops every queue and closes its fds; forgets features and device state (memory stays). */
   resetDevice(): void {
     for (const queue of this.queues) {
       this.stopQueue(queue);
@@ -574,7 +548,7 @@ export class VhostUserDevice {
     }
     this.status = 0;
     this.applyFeatures(0n);
-    this.gpu.reset();
+    this.model.reset();
   }
 
   /** Ends the session: resets and releases the memory table. Idempotent. */
@@ -583,6 +557,6 @@ export class VhostUserDevice {
     this.resetDevice();
     this.disposed = true;
     this.memory.clear();
-    this.gpu.memoryChanged();
+    this.model.memoryChanged();
   }
 }

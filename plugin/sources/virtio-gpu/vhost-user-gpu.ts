@@ -1,0 +1,183 @@
+/**
+ * virtio-gpu on the generic vhost-user back-end (plugin/vhost-user): 2 queues (control,
+ * cursor), the GPU feature bits, the 16-byte config space and GPU_SET_SOCKET. The commands
+ * themselves are `GpuDevice`'s.
+ */
+import type { HeadInfo, SourceEvents } from '../types.js';
+import {
+  VhostUserDevice,
+  type DeviceContext,
+  type DeviceIo,
+  type DeviceModel,
+  type Logger,
+} from '../../vhost-user/vhost-user-device.js';
+import {
+  Feature,
+  ProtocolError,
+  Request,
+  type Message,
+} from '../../vhost-user/vhost-user-protocol.js';
+import { gatherReadable, scatterWritable, type Chain } from '../../vhost-user/virtqueue.js';
+import type { TypedEmitter } from './emitter.js';
+import { GpuDevice, MAX_REQUEST_BYTES, type GpuLimits } from './gpu-device.js';
+import { encodeHeaderResponse, HDR_SIZE, readHeader, Resp } from './gpu-protocol.js';
+
+export const CONTROL_QUEUE = 0;
+export const CURSOR_QUEUE = 1;
+export const QUEUE_COUNT = 2;
+const CONFIG_SIZE = 16;
+
+export interface GpuModelOptions {
+  heads: HeadInfo[];
+  emitter: TypedEmitter<SourceEvents>;
+  /** Offer VIRTIO_GPU_F_RESOURCE_BLOB (guest blobs). */
+  blob?: boolean;
+  limits?: Partial<GpuLimits>;
+  /** Takes the vhost-user-gpu socket fd QEMU passes with GPU_SET_SOCKET. */
+  onGpuSocket?: (fd: number) => void;
+}
+
+/** The virtio-gpu device model: chains of the control and cursor queues go to `GpuDevice`. */
+export class GpuDeviceModel implements DeviceModel {
+  readonly queueCount = QUEUE_COUNT;
+  readonly deviceFeatures: bigint;
+  readonly gpu: GpuDevice;
+  private readonly log: Logger;
+
+  constructor(
+    private readonly context: DeviceContext,
+    private readonly options: GpuModelOptions,
+    private readonly closeFd: (fd: number) => void,
+  ) {
+    this.log = context.log;
+    this.gpu = new GpuDevice({
+      memory: context.memory,
+      heads: options.heads,
+      emitter: options.emitter,
+      log: context.log,
+      limits: options.limits,
+    });
+    this.deviceFeatures =
+      Feature.VIRTIO_GPU_F_EDID | (options.blob ? Feature.VIRTIO_GPU_F_RESOURCE_BLOB : 0n);
+  }
+
+  featuresChanged(features: bigint): void {
+    this.gpu.edid = (features & Feature.VIRTIO_GPU_F_EDID) !== 0n;
+    this.gpu.blob = (features & Feature.VIRTIO_GPU_F_RESOURCE_BLOB) !== 0n;
+  }
+
+  readConfig(): Uint8Array {
+    const config = new Uint8Array(CONFIG_SIZE);
+    // events_read, events_clear: 0; num_scanouts; num_capsets: 0. QEMU overrides the
+    // fields it manages (scanouts, events) with its own values.
+    new DataView(config.buffer).setUint32(8, this.gpu.scanoutCount, true);
+    return config;
+  }
+
+  writeConfig(): void {
+    // events_clear: no events are ever raised
+  }
+
+  reset(): void {
+    this.gpu.reset();
+  }
+
+  memoryChanged(): void {
+    this.gpu.memoryChanged();
+  }
+
+  handleRequest(msg: Message, takeFd: () => number | null): Uint8Array | null | undefined {
+    if (msg.request !== Request.GPU_SET_SOCKET) return undefined;
+    const fd = takeFd();
+    if (fd === null) throw new ProtocolError('GPU_SET_SOCKET without an fd');
+    if (this.options.onGpuSocket) this.options.onGpuSocket(fd);
+    else this.closeFd(fd);
+    return null;
+  }
+
+  processChain(queue: number, chain: Chain): number {
+    return queue === CONTROL_QUEUE ? this.runControl(chain) : this.runCursor(chain);
+  }
+
+  /** Executes one control chain; returns the bytes written into it. */
+  private runControl(chain: Chain): number {
+    const counters = this.context.counters;
+    let request = gatherReadable(chain, MAX_REQUEST_BYTES);
+    if (!request) {
+      // Too long to be any command: answer from its header alone (the command then fails
+      // its size check, or is a header-only command).
+      this.log('warn', `control request of ${chain.readableLength} bytes truncated`);
+      const head = new Uint8Array(HDR_SIZE);
+      let at = 0;
+      for (const part of chain.readable) {
+        if (at >= HDR_SIZE) break;
+        const take = Math.min(part.length, HDR_SIZE - at);
+        head.set(part.subarray(0, take), at);
+        at += take;
+      }
+      request = head;
+    }
+    let response = this.gpu.handleControl(request);
+    if (scatterWritable(chain, response)) {
+      counters.responses++;
+      return response.length;
+    }
+    if (response.length > HDR_SIZE && chain.writableLength >= HDR_SIZE) {
+      const header =
+        request.length >= HDR_SIZE
+          ? readHeader(new DataView(request.buffer, request.byteOffset, HDR_SIZE))
+          : null;
+      this.log(
+        'warn',
+        `response of ${response.length} bytes does not fit ${chain.writableLength}: ERR_UNSPEC`,
+      );
+      response = encodeHeaderResponse(Resp.ERR_UNSPEC, header);
+      scatterWritable(chain, response);
+      counters.responses++;
+      return response.length;
+    }
+    counters.dropped++;
+    this.log(
+      'warn',
+      `control chain ${chain.head}: ${chain.writableLength} writable bytes, no room for a response`,
+    );
+    return 0;
+  }
+
+  private runCursor(chain: Chain): number {
+    const request = gatherReadable(chain, MAX_REQUEST_BYTES);
+    if (!request) {
+      this.context.counters.dropped++;
+      this.log('warn', `cursor request of ${chain.readableLength} bytes dropped`);
+      return 0;
+    }
+    this.gpu.handleCursor(request);
+    return 0;
+  }
+}
+
+export interface VhostUserGpuDeviceOptions extends GpuModelOptions {
+  io: DeviceIo;
+  log: Logger;
+  /** While false, kicks are noted but queues are not run (e.g. waiting for QEMU's display info). */
+  canProcess?: () => boolean;
+  /** See VhostUserDeviceOptions.warnLimit. */
+  warnLimit?: number;
+}
+
+/** A vhost-user back-end whose device is a virtio-gpu. */
+export class VhostUserGpuDevice extends VhostUserDevice<GpuDeviceModel> {
+  constructor(options: VhostUserGpuDeviceOptions) {
+    super({
+      io: options.io,
+      log: options.log,
+      canProcess: options.canProcess,
+      warnLimit: options.warnLimit,
+      createModel: (context) => new GpuDeviceModel(context, options, (fd) => options.io.close(fd)),
+    });
+  }
+
+  get gpu(): GpuDevice {
+    return this.model.gpu;
+  }
+}

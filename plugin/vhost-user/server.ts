@@ -1,0 +1,226 @@
+/**
+ * The socket side of a vhost-user back-end: listen (guestfb creates the socket, QEMU connects)
+ * or connect (QEMU listens with `server=on`), one front-end at a time, and a session that reads
+ * messages from the connection, hands them to a `VhostUserDevice` and sends its replies.
+ * In 'listen' role a new connection is accepted after a disconnect.
+ */
+import fs from 'node:fs';
+import type { FdAddon } from '../../native/fd.js';
+import type { DeviceIo, Logger, VhostUserDevice } from './vhost-user-device.js';
+import { FrameReader, ProtocolError, requestName } from './vhost-user-protocol.js';
+
+/** A session as the server sees it. */
+export interface ServerSession {
+  end(reason: string): void;
+}
+
+export interface VhostUserServerOptions<S extends ServerSession> {
+  socketPath: string;
+  role: 'listen' | 'connect';
+  fd: FdAddon;
+  log: Logger;
+  /** Starts a session on a connected socket (takes `conn`); it calls `ended` once when it ends. */
+  startSession(conn: number, ended: (reason: string) => void): S;
+}
+
+export class VhostUserServer<S extends ServerSession> {
+  private listenFd: number | null = null;
+  private stopListenWatch: (() => void) | null = null;
+  private current: S | null = null;
+  private closed = false;
+
+  constructor(private readonly options: VhostUserServerOptions<S>) {
+    if (options.role === 'listen') {
+      this.listen();
+    } else if (options.role === 'connect') {
+      this.startSession(options.fd.unixConnect(options.socketPath));
+    } else {
+      throw new RangeError(`role must be 'listen' or 'connect'`);
+    }
+  }
+
+  /** The front-end's session, while one is connected. */
+  get session(): S | null {
+    return this.current;
+  }
+
+  private listen(): void {
+    const { fd, log, socketPath: path } = this.options;
+    try {
+      if (fs.lstatSync(path).isSocket()) fs.unlinkSync(path); // a stale socket of an earlier run
+    } catch {
+      // nothing there
+    }
+    this.listenFd = fd.unixListen(path, 1);
+    const listenFd = this.listenFd;
+    this.stopListenWatch = fd.watchReadable(listenFd, (error) => {
+      if (error) {
+        log('error', `listening socket failed: ${error.message}; no more connections`);
+        return;
+      }
+      for (;;) {
+        let conn: number;
+        try {
+          conn = fd.unixAccept(listenFd);
+        } catch (error) {
+          log('warn', `accept failed: ${String(error)}`);
+          return;
+        }
+        if (conn < 0) return;
+        if (this.current) {
+          log('warn', 'a second front-end connected; refusing it');
+          fd.close(conn);
+          continue;
+        }
+        this.startSession(conn);
+      }
+    });
+  }
+
+  private startSession(conn: number): void {
+    let ended = false;
+    const session = this.options.startSession(conn, () => {
+      ended = true;
+      if (this.current === session) this.current = null;
+    });
+    if (!ended) this.current = session;
+  }
+
+  /** Ends the session and stops listening (the socket file is removed). Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.current?.end('backend closed');
+    this.stopListenWatch?.();
+    if (this.listenFd !== null) {
+      this.options.fd.close(this.listenFd);
+      this.listenFd = null;
+      try {
+        fs.unlinkSync(this.options.socketPath);
+      } catch {
+        // already gone
+      }
+    }
+  }
+}
+
+/** The `DeviceIo` of a real session: native mmap, eventfds and poll. */
+export function nativeDeviceIo(fd: FdAddon): DeviceIo {
+  return {
+    map: (memfd, offset, length) => new Uint8Array(fd.mmap(memfd, offset, length, true)),
+    unmap: (mapping) => fd.munmap(mapping.buffer as ArrayBuffer),
+    close: (x) => fd.close(x),
+    eventfdWrite: (x) => fd.eventfdWrite(x),
+    eventfdRead: (x) => void fd.eventfdRead(x),
+    watchReadable: (x, cb) => fd.watchReadable(x, cb),
+  };
+}
+
+/**
+ * One front-end connection: reads messages from `conn` (owned), hands them to the device and
+ * sends the replies. When it ends, `onEnding` runs before the device is disposed (device users
+ * detach there) and `onEnd` once the device is disposed and `conn` closed.
+ */
+export class VhostUserSession {
+  private readonly reader: FrameReader;
+  private stopWatch: (() => void) | null = null;
+  private ended = false;
+
+  constructor(
+    private readonly conn: number,
+    private readonly fd: FdAddon,
+    private readonly log: Logger,
+    readonly device: VhostUserDevice,
+    private readonly onEnd: (reason: string) => void,
+    private readonly onEnding?: () => void,
+  ) {
+    this.reader = new FrameReader((x) => fd.close(x));
+  }
+
+  get isEnded(): boolean {
+    return this.ended;
+  }
+
+  start(): void {
+    this.stopWatch = this.fd.watchReadable(this.conn, (error) => {
+      if (error) this.end(`poll failed: ${error.message}`);
+      else this.readable();
+    });
+  }
+
+  private readable(): void {
+    while (!this.ended) {
+      let chunk;
+      try {
+        chunk = this.fd.unixRecv(this.conn, this.reader.wanted());
+      } catch (error) {
+        this.end(`receive failed: ${String(error)}`);
+        return;
+      }
+      if (chunk === null) return;
+      if (chunk.data.length === 0) {
+        for (const x of chunk.fds) this.fd.close(x);
+        this.end('front-end closed the connection');
+        return;
+      }
+      let messages;
+      try {
+        messages = this.reader.push(chunk.data, chunk.fds);
+      } catch (error) {
+        if (!(error instanceof ProtocolError)) throw error;
+        this.end(`protocol error: ${error.message}`);
+        return;
+      }
+      for (const message of messages) {
+        if (this.ended) {
+          for (const x of message.fds) this.fd.close(x);
+          continue;
+        }
+        this.log(
+          'debug',
+          `vhost-user ${requestName(message.request)} (${message.payload.length} bytes, ${message.fds.length} fds)`,
+        );
+        let reply: Uint8Array | null;
+        try {
+          reply = this.device.handle(message);
+        } catch (error) {
+          this.end(`internal error on ${requestName(message.request)}: ${String(error)}`);
+          return;
+        }
+        if (reply) {
+          try {
+            sendAll(this.fd, this.conn, reply);
+          } catch (error) {
+            this.end(`send failed: ${String(error)}`);
+          }
+        }
+      }
+    }
+  }
+
+  /** Ends the session: stops reading, disposes the device, closes the connection. Idempotent. */
+  end(reason: string): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.stopWatch?.();
+    this.stopWatch = null;
+    this.onEnding?.();
+    this.device.dispose();
+    this.reader.dispose();
+    this.fd.close(this.conn);
+    this.onEnd(reason);
+  }
+}
+
+/**
+ * Sends a whole message. Messages are small (at most a few hundred bytes) and the peer reads
+ * them promptly, so a full socket means the peer is stuck: that throws (the session ends).
+ */
+export function sendAll(fdModule: FdAddon, socket: number, data: Uint8Array): void {
+  let sent = 0;
+  while (sent < data.length) {
+    const n = fdModule.unixSend(socket, data.subarray(sent));
+    if (n <= 0) throw new Error('peer does not accept data');
+    sent += n;
+  }
+}
