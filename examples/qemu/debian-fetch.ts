@@ -7,7 +7,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile, mkdtemp } from 'node:fs/promises';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -395,6 +395,46 @@ export async function extractDeb(deb: string, dest: string): Promise<void> {
   } catch (error) {
     const e = error as { stderr?: string; message: string };
     throw new Error(`debian-fetch: dpkg-deb -x ${deb} failed: ${e.stderr || e.message}`);
+  }
+}
+
+/**
+ * A cache entry's manifest: JSON written last and atomically, so a manifest that parses, that
+ * `complete` accepts and whose files exist means the cached tree is whole. Undefined otherwise
+ * (missing, unreadable, an older format, a tree removed underneath it).
+ */
+export function readManifest<T>(file: string, complete: (manifest: T) => boolean): T | undefined {
+  let manifest: T;
+  try {
+    manifest = JSON.parse(readFileSync(file, 'utf8')) as T;
+  } catch {
+    return undefined;
+  }
+  try {
+    return complete(manifest) ? manifest : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Writes a manifest (or any cache file) so readers see the old one or the new one, never half. */
+export function writeFileAtomic(file: string, data: string | Buffer): void {
+  const temporary = `${file}.${process.pid}.tmp`;
+  writeFileSync(temporary, data);
+  renameSync(temporary, file);
+}
+
+/** Writes `manifest` as the cache entry's manifest file. */
+export function writeManifest(file: string, manifest: object): void {
+  writeFileAtomic(file, `${JSON.stringify(manifest, null, 2)}\n`);
+}
+
+/** Removes the trees `<dir>/<prefix>*` other than `keep` (earlier versions the manifest left). */
+export async function removeOtherTrees(dir: string, prefix: string, keep: string): Promise<void> {
+  for (const old of readdirSync(dir)) {
+    if (old.startsWith(prefix) && old !== keep) {
+      await rm(path.join(dir, old), { recursive: true, force: true });
+    }
   }
 }
 

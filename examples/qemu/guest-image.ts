@@ -5,16 +5,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import {
-  copyFile,
-  mkdir,
-  mkdtemp,
-  readFile,
-  readdir,
-  rename,
-  rm,
-  writeFile,
-} from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -25,7 +16,11 @@ import {
   extractDeb,
   hostAptSources,
   hostCodename,
+  readManifest,
+  removeOtherTrees,
   withCacheLock,
+  writeFileAtomic,
+  writeManifest,
 } from './debian-fetch.js';
 
 const execFileAsync = promisify(execFile);
@@ -68,20 +63,6 @@ function sha256(...parts: (string | Buffer)[]): string {
   return hash.digest('hex').slice(0, 16);
 }
 
-async function readJson<T>(file: string): Promise<T | undefined> {
-  try {
-    return JSON.parse(await readFile(file, 'utf8')) as T;
-  } catch {
-    return undefined;
-  }
-}
-
-async function writeFileAtomic(file: string, data: string | Buffer): Promise<void> {
-  const temp = `${file}.${process.pid}.tmp`;
-  await writeFile(temp, data);
-  await rename(temp, file);
-}
-
 interface KernelManifest {
   package: string;
   version: string;
@@ -118,15 +99,14 @@ async function ensureKernel(
 ): Promise<KernelManifest> {
   const manifestFile = path.join(guestDir, 'kernel.json');
   const wantedKey = sha256(rootModules.join(','));
-  const cached = await readJson<KernelManifest & { key: string }>(manifestFile);
-  if (
-    cached &&
-    cached.key === wantedKey &&
-    existsSync(path.join(guestDir, cached.dir, 'vmlinuz')) &&
-    cached.modules.every((m) => existsSync(path.join(guestDir, cached.dir, 'modules', `${m}.ko`)))
-  ) {
-    return cached;
-  }
+  const cached = readManifest<KernelManifest & { key: string }>(
+    manifestFile,
+    (m) =>
+      m.key === wantedKey &&
+      existsSync(path.join(guestDir, m.dir, 'vmlinuz')) &&
+      m.modules.every((name) => existsSync(path.join(guestDir, m.dir, 'modules', `${name}.ko`))),
+  );
+  if (cached) return cached;
   const codename = hostCodename();
   // The host's own sources for the release (bookworm, -updates, -security), not backports.
   const sources = hostAptSources().filter((s) =>
@@ -192,12 +172,8 @@ async function ensureKernel(
       dir: kernelDir,
       modules,
     };
-    await writeFileAtomic(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`);
-    for (const old of readdirSync(guestDir)) {
-      if (old.startsWith('kernel-') && old !== kernelDir) {
-        await rm(path.join(guestDir, old), { recursive: true, force: true });
-      }
-    }
+    writeManifest(manifestFile, manifest);
+    await removeOtherTrees(guestDir, 'kernel-', kernelDir);
     return manifest;
   } finally {
     await rm(scratch, { recursive: true, force: true });
@@ -319,7 +295,7 @@ export async function ensureGuest(progress?: (msg: string) => void): Promise<Gue
           mode: 0o755,
         });
       }
-      await writeFileAtomic(initrd, buildCpio(entries));
+      writeFileAtomic(initrd, buildCpio(entries));
       // Older images are rebuilt from cached parts in well under a second: keep only this one.
       for (const old of await readdir(guestDir)) {
         if (/^initramfs-.*\.cpio$/.test(old) && path.join(guestDir, old) !== initrd) {

@@ -3,17 +3,19 @@
 // `vhost-user-gpu-pci` talking to a backend on a UNIX socket (guestfb's, or QEMU's own
 // vhost-user-gpu for comparison) or QEMU's built-in `virtio-gpu-pci`.
 import { execFile, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { accessSync, constants, existsSync, readdirSync, rmSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import {
   cacheDir,
+  downloadAndUnpack,
   ensureBackportsIndex,
-  extractDeb,
+  readManifest,
+  removeOtherTrees,
   withCacheLock,
+  writeManifest,
   type ResolvedPackage,
 } from './debian-fetch.js';
 
@@ -104,36 +106,19 @@ export async function ensureQemu(progress?: (msg: string) => void): Promise<Qemu
   const dir = cacheDir('qemu');
   const manifestFile = path.join(dir, 'manifest.json');
   const tier = await withCacheLock(dir, async () => {
-    let manifest: QemuManifest | undefined;
-    try {
-      manifest = JSON.parse(await readFile(manifestFile, 'utf8')) as QemuManifest;
-    } catch {
-      manifest = undefined;
-    }
-    const complete =
-      manifest &&
-      qemuPackages.every((name) => manifest!.packages.some((p) => p.name === name)) &&
-      existsSync(path.join(dir, manifest.root, 'usr', 'bin', 'qemu-system-x86_64'));
-    if (manifest && complete) return tierFromRoot(path.join(dir, manifest.root), manifest);
+    const manifest = readManifest<QemuManifest>(
+      manifestFile,
+      (m) =>
+        qemuPackages.every((name) => m.packages.some((p) => p.name === name)) &&
+        existsSync(path.join(dir, m.root, 'usr', 'bin', 'qemu-system-x86_64')),
+    );
+    if (manifest) return tierFromRoot(path.join(dir, manifest.root), manifest);
 
     const index = await ensureBackportsIndex(path.join(dir, 'apt'), progress);
     const resolved: ResolvedPackage[] = [];
     for (const name of qemuPackages) resolved.push(await index.resolve(name));
-    const debs = await index.download(resolved, path.join(dir, 'debs'), progress);
-    const key = createHash('sha256')
-      .update(resolved.map((p) => `${p.name}=${p.version}`).join('\n'))
-      .digest('hex')
-      .slice(0, 12);
-    const rootName = `root-${key}`;
+    const rootName = await downloadAndUnpack(index, resolved, dir, progress);
     const root = path.join(dir, rootName);
-    const scratch = `${root}.${process.pid}.tmp`;
-    await rm(scratch, { recursive: true, force: true });
-    for (const deb of debs) {
-      progress?.(`extracting ${path.basename(deb)}`);
-      await extractDeb(deb, scratch);
-    }
-    await rm(root, { recursive: true, force: true });
-    await rename(scratch, root);
     const partial: QemuManifest = {
       packages: resolved.map((p) => ({ name: p.name, version: p.version })),
       root: rootName,
@@ -147,13 +132,8 @@ export async function ensureQemu(progress?: (msg: string) => void): Promise<Qemu
       );
     });
     const finished = { ...partial, versionString: stdout.split('\n')[0]!.trim() };
-    await writeFile(`${manifestFile}.tmp`, `${JSON.stringify(finished, null, 2)}\n`);
-    await rename(`${manifestFile}.tmp`, manifestFile);
-    for (const old of readdirSync(dir)) {
-      if (old.startsWith('root-') && old !== rootName) {
-        await rm(path.join(dir, old), { recursive: true, force: true });
-      }
-    }
+    writeManifest(manifestFile, finished);
+    await removeOtherTrees(dir, 'root-', rootName);
     progress?.(`QEMU ready: ${finished.versionString}`);
     return tierFromRoot(root, finished);
   });

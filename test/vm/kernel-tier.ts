@@ -28,7 +28,10 @@ import {
   extractDeb,
   hostCodename,
   hostMirrorUri,
+  readManifest,
   withCacheLock,
+  writeFileAtomic,
+  writeManifest,
   type ResolvedPackage,
 } from '../../examples/qemu/debian-fetch.js';
 import { runToolChecked } from './process.js';
@@ -110,13 +113,13 @@ async function prepare(progress: (msg: string) => void): Promise<KernelTier> {
   }
   const cacheDir = kernelCacheDir();
   mkdirSync(cacheDir, { recursive: true });
-  let manifest = readManifest(cacheDir);
+  let manifest = readTierManifest(cacheDir);
   let built = false;
   if (!manifest) {
     manifest = await withCacheLock(
       cacheDir,
       async () => {
-        const current = readManifest(cacheDir);
+        const current = readTierManifest(cacheDir);
         if (current) return current;
         built = true;
         return fetchAndBuild(cacheDir, progress);
@@ -152,23 +155,17 @@ async function prepare(progress: (msg: string) => void): Promise<KernelTier> {
 }
 
 /** The manifest, if it is current and every file it names exists; otherwise undefined. */
-function readManifest(cacheDir: string): Manifest | undefined {
-  const file = path.join(cacheDir, 'manifest.json');
-  if (!existsSync(file)) return undefined;
-  let manifest: Manifest;
-  try {
-    manifest = JSON.parse(readFileSync(file, 'utf8')) as Manifest;
-  } catch {
-    return undefined;
-  }
-  if (manifest.format !== manifestFormat) return undefined;
-  const needed = [
-    manifest.kernelImage,
-    manifest.vkmsModule,
-    path.join(manifest.headersDir, '.config'),
-    path.join(manifest.modulesRoot, 'lib/modules', manifest.kernelRelease, 'modules.dep'),
-  ];
-  return needed.every((rel) => existsSync(path.join(cacheDir, rel))) ? manifest : undefined;
+function readTierManifest(cacheDir: string): Manifest | undefined {
+  return readManifest<Manifest>(path.join(cacheDir, 'manifest.json'), (manifest) => {
+    if (manifest.format !== manifestFormat) return false;
+    const needed = [
+      manifest.kernelImage,
+      manifest.vkmsModule,
+      path.join(manifest.headersDir, '.config'),
+      path.join(manifest.modulesRoot, 'lib/modules', manifest.kernelRelease, 'modules.dep'),
+    ];
+    return needed.every((rel) => existsSync(path.join(cacheDir, rel)));
+  });
 }
 
 async function fetchAndBuild(cacheDir: string, progress: (msg: string) => void): Promise<Manifest> {
@@ -282,7 +279,7 @@ async function fetchAndBuild(cacheDir: string, progress: (msg: string) => void):
     throw new Error(`${imagePackage} has no /boot/vmlinuz-${kernelRelease}`);
   }
   rmSync(downloads, { recursive: true, force: true });
-  writeFileAtomic(path.join(cacheDir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+  writeManifest(path.join(cacheDir, 'manifest.json'), manifest);
   progress(
     `kernel tier ready in ${((Date.now() - started) / 1000).toFixed(1)} s: linux ${kernelRelease} in ${tierDir}`,
   );
@@ -374,12 +371,6 @@ async function extractVkmsSources(
   rmSync(vkmsDir, { recursive: true, force: true });
   renameSync(extracted, vkmsDir);
   rmSync(scratch, { recursive: true, force: true });
-}
-
-function writeFileAtomic(file: string, data: string | Buffer): void {
-  const temporary = `${file}.${process.pid}.tmp`;
-  writeFileSync(temporary, data);
-  renameSync(temporary, file);
 }
 
 /** Reads modules.dep into name -> { file, deps (load order: last first) }. */

@@ -5,15 +5,17 @@
 // fetched, so later runs touch no network. The kernel-tier VM sees the same folder through its
 // read-only view of the host's root, so the guest test runs this tree as it is.
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { rename, rm, writeFile } from 'node:fs/promises';
+import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import {
   cacheDir,
   downloadAndUnpack,
   ensureBackportsIndex,
+  readManifest,
+  removeOtherTrees,
   withCacheLock,
+  writeManifest,
   type ResolvedPackage,
 } from '../../examples/qemu/debian-fetch.js';
 import { missingLibraries as missingLibrariesOf } from '../../examples/qemu/ldd.js';
@@ -149,18 +151,12 @@ function treeFromManifest(dir: string, manifest: Manifest, fromCache: boolean): 
 }
 
 /** The manifest, if it is current and names a complete tree; otherwise undefined. */
-function readManifest(dir: string): Manifest | undefined {
-  let manifest: Manifest;
-  try {
-    manifest = JSON.parse(readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as Manifest;
-  } catch {
-    return undefined;
-  }
-  if (manifest.format !== manifestFormat || typeof manifest.root !== 'string') return undefined;
-  if (!westonPackages.every((name) => manifest.packages?.some((p) => p.name === name))) {
-    return undefined;
-  }
-  try {
+function readTreeManifest(dir: string): Manifest | undefined {
+  return readManifest<Manifest>(path.join(dir, 'manifest.json'), (manifest) => {
+    if (manifest.format !== manifestFormat || typeof manifest.root !== 'string') return false;
+    if (!westonPackages.every((name) => manifest.packages?.some((p) => p.name === name))) {
+      return false;
+    }
     const tree = treeFromManifest(dir, manifest, true);
     const files = [
       tree.weston,
@@ -169,12 +165,10 @@ function readManifest(dir: string): Manifest | undefined {
       tree.driDir,
       tree.gbmDir,
     ];
-    if (!files.every((file) => existsSync(file))) return undefined;
-    if (!usedModules.every((name) => tree.modules.has(name))) return undefined;
-  } catch {
-    return undefined;
-  }
-  return manifest;
+    return (
+      files.every((file) => existsSync(file)) && usedModules.every((name) => tree.modules.has(name))
+    );
+  });
 }
 
 /** The environment weston runs with: the tree's libraries, modules and Mesa, on top of `base`. */
@@ -259,7 +253,7 @@ export async function missingLibraries(tree: Weston14): Promise<string[]> {
  * Throws when `ensureWeston14` has not prepared it.
  */
 export function cachedWeston14(dir = weston14CacheDir()): Weston14 {
-  const manifest = readManifest(dir);
+  const manifest = readTreeManifest(dir);
   if (!manifest) {
     throw new Error(
       `weston${westonMajor}: no complete tree in ${dir}; run ensureWeston14() on the host first`,
@@ -278,13 +272,13 @@ export async function ensureWeston14(
 ): Promise<Weston14> {
   const dir = weston14CacheDir();
   let tree: Weston14;
-  const cached = readManifest(dir);
+  const cached = readTreeManifest(dir);
   if (cached) {
     tree = treeFromManifest(dir, cached, true);
   } else {
     tree = await withCacheLock(dir, async () => {
       // Another process may have finished while this one waited for the lock.
-      const again = readManifest(dir);
+      const again = readTreeManifest(dir);
       if (again) return treeFromManifest(dir, again, true);
       return treeFromManifest(dir, await fetchAndUnpack(dir, progress), false);
     });
@@ -336,14 +330,8 @@ async function fetchAndUnpack(dir: string, progress: (message: string) => void):
     );
   }
   const manifest: Manifest = { ...partial, versionString };
-  const manifestFile = path.join(dir, 'manifest.json');
-  await writeFile(`${manifestFile}.tmp`, `${JSON.stringify(manifest, null, 2)}\n`);
-  await rename(`${manifestFile}.tmp`, manifestFile);
-  for (const old of readdirSync(dir)) {
-    if (old.startsWith('root-') && old !== rootName) {
-      await rm(path.join(dir, old), { recursive: true, force: true });
-    }
-  }
+  writeManifest(path.join(dir, 'manifest.json'), manifest);
+  await removeOtherTrees(dir, 'root-', rootName);
   progress(`${versionString} ready (Mesa ${mesa[0]!.version})`);
   return manifest;
 }
