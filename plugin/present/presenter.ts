@@ -198,7 +198,11 @@ class SourceBinding {
     }
   }
 
+  /** Each source has its own 2^32 keys; a resource id outside u32 would reach the next one's. */
   private exporterKey(resourceId: number): number {
+    if (!Number.isInteger(resourceId) || resourceId < 0 || resourceId >= RESOURCE_KEY_SPACE) {
+      throw new RangeError(`${this.named.name}: resource id ${resourceId} is not a u32`);
+    }
     return this.index * RESOURCE_KEY_SPACE + resourceId;
   }
 

@@ -587,3 +587,58 @@ test('a head the display info calls disabled is enabled while the guest scans ou
   assert.equal(setScanout(bench, 0, 0, [0, 0, 0, 0]), Resp.OK_NODATA);
   assert.deepEqual(enabledAfterEach().at(-1), [true, false]);
 });
+
+test('backing limits: overlaps, more than the resource needs, device span and byte totals', () => {
+  const bench = new GpuBench({ limits: { maxTotalSpans: 40, maxTotalBackingBytes: 64 * 4096 } });
+  const page = bench.alloc.reserve(8 * 4096);
+  const lastWarning = () => bench.logs.filter((l) => l.level === 'warn').at(-1)?.message ?? '';
+  // The demonstrated attack: a 1x1 resource whose entries alternate two pages, 16,384 times.
+  create2d(bench, 1, 1, 1);
+  const alternating = Array.from({ length: 16384 }, (_, i) => ({
+    addr: page + (i % 2) * 4096,
+    length: 4096,
+  }));
+  assert.equal(attach(bench, 1, alternating), Resp.ERR_INVALID_PARAMETER);
+  assert.match(lastWarning(), /limit: backing entries of resource 1 overlap/);
+  // Not overlapping, but more than a 1x1 resource needs (one page).
+  assert.equal(
+    attach(bench, 1, [
+      { addr: page, length: 4096 },
+      { addr: page + 2 * 4096, length: 4096 },
+    ]),
+    Resp.ERR_INVALID_PARAMETER,
+  );
+  assert.match(
+    lastWarning(),
+    /limit: resource 1 backing of 8192 bytes exceeds its size rounded to pages \(4096\)/,
+  );
+  assert.equal(attach(bench, 1, [{ addr: page, length: 4096 }]), Resp.OK_NODATA, 'one page fits');
+  assert.deepEqual(bench.device.gpu.backingTotals, { spans: 1, bytes: 4096 });
+
+  // Device totals: 40 spans, 64 pages. A 64x32 XRGB resource is 2 pages.
+  for (let id = 2; id < 40; id++) create2d(bench, id);
+  const scattered = (id: number) => attach(bench, id, scatteredBacking(bench, W * H * 4));
+  let id = 2;
+  while (scattered(id) === Resp.OK_NODATA) id++;
+  assert.match(lastWarning(), /limit maxTotalSpans \(40\) reached: resource \d+ brings 2 spans/);
+  assert.equal(bench.device.gpu.backingTotals.spans, 39);
+  // Freed backing is given back: unref two resources, and two more fit again.
+  bench.command(encodeRequest(Cmd.RESOURCE_UNREF, [2, 0]));
+  assert.equal(bench.device.gpu.backingTotals.spans, 37);
+  assert.equal(scattered(id), Resp.OK_NODATA);
+  assert.equal(bench.device.gpu.backingTotals.spans, 39);
+
+  const bytes = new GpuBench({ limits: { maxTotalBackingBytes: 3 * W * H * 4 } });
+  for (let n = 1; n <= 4; n++) create2d(bytes, n);
+  for (let n = 1; n <= 3; n++)
+    assert.equal(attach(bytes, n, scatteredBacking(bytes, W * H * 4)), Resp.OK_NODATA);
+  assert.equal(attach(bytes, 4, scatteredBacking(bytes, W * H * 4)), Resp.ERR_OUT_OF_MEMORY);
+  assert.match(
+    bytes.logs.filter((l) => l.level === 'warn').at(-1)?.message ?? '',
+    /limit maxTotalBackingBytes \(24576\) reached/,
+  );
+  assert.throws(
+    () => new GpuBench({ limits: { maxTotalSpans: 0 } }),
+    /maxTotalSpans must be a positive integer/,
+  );
+});

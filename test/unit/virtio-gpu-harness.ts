@@ -5,7 +5,7 @@
  */
 import type { SourceEvents } from '../../plugin/sources/types.js';
 import { TypedEmitter } from '../../plugin/sources/virtio-gpu/emitter.js';
-import type { LogLevel } from '../../plugin/sources/virtio-gpu/gpu-device.js';
+import type { GpuLimits, LogLevel } from '../../plugin/sources/virtio-gpu/gpu-device.js';
 import { HDR_SIZE } from '../../plugin/sources/virtio-gpu/gpu-protocol.js';
 import {
   encodeMemTable,
@@ -313,6 +313,7 @@ export interface BenchOptions {
   onGpuSocket?: (fd: number) => void;
   /** The processing gate (default: always open). */
   canProcess?: () => boolean;
+  limits?: Partial<GpuLimits>;
 }
 
 /**
@@ -370,6 +371,7 @@ export class GpuBench {
       warnLimit: options.warnLimit ?? Infinity,
       onGpuSocket: options.onGpuSocket,
       canProcess: options.canProcess,
+      limits: options.limits,
     });
     this.alloc = new Allocator();
     const size = options.queueSize ?? 64;

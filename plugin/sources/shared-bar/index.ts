@@ -106,6 +106,7 @@ export function createSharedBarSource(options: SharedBarSourceOptions = {}): Sha
 }
 
 const RESOURCE_BASE = 1;
+const MAX_RESOURCE_ID = 0xffff_ffff;
 
 class BarSource implements SharedBarSource {
   readonly memfd: number;
@@ -317,7 +318,10 @@ class BarSource implements SharedBarSource {
     this.counters.layoutChanges++;
     this.layout = layout;
     this.key = layoutKey(layout);
-    const id = this.nextResourceId++;
+    // Ids stay within u32 like virtio-gpu's (the presenter keys its dma-buf cache by source and
+    // id in 2^32 slots per source); only one resource is live at a time, so wrapping is safe.
+    const id = this.nextResourceId;
+    this.nextResourceId = id >= MAX_RESOURCE_ID ? RESOURCE_BASE : id + 1;
     const { fourcc, modifier, width, height, stride } = layout;
     this.resourceInfo = {
       id,

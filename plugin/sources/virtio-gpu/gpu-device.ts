@@ -18,6 +18,7 @@ import type { TypedEmitter } from './emitter.js';
 import { generateEdid } from './edid.js';
 import type { GuestMemory, Span } from '../../vhost-user/guest-memory.js';
 import type { Logger } from '../../vhost-user/vhost-user-device.js';
+import { rateLimitedLog, type LogLimits } from '../log-limit.js';
 import {
   BlobFlag,
   BlobMem,
@@ -46,6 +47,12 @@ import {
 
 export type { Logger, LogLevel } from '../../vhost-user/vhost-user-device.js';
 
+/**
+ * What one guest may make guestfb hold. Each is per device (per guest); a command that would
+ * pass one fails with ERR_OUT_OF_MEMORY (or ERR_INVALID_PARAMETER) and one log line that names
+ * the limit. Backing is guest memory (not guestfb's), but every span of it is bookkeeping here
+ * and a mapping or dma-buf range later, so spans and bytes are bounded too.
+ */
 export interface GpuLimits {
   /** Most live resources. */
   maxResources: number;
@@ -55,6 +62,10 @@ export interface GpuLimits {
   maxResourceBytes: number;
   /** Largest width or height. */
   maxDimension: number;
+  /** Most backing spans (after merging adjacent pages) over all resources of the device. */
+  maxTotalSpans: number;
+  /** Most backing bytes over all resources of the device. */
+  maxTotalBackingBytes: number;
 }
 
 export const DEFAULT_LIMITS: GpuLimits = {
@@ -62,7 +73,16 @@ export const DEFAULT_LIMITS: GpuLimits = {
   maxBackingEntries: 16384,
   maxResourceBytes: 512 * 1024 * 1024,
   maxDimension: 16384,
+  maxTotalSpans: 65536,
+  maxTotalBackingBytes: 2 * 1024 * 1024 * 1024,
 };
+
+const PAGE_SIZE = 4096;
+
+/** `bytes` rounded up to whole pages (what a guest driver allocates for it). */
+function pageRounded(bytes: number): number {
+  return Math.ceil(bytes / PAGE_SIZE) * PAGE_SIZE;
+}
 
 /** Largest control request we gather (ATTACH_BACKING with the most entries fits). */
 export const MAX_REQUEST_BYTES = 1024 * 1024;
@@ -100,6 +120,19 @@ export interface GpuDeviceOptions {
   emitter: TypedEmitter<SourceEvents>;
   log: Logger;
   limits?: Partial<GpuLimits>;
+  /** The per-guest log rate (see log-limit.ts). */
+  logLimits?: Partial<LogLimits>;
+}
+
+/** Checks limits given by users: positive safe integers. */
+export function resolveGpuLimits(limits: Partial<GpuLimits> = {}): GpuLimits {
+  const resolved = { ...DEFAULT_LIMITS, ...limits };
+  for (const [name, value] of Object.entries(resolved)) {
+    if (!Number.isSafeInteger(value) || value < 1) {
+      throw new RangeError(`limit ${name} must be a positive integer (got ${String(value)})`);
+    }
+  }
+  return resolved;
 }
 
 export class GpuDevice {
@@ -109,7 +142,11 @@ export class GpuDevice {
   private readonly resources = new Map<number, Resource>();
   private readonly scanouts: (ScanoutInfo | null)[];
   private headList: HeadInfo[];
-  private readonly limits: GpuLimits;
+  readonly limits: GpuLimits;
+  private readonly log: Logger;
+  /** Spans and bytes of backing held over all resources (checked against the limits). */
+  private totalSpans = 0;
+  private totalBackingBytes = 0;
   readonly counters = {
     commands: 0,
     errors: 0,
@@ -130,7 +167,15 @@ export class GpuDevice {
     }
     this.headList = options.heads.map((h) => ({ ...h }));
     this.scanouts = this.headList.map(() => null);
-    this.limits = { ...DEFAULT_LIMITS, ...options.limits };
+    this.limits = resolveGpuLimits(options.limits);
+    // Warnings are thinned out by the vhost-user device already; info lines (one per resource,
+    // one per scanout change) are limited here.
+    this.log = rateLimitedLog(options.log, options.logLimits, ['info']);
+  }
+
+  /** Backing spans and bytes held now (for stats and tests). */
+  get backingTotals(): { spans: number; bytes: number } {
+    return { spans: this.totalSpans, bytes: this.totalBackingBytes };
   }
 
   get scanoutCount(): number {
@@ -186,7 +231,8 @@ export class GpuDevice {
   /** Forgets every resource and scanout (device reset or disconnect), emitting the events. */
   reset(): void {
     for (let head = 0; head < this.scanouts.length; head++) this.disableScanout(head);
-    for (const id of [...this.resources.keys()]) {
+    for (const [id, res] of [...this.resources]) {
+      this.setSpans(res, [], null);
       this.resources.delete(id);
       this.options.emitter.emit('resourceDestroyed', id);
     }
@@ -196,12 +242,10 @@ export class GpuDevice {
   memoryChanged(): void {
     for (const res of this.resources.values()) {
       if (!res.entries) continue;
-      const before = JSON.stringify(
-        res.spans.map(({ fd, offset, length }) => [fd, offset, length]),
-      );
+      const before = res.spans;
       const spans = this.translate(res.entries);
       if (spans === null) {
-        this.options.log('warn', `resource ${res.id}: backing left the memory table; detached`);
+        this.log('warn', `resource ${res.id}: backing left the memory table; detached`);
         for (let head = 0; head < this.scanouts.length; head++) {
           if (this.scanouts[head]?.resourceId === res.id) this.disableScanout(head);
         }
@@ -214,8 +258,9 @@ export class GpuDevice {
           res.entries,
         );
       }
-      const after = JSON.stringify(res.spans.map(({ fd, offset, length }) => [fd, offset, length]));
-      if (before !== after) this.options.emitter.emit('backingChanged', this.describe(res));
+      if (!sameSpans(before, res.spans)) {
+        this.options.emitter.emit('backingChanged', this.describe(res));
+      }
     }
   }
 
@@ -227,7 +272,7 @@ export class GpuDevice {
     this.counters.commands++;
     if (request.length < HDR_SIZE) {
       this.counters.errors++;
-      this.options.log('warn', `control request of ${request.length} bytes (no header)`);
+      this.log('warn', `control request of ${request.length} bytes (no header)`);
       return encodeHeaderResponse(Resp.ERR_UNSPEC, null);
     }
     const view = new DataView(request.buffer, request.byteOffset, request.byteLength);
@@ -242,7 +287,7 @@ export class GpuDevice {
     } catch (error) {
       if (!(error instanceof CommandError)) throw error;
       this.counters.errors++;
-      this.options.log(
+      this.log(
         'warn',
         `${commandName(header.type)}: ${responseName(error.response)}: ${error.message}`,
       );
@@ -388,7 +433,7 @@ export class GpuDevice {
       size: 0,
     };
     this.resources.set(id, res);
-    this.options.log(
+    this.log(
       'info',
       `resource ${id}: 2D ${width}x${height} ${fourccName(fourcc)} (virtio format ${format})`,
     );
@@ -434,6 +479,8 @@ export class GpuDevice {
     spans: Span[],
     entries: { gpa: number; length: number }[] | null,
   ): void {
+    this.totalSpans += spans.length - res.spans.length;
+    this.totalBackingBytes -= res.size;
     res.entries = entries;
     res.spans = spans;
     res.spanStarts = [];
@@ -443,6 +490,51 @@ export class GpuDevice {
       total += span.length;
     }
     res.size = total;
+    this.totalBackingBytes += total;
+  }
+
+  /**
+   * The limits every new backing meets before it is kept: no overlapping entries, at most the
+   * resource's own size rounded up to pages, and the device's span and byte totals.
+   */
+  private checkBacking(
+    res: { id: number },
+    entries: { gpa: number; length: number }[],
+    spans: Span[],
+    needed: number,
+  ): void {
+    const sorted = entries.map((e) => [e.gpa, e.length] as const).sort((a, b) => a[0] - b[0]);
+    let total = 0;
+    for (let i = 0; i < sorted.length; i++) {
+      const [gpa, length] = sorted[i]!;
+      total += length;
+      const next = sorted[i + 1];
+      if (next && gpa + length > next[0]) {
+        throw new CommandError(
+          Resp.ERR_INVALID_PARAMETER,
+          `limit: backing entries of resource ${res.id} overlap at guest address 0x${next[0].toString(16)}`,
+        );
+      }
+    }
+    const allowed = pageRounded(needed);
+    if (total > allowed) {
+      throw new CommandError(
+        Resp.ERR_INVALID_PARAMETER,
+        `limit: resource ${res.id} backing of ${total} bytes exceeds its size rounded to pages (${allowed})`,
+      );
+    }
+    if (this.totalSpans + spans.length > this.limits.maxTotalSpans) {
+      throw new CommandError(
+        Resp.ERR_OUT_OF_MEMORY,
+        `limit maxTotalSpans (${this.limits.maxTotalSpans}) reached: resource ${res.id} brings ${spans.length} spans to the ${this.totalSpans} held`,
+      );
+    }
+    if (this.totalBackingBytes + total > this.limits.maxTotalBackingBytes) {
+      throw new CommandError(
+        Resp.ERR_OUT_OF_MEMORY,
+        `limit maxTotalBackingBytes (${this.limits.maxTotalBackingBytes}) reached: resource ${res.id} brings ${total} bytes to the ${this.totalBackingBytes} held`,
+      );
+    }
   }
 
   private createResourceBlob(view: DataView, request: Uint8Array): void {
@@ -467,6 +559,7 @@ export class GpuDevice {
     const spans = this.translate(entries);
     if (!spans) throw new CommandError(Resp.ERR_UNSPEC, 'blob backing outside guest memory');
     const blobSize = Number(size);
+    this.checkBacking({ id }, entries, spans, blobSize);
     const total = spans.reduce((sum, s) => sum + s.length, 0);
     if (total < blobSize) {
       throw new CommandError(
@@ -490,7 +583,7 @@ export class GpuDevice {
     };
     this.setSpans(res, trimSpans(spans, blobSize), entries);
     this.resources.set(id, res);
-    this.options.log(
+    this.log(
       'info',
       `resource ${id}: guest blob of ${blobSize} bytes in ${res.spans.length} spans`,
     );
@@ -502,6 +595,7 @@ export class GpuDevice {
     for (let head = 0; head < this.scanouts.length; head++) {
       if (this.scanouts[head]?.resourceId === res.id) this.disableScanout(head);
     }
+    this.setSpans(res, [], null);
     this.resources.delete(res.id);
     this.options.emitter.emit('resourceDestroyed', res.id);
   }
@@ -516,8 +610,9 @@ export class GpuDevice {
     const entries = this.readEntries(request, RequestSize[Cmd.RESOURCE_ATTACH_BACKING]!, count);
     const spans = this.translate(entries);
     if (!spans) throw new CommandError(Resp.ERR_UNSPEC, 'backing outside guest memory');
+    this.checkBacking(res, entries, spans, res.stride * res.height);
     this.setSpans(res, spans, entries);
-    this.options.log(
+    this.log(
       'debug',
       `resource ${res.id}: ${count} entries -> ${spans.length} fd spans, ${res.size} bytes`,
     );
@@ -547,7 +642,7 @@ export class GpuDevice {
     const current = this.scanouts[scanout.headId];
     if (current && sameScanout(current, scanout)) return; // the guest repeats SET_SCANOUT
     this.scanouts[scanout.headId] = scanout;
-    this.options.log(
+    this.log(
       'info',
       `scanout ${scanout.headId}: resource ${scanout.resourceId} ${fourccName(scanout.fourcc)} ` +
         `${scanout.width}x${scanout.height} stride ${scanout.stride} offset ${scanout.offset} ` +
@@ -703,7 +798,7 @@ export class GpuDevice {
     const need = RequestSize[Cmd.UPDATE_CURSOR]!;
     if (request.length < need) {
       this.counters.errors++;
-      this.options.log('warn', `cursor request of ${request.length} bytes`);
+      this.log('warn', `cursor request of ${request.length} bytes`);
       return;
     }
     const view = new DataView(request.buffer, request.byteOffset, request.byteLength);
@@ -714,12 +809,12 @@ export class GpuDevice {
     const y = view.getUint32(32, true);
     if (type !== Cmd.UPDATE_CURSOR && type !== Cmd.MOVE_CURSOR) {
       this.counters.errors++;
-      this.options.log('warn', `cursor queue: unsupported command ${commandName(type)}`);
+      this.log('warn', `cursor queue: unsupported command ${commandName(type)}`);
       return;
     }
     if (scanoutId >= this.headList.length) {
       this.counters.errors++;
-      this.options.log('warn', `cursor on scanout ${scanoutId}`);
+      this.log('warn', `cursor on scanout ${scanoutId}`);
       return;
     }
     if (type === Cmd.MOVE_CURSOR) {
@@ -744,12 +839,12 @@ export class GpuDevice {
   private cursorImage(resourceId: number, hotX: number, hotY: number): CursorImage | null {
     const res = this.resources.get(resourceId);
     if (!res || res.width === 0 || res.width > CURSOR_SIZE || res.height > CURSOR_SIZE) {
-      this.options.log('warn', `cursor resource ${resourceId} unknown or not a <= 64x64 image`);
+      this.log('warn', `cursor resource ${resourceId} unknown or not a <= 64x64 image`);
       return null;
     }
     const pixels = new Uint8Array(res.width * res.height * BYTES_PER_PIXEL);
     if (!this.readPixels(res.id, { x: 0, y: 0, width: res.width, height: res.height }, pixels)) {
-      this.options.log('warn', `cursor resource ${resourceId} has no usable backing`);
+      this.log('warn', `cursor resource ${resourceId} has no usable backing`);
       return null;
     }
     return {
@@ -848,6 +943,16 @@ function sameScanout(a: ScanoutInfo, b: ScanoutInfo): boolean {
     a.rect.width === b.rect.width &&
     a.rect.height === b.rect.height
   );
+}
+
+function sameSpans(a: readonly Span[], b: readonly Span[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (x.fd !== y.fd || x.offset !== y.offset || x.length !== y.length) return false;
+  }
+  return true;
 }
 
 /** Cuts spans down to the first `size` bytes. */
