@@ -113,6 +113,14 @@ export interface FdAddon {
   /** recvmsg(MSG_CMSG_CLOEXEC) of up to maxBytes (1..16 MiB) with up to 32 fds; null on
    * EAGAIN; data empty on end of stream. Received fds are owned by the caller. */
   unixRecv(fd: number, maxBytes: number): UnixMessage | null;
+  /** SO_PEERCRED of a connected AF_UNIX socket (the peer at connect time). Borrows fd. */
+  peerCredentials(fd: number): { pid: number; uid: number; gid: number };
+  /** Whether fd is an AF_UNIX socket and a stream socket; throws ENOTSOCK (or EBADF) for
+   * anything else. Borrows fd. */
+  socketKind(fd: number): { unix: boolean; stream: boolean };
+  /** Sets O_NONBLOCK and FD_CLOEXEC on an inherited fd (e.g. vhost-user's --fd=N) so it behaves
+   * like the addon's own sockets. Borrows fd. */
+  adoptFd(fd: number): void;
   /**
    * Watches fd for readability on Node's loop (uv_poll); calls `onReadable` each time it is
    * readable (level triggered: read until EAGAIN or it fires again). On a poll error the watch

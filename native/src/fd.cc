@@ -393,6 +393,49 @@ Napi::Value UnixConnect(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
+// SO_PEERCRED of a connected AF_UNIX socket: the peer's pid, uid and gid at connect time.
+Napi::Value PeerCredentials(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ucred credentials = {};
+  socklen_t length = sizeof(credentials);
+  if (getsockopt(FdArg(info[0], "fd"), SOL_SOCKET, SO_PEERCRED, &credentials, &length) < 0)
+    ThrowErrno(env, "getsockopt", errno);
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("pid", Napi::Number::New(env, credentials.pid));
+  result.Set("uid", Napi::Number::New(env, credentials.uid));
+  result.Set("gid", Napi::Number::New(env, credentials.gid));
+  return result;
+}
+
+// SO_DOMAIN and SO_TYPE of a socket (ENOTSOCK for anything else): checks an inherited fd.
+Napi::Value SocketKind(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info[0], "fd");
+  int domain = 0;
+  int type = 0;
+  socklen_t length = sizeof(domain);
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) < 0)
+    ThrowErrno(env, "getsockopt", errno);
+  length = sizeof(type);
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) < 0) ThrowErrno(env, "getsockopt", errno);
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("unix", Napi::Boolean::New(env, domain == AF_UNIX));
+  result.Set("stream", Napi::Boolean::New(env, type == SOCK_STREAM));
+  return result;
+}
+
+// Makes an inherited fd behave like the addon's own: O_NONBLOCK and FD_CLOEXEC.
+Napi::Value AdoptFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info[0], "fd");
+  int status = fcntl(fd, F_GETFL);
+  if (status < 0 || fcntl(fd, F_SETFL, status | O_NONBLOCK) < 0) ThrowErrno(env, "fcntl", errno);
+  int descriptor = fcntl(fd, F_GETFD);
+  if (descriptor < 0 || fcntl(fd, F_SETFD, descriptor | FD_CLOEXEC) < 0)
+    ThrowErrno(env, "fcntl", errno);
+  return env.Undefined();
+}
+
 Napi::Value UnixSend(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = FdArg(info[0], "fd");
@@ -619,6 +662,9 @@ void InitFd(Napi::Env env, Napi::Object exports) {
   add("unixConnect", UnixConnect);
   add("unixSend", UnixSend);
   add("unixRecv", UnixRecv);
+  add("peerCredentials", PeerCredentials);
+  add("socketKind", SocketKind);
+  add("adoptFd", AdoptFd);
   add("watchReadable", WatchReadable);
   add("pollReadable", PollReadable);
   add("pageSize", PageSize);
