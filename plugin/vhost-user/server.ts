@@ -1,6 +1,7 @@
 /**
- * The socket side of a vhost-user back-end: listen (guestfb creates the socket, QEMU connects)
- * or connect (QEMU listens with `server=on`), one front-end at a time, and a session that reads
+ * The socket side of a vhost-user back-end: listen (guestfb creates the socket, QEMU connects),
+ * connect (QEMU listens with `server=on`) or fd (an already-connected socket, e.g. the --fd=N
+ * libvirt gives a back-end program), one front-end at a time, and a session that reads
  * messages from the connection, hands them to a `VhostUserDevice` and sends its replies.
  * In 'listen' role a new connection is accepted after a disconnect.
  */
@@ -15,8 +16,11 @@ export interface ServerSession {
 }
 
 export interface VhostUserServerOptions<S extends ServerSession> {
-  socketPath: string;
-  role: 'listen' | 'connect';
+  /** The socket to listen on or connect to (roles 'listen' and 'connect'). */
+  socketPath?: string;
+  role: 'listen' | 'connect' | 'fd';
+  /** Role 'fd': the connected socket (taken; made non-blocking and close-on-exec). */
+  connectedFd?: number;
   fd: FdAddon;
   log: Logger;
   /** Starts a session on a connected socket (takes `conn`); it calls `ended` once when it ends. */
@@ -30,12 +34,18 @@ export class VhostUserServer<S extends ServerSession> {
   private closed = false;
 
   constructor(private readonly options: VhostUserServerOptions<S>) {
-    if (options.role === 'listen') {
-      this.listen();
+    if (options.role === 'fd') {
+      if (options.connectedFd === undefined) throw new RangeError("role 'fd' needs connectedFd");
+      options.fd.adoptFd(options.connectedFd);
+      this.startSession(options.connectedFd);
+    } else if (options.socketPath === undefined) {
+      throw new RangeError(`role '${options.role}' needs socketPath`);
+    } else if (options.role === 'listen') {
+      this.listen(options.socketPath);
     } else if (options.role === 'connect') {
       this.startSession(options.fd.unixConnect(options.socketPath));
     } else {
-      throw new RangeError(`role must be 'listen' or 'connect'`);
+      throw new RangeError(`role must be 'listen', 'connect' or 'fd'`);
     }
   }
 
@@ -44,8 +54,8 @@ export class VhostUserServer<S extends ServerSession> {
     return this.current;
   }
 
-  private listen(): void {
-    const { fd, log, socketPath: path } = this.options;
+  private listen(path: string): void {
+    const { fd, log } = this.options;
     try {
       if (fs.lstatSync(path).isSocket()) fs.unlinkSync(path); // a stale socket of an earlier run
     } catch {
@@ -96,7 +106,7 @@ export class VhostUserServer<S extends ServerSession> {
       this.options.fd.close(this.listenFd);
       this.listenFd = null;
       try {
-        fs.unlinkSync(this.options.socketPath);
+        if (this.options.socketPath) fs.unlinkSync(this.options.socketPath);
       } catch {
         // already gone
       }

@@ -6,6 +6,8 @@
  *
  * role 'listen': guestfb creates the socket and QEMU connects (`-chardev socket,path=P`).
  * role 'connect': QEMU listens (`-chardev socket,path=P,server=on`) and guestfb connects.
+ * role 'fd': serve an already-connected socket (`fd`, taken), e.g. the --fd=N libvirt gives a
+ * back-end program; that one front-end only.
  * One front-end at a time; in 'listen' role a new connection is accepted after a disconnect.
  */
 import { fd as fdModule, type FdAddon } from '../../../native/fd.js';
@@ -34,8 +36,11 @@ import {
 export type { Logger, LogLevel } from './gpu-device.js';
 
 export interface VhostUserGpuBackendOptions {
-  socketPath: string;
-  role: 'listen' | 'connect';
+  /** The socket to listen on or connect to (roles 'listen' and 'connect'). */
+  socketPath?: string;
+  role: 'listen' | 'connect' | 'fd';
+  /** Role 'fd': the connected vhost-user socket. Taken (closed with the session). */
+  fd?: number;
   /** Number of heads; must match QEMU's `max_outputs` (default 1). */
   scanouts?: number;
   /** Preferred mode. When omitted, QEMU's xres/yres (from its display info) is used, else
@@ -111,6 +116,7 @@ class Backend implements VhostUserGpuBackend {
     this.server = new VhostUserServer<Session>({
       socketPath: options.socketPath,
       role: options.role,
+      connectedFd: options.fd,
       fd: this.fd,
       log: this.log,
       startSession: (conn, ended) => this.startSession(conn, ended),
@@ -136,7 +142,7 @@ class Backend implements VhostUserGpuBackend {
         this.totals.disconnects++;
         this.currentHeads = this.defaultHeads;
         this.emitter.emit('disconnected', reason);
-        if (this.options.role === 'connect') this.log('info', `front-end gone: ${reason}`);
+        if (this.options.role !== 'listen') this.log('info', `front-end gone: ${reason}`);
       },
       (heads) => {
         this.currentHeads = heads;
