@@ -31,16 +31,31 @@ export interface RunOptions {
   duration: number;
   /** Guest name for pattern windows (vhost sources use their NAME=); default "pattern". */
   guestName: string | undefined;
+  /** Take the VMs libvirt's back-end helpers hand over on the control socket. */
+  libvirt: boolean;
 }
 
 export interface DoctorOptions {
   command: 'doctor';
   display: string | undefined;
   json: boolean;
+  /** A libvirt domain XML file to check for guestfb's needs. */
+  domainXml: string | undefined;
+}
+
+export interface InstallLibvirtOptions {
+  command: 'install-libvirt';
+  scope: 'user' | 'system';
+  /** Write the descriptor into this folder instead of the scope's. */
+  folder: string | undefined;
 }
 
 export type Command =
-  RunOptions | DoctorOptions | { command: 'help'; text: string } | { command: 'version' };
+  | RunOptions
+  | DoctorOptions
+  | InstallLibvirtOptions
+  | { command: 'help'; text: string }
+  | { command: 'version' };
 
 export const DEFAULT_PATTERN_WIDTH = 1280;
 export const DEFAULT_PATTERN_HEIGHT = 720;
@@ -61,6 +76,10 @@ Sources (at least one, repeatable):
                                 -chardev socket,id=ivsh,path=SOCKET
                                 -device ivshmem-doorbell,chardev=ivsh,vectors=1)
   --bar-size SIZE               the ivshmem BAR size, a power of two (default 64M)
+  --libvirt                     show every libvirt domain whose video is guestfb's
+                                vhost-user GPU: the helper libvirt starts per domain hands
+                                its connection to this process over
+                                $XDG_RUNTIME_DIR/guestfb/control.sock (sources optional)
 
 Options:
   --display NAME                Wayland display (default: $WAYLAND_DISPLAY)
@@ -75,10 +94,11 @@ Options:
 
 Commands:
   guestfb doctor                which path your host gives you, and how to fix what is missing
+  guestfb install-libvirt       install the vhost-user descriptor that lets libvirt find guestfb
 
 SIGINT/SIGTERM print the statistics and exit.`;
 
-export const DOCTOR_HELP = `Usage: guestfb doctor [--display NAME] [--json]
+export const DOCTOR_HELP = `Usage: guestfb doctor [--display NAME] [--json] [--domain-xml FILE]
 
 Checks what guestfb needs and tells which path frames take (zero-copy dma-buf or wl_shm):
 /dev/udmabuf and its limits, the compositor's linux-dmabuf version, formats and modifiers,
@@ -87,6 +107,18 @@ sealed memfds, KVM and QEMU. Every missing piece comes with its fix.
 Options:
   --display NAME   Wayland display to inspect (default: $WAYLAND_DISPLAY; skipped when unset)
   --json           print the findings as JSON
+  --domain-xml FILE  check a libvirt domain's XML (virsh dumpxml NAME > FILE) for shared memfd
+                   memory and the vhost-user video device
+  -h, --help       this text`;
+
+export const INSTALL_LIBVIRT_HELP = `Usage: guestfb install-libvirt [--user | --system] [--folder DIR]
+
+Installs guestfb's vhost-user GPU descriptor (40-guestfb-gpu.json) so libvirt starts guestfb for
+a domain whose video is <video><driver name='vhostuser'/><model type='virtio'/></video>.
+
+  --user           ~/.config/qemu/vhost-user (XDG_CONFIG_HOME): qemu:///session, the default
+  --system         /etc/qemu/vhost-user: every libvirt daemon, qemu:///system too (needs root)
+  --folder DIR     write into DIR instead
   -h, --help       this text`;
 
 function parseNumber(option: string, text: string, min: number, max: number): number {
@@ -152,6 +184,7 @@ export function parseIvshmemSpec(spec: string, index: number, barSize?: string):
 export function parseCommandLine(argv: readonly string[]): Command {
   const args = [...argv];
   if (args[0] === 'doctor') return parseDoctor(args.slice(1));
+  if (args[0] === 'install-libvirt') return parseInstallLibvirt(args.slice(1));
   if (args[0] === 'run') args.shift();
   let parsed;
   try {
@@ -171,6 +204,7 @@ export function parseCommandLine(argv: readonly string[]): Command {
         'no-dmabuf': { type: 'boolean' },
         'stats-interval': { type: 'string' },
         duration: { type: 'string' },
+        libvirt: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
       },
@@ -189,9 +223,10 @@ export function parseCommandLine(argv: readonly string[]): Command {
   if (values['bar-size'] !== undefined && !values.ivshmem) {
     throw new UsageError('--bar-size needs --ivshmem');
   }
-  if (sources.length === 0) {
+  if (sources.length === 0 && !values.libvirt) {
     throw new UsageError(
-      'no source given: use --source pattern[:WxH], --vhost-user-gpu SOCKET or --ivshmem SOCKET',
+      'no source given: use --source pattern[:WxH], --vhost-user-gpu SOCKET, --ivshmem SOCKET ' +
+        'or --libvirt',
     );
   }
   const layout = values.layout ?? 'scattered';
@@ -216,6 +251,7 @@ export function parseCommandLine(argv: readonly string[]): Command {
     duration:
       values.duration === undefined ? 0 : parseNumber('duration', values.duration, 0, 31536000),
     guestName,
+    libvirt: values.libvirt ?? false,
   };
 }
 
@@ -229,6 +265,7 @@ function parseDoctor(args: string[]): Command {
       options: {
         display: { type: 'string' },
         json: { type: 'boolean' },
+        'domain-xml': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -236,7 +273,42 @@ function parseDoctor(args: string[]): Command {
     throw new UsageError(`doctor: ${(error as Error).message}`);
   }
   if (parsed.values.help) return { command: 'help', text: DOCTOR_HELP };
-  return { command: 'doctor', display: parsed.values.display, json: parsed.values.json ?? false };
+  return {
+    command: 'doctor',
+    display: parsed.values.display,
+    json: parsed.values.json ?? false,
+    domainXml: parsed.values['domain-xml'],
+  };
+}
+
+function parseInstallLibvirt(args: string[]): Command {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        user: { type: 'boolean' },
+        system: { type: 'boolean' },
+        folder: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (error) {
+    throw new UsageError(`install-libvirt: ${(error as Error).message}`);
+  }
+  const values = parsed.values;
+  if (values.help) return { command: 'help', text: INSTALL_LIBVIRT_HELP };
+  if (values.user && values.system) {
+    throw new UsageError('install-libvirt: --user and --system exclude each other');
+  }
+  if (values.folder === '') throw new UsageError('install-libvirt: --folder needs a folder');
+  return {
+    command: 'install-libvirt',
+    scope: values.system ? 'system' : 'user',
+    folder: values.folder,
+  };
 }
 
 /** Entry point used by bin/guestfb.js. Resolves to the exit status. */
@@ -262,9 +334,32 @@ export async function main(argv: readonly string[]): Promise<number> {
       const { runDoctor } = await import('./doctor.js');
       return runDoctor(command);
     }
+    case 'install-libvirt':
+      return installLibvirt(command);
     case 'run':
       return runCli(command);
   }
+}
+
+async function installLibvirt(options: InstallLibvirtOptions): Promise<number> {
+  const { gpuDescriptor, gpuProgramPath, installDescriptor, installFolder } =
+    await import('./backend-program/descriptor.js');
+  const folder = options.folder ?? installFolder(options.scope);
+  let file;
+  try {
+    file = installDescriptor(folder, gpuDescriptor(gpuProgramPath()));
+  } catch (error) {
+    process.stderr.write(`guestfb: install-libvirt: ${(error as Error).message}\n`);
+    return 1;
+  }
+  process.stdout.write(
+    `installed ${file}\n` +
+      (options.scope === 'user' && !options.folder
+        ? 'libvirt session daemons (qemu:///session) now find guestfb; the system daemon reads ' +
+          'only /usr/share/qemu/vhost-user and /etc/qemu/vhost-user (use --system for it)\n'
+        : ''),
+  );
+  return 0;
 }
 
 async function packageVersion(): Promise<string> {
@@ -358,12 +453,26 @@ async function runCli(options: RunOptions): Promise<number> {
   }
   for (const entry of sources) entry.start?.();
   const running = plugin;
+  let domains: import('./backend-program/domains.js').LibvirtDomains | null = null;
+  if (options.libvirt) {
+    const { LibvirtDomains } = await import('./backend-program/domains.js');
+    try {
+      domains = new LibvirtDomains(running, log);
+    } catch (error) {
+      running.stop();
+      closeSources();
+      process.stderr.write(`guestfb: --libvirt: ${(error as Error).message}\n`);
+      return 1;
+    }
+    log(`accepting libvirt domains on ${domains.path}`);
+  }
   return new Promise<number>((resolve) => {
     const timers: ReturnType<typeof setTimeout>[] = [];
     const finish = (status: number, why: string) => {
       for (const timer of timers) clearTimeout(timer);
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
+      domains?.close();
       running.stop();
       closeSources();
       log(`stopping (${why})`);

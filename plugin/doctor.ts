@@ -12,13 +12,19 @@ import { isSystemError } from '../native/index.js';
 import type { DoctorOptions } from './cli.js';
 import { DRM_FORMAT_MOD_INVALID, DRM_FORMAT_MOD_LINEAR, DrmFormat } from './present/formats.js';
 import type { CompositorInfo } from './present/probe.js';
+import {
+  checkDomainXml,
+  chooseGpuBackend,
+  GPU_DESCRIPTOR_NAME,
+  libvirtSearchFolders,
+} from './backend-program/descriptor.js';
 
 const execFileAsync = promisify(execFile);
 
 export type FindingStatus = 'ok' | 'missing' | 'warn' | 'info';
 
 export interface Finding {
-  area: 'udmabuf' | 'memfd' | 'compositor' | 'kvm' | 'qemu';
+  area: 'udmabuf' | 'memfd' | 'compositor' | 'kvm' | 'qemu' | 'libvirt';
   status: FindingStatus;
   summary: string;
   /** What to do about it (for missing/warn). */
@@ -50,6 +56,10 @@ export interface DoctorEnvironment {
   display: string | undefined;
   /** Connects to a compositor and reports its globals and formats. */
   probeCompositor: ((display: string) => Promise<CompositorInfo>) | null;
+  /** Descriptor folders of libvirt's session and system daemons; null: skip the check. */
+  libvirtFolders: { session: string[]; system: string[] } | null;
+  /** A domain XML to check (contents), and where it came from. */
+  domainXml: { file: string; text: string } | null;
 }
 
 export function defaultEnvironment(display: string | undefined): DoctorEnvironment {
@@ -62,6 +72,8 @@ export function defaultEnvironment(display: string | undefined): DoctorEnvironme
     qemuCache: path.join(cacheRoot, 'guestfb', 'qemu'),
     display: display ?? (process.env.WAYLAND_DISPLAY || undefined),
     probeCompositor: null,
+    libvirtFolders: { session: libvirtSearchFolders(false), system: libvirtSearchFolders(true) },
+    domainXml: null,
   };
 }
 
@@ -405,6 +417,56 @@ async function checkQemu(env: DoctorEnvironment, findings: Finding[]): Promise<v
   }
 }
 
+/** Which GPU back-end libvirt's daemons pick, and whether a domain XML suits guestfb. */
+export async function checkLibvirt(env: DoctorEnvironment, findings: Finding[]): Promise<void> {
+  if (env.libvirtFolders) {
+    for (const [daemon, folders] of [
+      ['qemu:///session', env.libvirtFolders.session],
+      ['qemu:///system', env.libvirtFolders.system],
+    ] as const) {
+      const choice = await chooseGpuBackend(folders);
+      const binary = choice.chosen?.descriptor?.binary;
+      const ours = choice.chosen?.file.endsWith(GPU_DESCRIPTOR_NAME) ?? false;
+      const skipped = choice.skipped.length ? ` (passed over: ${choice.skipped.join('; ')})` : '';
+      if (ours) {
+        findings.push({
+          area: 'libvirt',
+          status: 'ok',
+          summary: `${daemon} starts guestfb (${binary}) for vhostuser video, from ${choice.chosen!.file}${skipped}`,
+        });
+      } else {
+        findings.push({
+          area: 'libvirt',
+          status: daemon === 'qemu:///session' ? 'missing' : 'info',
+          summary: choice.chosen
+            ? `${daemon} would start ${binary} (${choice.chosen.file}), not guestfb${skipped}`
+            : `${daemon} finds no vhost-user GPU back-end in ${folders.join(', ')}${skipped}`,
+          fix: `guestfb install-libvirt ${daemon === 'qemu:///system' ? '--system' : '--user'}`,
+        });
+      }
+    }
+  }
+  if (env.domainXml) {
+    const check = checkDomainXml(env.domainXml.text);
+    const which = check.name ? `domain ${check.name}` : env.domainXml.file;
+    if (check.problems.length === 0) {
+      findings.push({
+        area: 'libvirt',
+        status: 'ok',
+        summary: `${which}: shared memfd memory and a vhostuser virtio video device`,
+      });
+    }
+    for (const problem of check.problems) {
+      findings.push({
+        area: 'libvirt',
+        status: 'missing',
+        summary: `${which}: ${problem.summary}`,
+        fix: `virsh edit ${check.name ?? 'NAME'}: ${problem.fix}`,
+      });
+    }
+  }
+}
+
 export async function collectReport(env: DoctorEnvironment): Promise<DoctorReport> {
   const findings: Finding[] = [];
   const udmabuf = await checkUdmabuf(env, findings);
@@ -412,6 +474,7 @@ export async function collectReport(env: DoctorEnvironment): Promise<DoctorRepor
   const compositor = await checkCompositor(env, findings);
   await checkKvm(env, findings);
   await checkQemu(env, findings);
+  await checkLibvirt(env, findings);
 
   const reasons: string[] = [];
   if (!udmabuf.usable) reasons.push(udmabuf.present ? 'udmabuf not accessible' : 'no udmabuf');
@@ -476,6 +539,17 @@ export async function runDoctor(options: DoctorOptions): Promise<number> {
   const env = defaultEnvironment(options.display);
   const { probeCompositor } = await import('./present/probe.js');
   env.probeCompositor = probeCompositor;
+  if (options.domainXml !== undefined) {
+    try {
+      env.domainXml = {
+        file: options.domainXml,
+        text: await fsp.readFile(options.domainXml, 'utf8'),
+      };
+    } catch (error) {
+      process.stderr.write(`guestfb doctor: --domain-xml: ${errorText(error)}\n`);
+      return 1;
+    }
+  }
   const report = await collectReport(env);
   process.stdout.write(`${options.json ? reportJson(report) : formatReport(report)}\n`);
   return 0;

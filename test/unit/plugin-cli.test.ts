@@ -14,6 +14,7 @@ test('run options parse with defaults', () => {
     statsInterval: 0,
     duration: 0,
     guestName: undefined,
+    libvirt: false,
   });
   const full = parseCommandLine([
     'run',
@@ -82,5 +83,6 @@ test('help and doctor parse', () => {
     command: 'doctor',
     display: undefined,
     json: true,
+    domainXml: undefined,
   });
 });

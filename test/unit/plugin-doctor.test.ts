@@ -16,6 +16,8 @@ function environment(dir: string, overrides: Partial<DoctorEnvironment> = {}): D
     qemuCache: path.join(dir, 'cache'),
     display: undefined,
     probeCompositor: null,
+    libvirtFolders: null,
+    domainXml: null,
     ...overrides,
   };
 }
