@@ -16,9 +16,16 @@ export type SourceSpec =
   | { kind: 'vhost-user-gpu'; name: string; socket: string }
   | { kind: 'ivshmem'; name: string; socket: string; barSize: number };
 
+/** A guest's vhost-user-input device (`--vhost-user-input [NAME=]SOCKET`). */
+export interface InputSpec {
+  name: string;
+  socket: string;
+}
+
 export interface RunOptions {
   command: 'run';
   sources: SourceSpec[];
+  inputs: InputSpec[];
   display: string | undefined;
   /** Pattern flushes per second. */
   rate: number;
@@ -80,6 +87,15 @@ Sources (at least one, repeatable):
                                 vhost-user GPU: the helper libvirt starts per domain hands
                                 its connection to this process over
                                 $XDG_RUNTIME_DIR/guestfb/control.sock (sources optional)
+
+Input (repeatable):
+  --vhost-user-input [NAME=]SOCKET
+                                act as QEMU's vhost-user-input backend on SOCKET for guest NAME
+                                (the NAME of its --vhost-user-gpu or --ivshmem; without NAME=
+                                the n-th input belongs to the n-th unnamed --vhost-user-gpu):
+                                keyboard and pointer on every window of that guest go to it.
+                                QEMU: -chardev socket,id=inp,path=SOCKET
+                                -device vhost-user-input-pci,chardev=inp
 
 Options:
   --display NAME                Wayland display (default: $WAYLAND_DISPLAY)
@@ -143,17 +159,52 @@ export function parsePatternSpec(spec: string): SourceSpec {
   return { kind: 'pattern', width, height };
 }
 
-export function parseVhostSpec(spec: string, index: number): SourceSpec {
+/** Splits `[NAME=]SOCKET`; an unnamed spec gets `defaultName`. */
+export function parseNamedSocket(
+  option: string,
+  spec: string,
+  defaultName: string,
+): { name: string; socket: string } {
   const equals = spec.indexOf('=');
   // A NAME= prefix has no slash; "a=b/c.sock" names a, "./x=y.sock" is a path.
   const named = equals > 0 && !spec.slice(0, equals).includes('/');
-  const name = named ? spec.slice(0, equals) : `vm${index}`;
+  const name = named ? spec.slice(0, equals) : defaultName;
   const socket = named ? spec.slice(equals + 1) : spec;
-  if (socket === '') throw new UsageError(`--vhost-user-gpu: "${spec}" names no socket path`);
+  if (socket === '') throw new UsageError(`--${option}: "${spec}" names no socket path`);
   if (!/^[\w.-]+$/.test(name)) {
-    throw new UsageError(`--vhost-user-gpu: guest name "${name}" may use letters, digits, . _ -`);
+    throw new UsageError(`--${option}: guest name "${name}" may use letters, digits, . _ -`);
   }
-  return { kind: 'vhost-user-gpu', name, socket };
+  return { name, socket };
+}
+
+export function parseVhostSpec(spec: string, index: number): SourceSpec {
+  return { kind: 'vhost-user-gpu', ...parseNamedSocket('vhost-user-gpu', spec, `vm${index}`) };
+}
+
+/**
+ * Parses every `--vhost-user-input`: each must name a guest that has a display source, and a
+ * guest has at most one input device.
+ */
+export function parseInputSpecs(
+  specs: readonly string[],
+  sources: readonly SourceSpec[],
+): InputSpec[] {
+  const guests = new Set(sources.flatMap((s) => (s.kind === 'pattern' ? [] : [s.name])));
+  const inputs = specs.map((spec, i) => parseNamedSocket('vhost-user-input', spec, `vm${i}`));
+  const seen = new Set<string>();
+  for (const input of inputs) {
+    if (!guests.has(input.name)) {
+      throw new UsageError(
+        `--vhost-user-input: no guest "${input.name}" (guests: ${[...guests].join(', ') || 'none'}); ` +
+          'use the NAME of a --vhost-user-gpu or --ivshmem',
+      );
+    }
+    if (seen.has(input.name)) {
+      throw new UsageError(`--vhost-user-input: guest "${input.name}" has two input devices`);
+    }
+    seen.add(input.name);
+  }
+  return inputs;
 }
 
 /** 64 MiB: QEMU maps it as BAR2; a 4K XRGB framebuffer (33 MB) fits. */
@@ -195,6 +246,7 @@ export function parseCommandLine(argv: readonly string[]): Command {
       options: {
         source: { type: 'string', multiple: true },
         'vhost-user-gpu': { type: 'string', multiple: true },
+        'vhost-user-input': { type: 'string', multiple: true },
         ivshmem: { type: 'string', multiple: true },
         'bar-size': { type: 'string' },
         display: { type: 'string' },
@@ -220,6 +272,7 @@ export function parseCommandLine(argv: readonly string[]): Command {
     ...(values['vhost-user-gpu'] ?? []).map((spec, i) => parseVhostSpec(spec, i)),
     ...(values.ivshmem ?? []).map((spec, i) => parseIvshmemSpec(spec, i, values['bar-size'])),
   ];
+  const inputs = parseInputSpecs(values['vhost-user-input'] ?? [], sources);
   if (values['bar-size'] !== undefined && !values.ivshmem) {
     throw new UsageError('--bar-size needs --ivshmem');
   }
@@ -240,6 +293,7 @@ export function parseCommandLine(argv: readonly string[]): Command {
   return {
     command: 'run',
     sources,
+    inputs,
     display: values.display,
     rate: values.rate === undefined ? 60 : parseNumber('rate', values.rate, 0.1, 1000),
     layout,
@@ -382,8 +436,11 @@ async function runCli(options: RunOptions): Promise<number> {
   type Source = import('./sources/types.js').FramebufferSource;
   const log = (message: string) => process.stderr.write(`guestfb: ${message}\n`);
   const sources: { name: string; source: Source; start?: () => void }[] = [];
+  const inputs: { name: string; sink: import('./virtio-input/index.js').VhostUserInputBackend }[] =
+    [];
   const closeSources = () => {
     for (const { source } of sources.splice(0)) source.close();
+    for (const { sink } of inputs.splice(0)) sink.close();
   };
   try {
     for (const spec of options.sources) {
@@ -427,6 +484,25 @@ async function runCli(options: RunOptions): Promise<number> {
         sources.push({ name: spec.name, source });
       }
     }
+    for (const spec of options.inputs) {
+      const { createVhostUserInputBackend } = await import('./virtio-input/index.js');
+      try {
+        const sink = createVhostUserInputBackend({
+          socketPath: spec.socket,
+          role: 'listen',
+          log: (level, message) => {
+            if (level !== 'debug') log(`${spec.name} input: ${level}: ${message}`);
+          },
+        });
+        inputs.push({ name: spec.name, sink });
+      } catch (error) {
+        throw new Error(`--vhost-user-input ${spec.socket}: ${(error as Error).message}`);
+      }
+      log(
+        `${spec.name}: vhost-user-input back-end listening on ${spec.socket} ` +
+          `(QEMU: -chardev socket,id=inp,path=${spec.socket} -device vhost-user-input-pci,chardev=inp)`,
+      );
+    }
   } catch (error) {
     closeSources();
     process.stderr.write(`guestfb: ${(error as Error).message}\n`);
@@ -442,6 +518,7 @@ async function runCli(options: RunOptions): Promise<number> {
     plugin = await runStandalone({
       display: options.display,
       sources: sources.map(({ name, source }) => ({ name, source })),
+      inputs: inputs.map(({ name, sink }) => ({ name, sink })),
       udmabuf: options.noDmabuf ? false : undefined,
       log,
     });
@@ -466,6 +543,7 @@ async function runCli(options: RunOptions): Promise<number> {
     }
     log(`accepting libvirt domains on ${domains.path}`);
   }
+  const inputSinks = [...inputs];
   return new Promise<number>((resolve) => {
     const timers: ReturnType<typeof setTimeout>[] = [];
     const finish = (status: number, why: string) => {
@@ -477,6 +555,9 @@ async function runCli(options: RunOptions): Promise<number> {
       closeSources();
       log(`stopping (${why})`);
       process.stdout.write(`${formatStats(running.stats())}\n`);
+      for (const { name, sink } of inputSinks) {
+        process.stdout.write(`${name} input: ${JSON.stringify(sink.stats())}\n`);
+      }
       resolve(status);
     };
     const onSignal = (signal: NodeJS.Signals) => finish(0, signal);

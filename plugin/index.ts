@@ -14,11 +14,24 @@ import { Presenter, type Logger, type NamedSource } from './present/presenter.js
 import type { FramebufferSource } from './sources/types.js';
 import { PluginStats, type StatsSnapshot } from './stats.js';
 import type { UdmabufExporter } from './dmabuf/index.js';
+import type { GuestInputSink } from './guest-input.js';
 
 export { createPatternSource, PatternSource, patternPixel } from './sources/pattern.js';
 export type { StatsSnapshot } from './stats.js';
 export { formatStats } from './stats.js';
 export type { NamedSource } from './present/presenter.js';
+export type { GuestInputSink } from './guest-input.js';
+export {
+  createVhostUserInputBackend,
+  type VhostUserInputBackend,
+  type VhostUserInputBackendOptions,
+} from './virtio-input/index.js';
+
+/** A guest's input device: every window of guest `name` feeds `sink`. */
+export interface NamedInput {
+  name: string;
+  sink: GuestInputSink;
+}
 
 export interface GuestfbPluginOptions {
   /** Framebuffer sources; a bare source is titled with `guestName`. */
@@ -33,6 +46,11 @@ export interface GuestfbPluginOptions {
   onError?: (error: ConnectionError) => void;
   /** Highest zwp_linux_dmabuf_v1 version to bind (default 4). */
   maxDmabufVersion?: number;
+  /**
+   * Input devices (e.g. `createVhostUserInputBackend`), by guest name: keyboard and pointer
+   * input on every window of that guest goes to its sink. Owned by the caller.
+   */
+  inputs?: readonly NamedInput[];
 }
 
 /** What a compositor hands a plugin when it starts it (the example compositor's Plugin API). */
@@ -116,6 +134,7 @@ class GuestfbPluginImpl implements GuestfbPlugin {
         log: this.log,
         udmabuf: this.options.udmabuf,
         maxDmabufVersion: this.options.maxDmabufVersion,
+        inputs: new Map((this.options.inputs ?? []).map((input) => [input.name, input.sink])),
       });
       this.presenterObject = presenter;
       if (this.stopped) return;

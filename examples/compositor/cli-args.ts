@@ -6,8 +6,10 @@ import { parseArgs } from 'node:util';
 import type { OutputConfig } from './core/scene.js';
 import type { ModeRequest } from './drm/index.js';
 import {
+  parseInputSpecs,
   parseIvshmemSpec,
   parseVhostSpec,
+  type InputSpec,
   UsageError as PluginUsageError,
   type SourceSpec,
 } from '../../plugin/cli.js';
@@ -37,6 +39,12 @@ Options:
                              load guestfb as QEMU's vhost-user GPU back-end on SOCKET
                              (repeatable; QEMU: -chardev socket,id=gpu,path=SOCKET
                              -device vhost-user-gpu-pci,chardev=gpu)
+  --vhost-user-input [NAME=]SOCKET
+                             load guestfb as QEMU's vhost-user input back-end on SOCKET for
+                             guest NAME (of its --vhost-user-gpu or --ivshmem; repeatable):
+                             the seat's keyboard and pointer on that guest's windows go to it
+                             (QEMU: -chardev socket,id=inp,path=SOCKET
+                             -device vhost-user-input-pci,chardev=inp)
   --help                     show this help
 `;
 
@@ -52,6 +60,8 @@ export interface CliOptions {
   ivshmem: IvshmemSpec[];
   /** guestfb vhost-user GPU back-ends (--vhost-user-gpu). */
   vhostUserGpu: VhostSpec[];
+  /** guestfb vhost-user input back-ends (--vhost-user-input), by guest name. */
+  vhostUserInput: InputSpec[];
 }
 
 export type IvshmemSpec = Extract<SourceSpec, { kind: 'ivshmem' }>;
@@ -94,6 +104,7 @@ export function parseCli(argv: string[]): CliOptions {
         ivshmem: { type: 'string', multiple: true },
         'bar-size': { type: 'string' },
         'vhost-user-gpu': { type: 'string', multiple: true },
+        'vhost-user-input': { type: 'string', multiple: true },
       },
     });
   } catch (error) {
@@ -138,6 +149,7 @@ export function parseCli(argv: string[]): CliOptions {
   }
   let ivshmem: IvshmemSpec[];
   let vhostUserGpu: VhostSpec[];
+  let vhostUserInput: InputSpec[];
   try {
     ivshmem = (values.ivshmem ?? []).map(
       (spec, i) => parseIvshmemSpec(spec, i, values['bar-size']) as IvshmemSpec,
@@ -145,6 +157,10 @@ export function parseCli(argv: string[]): CliOptions {
     vhostUserGpu = (values['vhost-user-gpu'] ?? []).map(
       (spec, i) => parseVhostSpec(spec, i) as VhostSpec,
     );
+    vhostUserInput = parseInputSpecs(values['vhost-user-input'] ?? [], [
+      ...ivshmem,
+      ...vhostUserGpu,
+    ]);
   } catch (error) {
     if (error instanceof PluginUsageError) throw new UsageError(error.message);
     throw error;
@@ -159,5 +175,6 @@ export function parseCli(argv: string[]): CliOptions {
     drm,
     ivshmem,
     vhostUserGpu,
+    vhostUserInput,
   };
 }

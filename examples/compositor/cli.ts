@@ -3,7 +3,13 @@
  */
 import { createCompositor, type Compositor } from './index.js';
 import { USAGE, UsageError, parseCli, type CliOptions } from './cli-args.js';
-import { createGuestfbPlugin, formatStats, type GuestfbPlugin } from '../../plugin/index.js';
+import {
+  createGuestfbPlugin,
+  createVhostUserInputBackend,
+  formatStats,
+  type GuestfbPlugin,
+  type VhostUserInputBackend,
+} from '../../plugin/index.js';
 import { createSharedBarSource } from '../../plugin/sources/shared-bar/index.js';
 import { createVhostUserGpuBackend } from '../../plugin/sources/virtio-gpu/index.js';
 import type { FramebufferSource } from '../../plugin/sources/types.js';
@@ -82,6 +88,10 @@ function main(): void {
       const stats = guestfb?.plugin.stats();
       await compositor.close();
       for (const source of guestfb?.sources ?? []) source.close();
+      for (const { name, sink } of guestfb?.inputs ?? []) {
+        process.stdout.write(`guestfb ${name} input: ${JSON.stringify(sink.stats())}\n`);
+        sink.close();
+      }
       if (stats) process.stdout.write(`guestfb statistics:\n${formatStats(stats)}\n`);
     };
     finish().then(
@@ -99,6 +109,7 @@ function main(): void {
 interface LoadedGuestfb {
   plugin: GuestfbPlugin;
   sources: FramebufferSource[];
+  inputs: { name: string; sink: VhostUserInputBackend }[];
 }
 
 /**
@@ -107,15 +118,17 @@ interface LoadedGuestfb {
  */
 function startGuestfb(
   compositor: Compositor,
-  options: Pick<CliOptions, 'ivshmem' | 'vhostUserGpu'>,
+  options: Pick<CliOptions, 'ivshmem' | 'vhostUserGpu' | 'vhostUserInput'>,
   log: (message: string) => void,
 ): LoadedGuestfb | null {
   const sources: { name: string; source: FramebufferSource }[] = [];
-  const open = (flag: string, socket: string, create: () => FramebufferSource) => {
+  const inputs: { name: string; sink: VhostUserInputBackend }[] = [];
+  const open = <T>(flag: string, socket: string, create: () => T): T => {
     try {
       return create();
     } catch (error) {
       for (const entry of sources) entry.source.close();
+      for (const entry of inputs) entry.sink.close();
       throw new Error(`${flag} ${socket}: ${(error as Error).message}`);
     }
   };
@@ -151,10 +164,30 @@ function startGuestfb(
     );
     sources.push({ name: spec.name, source });
   }
+  for (const spec of options.vhostUserInput) {
+    const sink = open('--vhost-user-input', spec.socket, () =>
+      createVhostUserInputBackend({
+        socketPath: spec.socket,
+        role: 'listen',
+        log: (level, message) => {
+          if (level !== 'debug') log(`guestfb ${spec.name} input: ${message}`);
+        },
+      }),
+    );
+    log(
+      `guestfb ${spec.name}: vhost-user input back-end on ${spec.socket} (QEMU: -chardev ` +
+        `socket,id=inp,path=${spec.socket} -device vhost-user-input-pci,chardev=inp)`,
+    );
+    inputs.push({ name: spec.name, sink });
+  }
   if (sources.length === 0) return null;
-  const plugin = createGuestfbPlugin({ sources, log: (message) => log(`guestfb: ${message}`) });
+  const plugin = createGuestfbPlugin({
+    sources,
+    inputs,
+    log: (message) => log(`guestfb: ${message}`),
+  });
   void compositor.use(plugin);
-  return { plugin, sources: sources.map((entry) => entry.source) };
+  return { plugin, sources: sources.map((entry) => entry.source), inputs };
 }
 
 main();

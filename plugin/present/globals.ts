@@ -116,7 +116,8 @@ export async function bindGlobals(
   const shm = client.bind(WlShmProxy, 1);
   shm?.setListener({ format: (format) => shmFormats.add(shmToDrmFormat(format)) });
   const subcompositor = client.bind(WlSubcompositorProxy, 1);
-  const seat = client.bind(WlSeatProxy, 5);
+  // v8 for wl_pointer.axis_value120 (hi-res wheel); older seats still work.
+  const seat = client.bind(WlSeatProxy, 8);
 
   const dmabuf = client.bind(ZwpLinuxDmabufV1Proxy, Math.min(4, options.maxDmabufVersion ?? 4));
   let dmabufFormats: FormatSet | null = null;

@@ -6,7 +6,12 @@
  */
 import { fd } from '../../native/fd.js';
 import { UdmabufExporter, isUdmabufError } from '../dmabuf/index.js';
-import type { WlPointerProxy, WlSurfaceProxy } from '../../build/protocols/index.js';
+import type {
+  WlKeyboardProxy,
+  WlPointerProxy,
+  WlSurfaceProxy,
+} from '../../build/protocols/index.js';
+import { headLayout, type GuestInputSink } from '../guest-input.js';
 import type {
   CursorUpdate,
   FramebufferSource,
@@ -30,6 +35,7 @@ import {
   validateGuestBuffer,
   type GuestBuffer,
 } from './plan.js';
+import { InputForwarder, type InputTarget } from './input.js';
 import { HeadWindow } from './window.js';
 
 export type Logger = (message: string) => void;
@@ -44,12 +50,16 @@ export interface PresenterOptions {
   udmabuf?: string | false | UdmabufExporter;
   /** Highest linux-dmabuf version to use (default 4). */
   maxDmabufVersion?: number;
+  /** Input devices by guest name: every window of that guest feeds its sink. */
+  inputs?: ReadonlyMap<string, GuestInputSink>;
 }
 
-/** A source with the guest name used in window titles. */
+/** A source with the guest name used in window titles (and, optionally, its input device). */
 export interface NamedSource {
   name: string;
   source: FramebufferSource;
+  /** Where input on this guest's windows goes (default: the presenter's input of `name`). */
+  input?: GuestInputSink;
 }
 
 interface CachedBuffer {
@@ -86,6 +96,7 @@ class HeadView {
     readonly head: HeadInfo,
     window: HeadWindow,
     cursor: HeadCursor,
+    readonly input: InputTarget | null,
   ) {
     this.window = window;
     this.cursor = cursor;
@@ -141,16 +152,37 @@ class SourceBinding {
         if (existing.head.name !== head.name) existing.window.setTitle(this.title(head));
         continue;
       }
-      const view = this.presenter.createView(head, this.title(head), () => {
-        this.presenter.log(`${this.title(head)}: window closed by the compositor`);
-        this.removeView(head.id);
-      });
+      const view = this.presenter.createView(
+        head,
+        this.title(head),
+        this.inputTarget(head.id),
+        () => {
+          this.presenter.log(`${this.title(head)}: window closed by the compositor`);
+          this.removeView(head.id);
+        },
+      );
       this.views.set(head.id, view);
       this.setScanout(head.id, this.named.source.scanout(head.id));
     }
     for (const headId of [...this.views.keys()]) {
       if (!wanted.has(headId)) this.removeView(headId);
     }
+  }
+
+  /** Input on head `headId`'s window: the guest's sink, placed in its combined head layout. */
+  private inputTarget(headId: number): InputTarget | null {
+    const sink = this.named.input ?? this.presenter.inputFor(this.named.name);
+    if (!sink) return null;
+    const source = this.named.source;
+    return {
+      sink,
+      place: () => {
+        const layout = headLayout(source.heads());
+        const rect = layout.rects.find((r) => r.id === headId);
+        if (!rect) return null;
+        return { x: rect.x, y: rect.y, layoutWidth: layout.width, layoutHeight: layout.height };
+      },
+    };
   }
 
   private removeView(headId: number): void {
@@ -300,6 +332,10 @@ export class Presenter {
   readonly udmabufRefusal: string | null;
   private pointer: WlPointerProxy | null = null;
   private pointerView: HeadView | null = null;
+  private keyboard: WlKeyboardProxy | null = null;
+  private readonly inputs: ReadonlyMap<string, GuestInputSink>;
+  /** Pointer and keyboard input on guestfb's windows, to the guests' input devices. */
+  readonly input: InputForwarder;
   private nextSourceIndex = 0;
   private closed = false;
   readonly stats: PluginStats;
@@ -312,6 +348,11 @@ export class Presenter {
   ) {
     this.stats = options.stats;
     this.log = options.log;
+    this.inputs = options.inputs ?? new Map();
+    this.input = new InputForwarder(
+      (surface) => this.viewOf(surface)?.input ?? null,
+      () => (this.pointer?.version ?? 0) >= 5,
+    );
     const udmabuf = options.udmabuf ?? '/dev/udmabuf';
     if (udmabuf === false) {
       this.udmabufRefusal = 'udmabuf disabled by the caller';
@@ -369,20 +410,36 @@ export class Presenter {
     return [...this.views].map((view) => view.cursor);
   }
 
+  /** @internal The input device of guest `name`, if it has one. */
+  inputFor(name: string): GuestInputSink | null {
+    return this.inputs.get(name) ?? null;
+  }
+
+  private viewOf(surface: WlSurfaceProxy): HeadView | null {
+    for (const view of this.views) if (view.window.surface === surface) return view;
+    return null;
+  }
+
   /** @internal */
-  createView(head: HeadInfo, title: string, onClose: () => void): HeadView {
+  createView(
+    head: HeadInfo,
+    title: string,
+    input: InputTarget | null,
+    onClose: () => void,
+  ): HeadView {
     let view: HeadView | null = null;
     const window = new HeadWindow(this.globals, this.stats, title, {
       close: onClose,
     });
     const cursor = new HeadCursor(this.globals, window.surface, () => window.commitIfIdle());
-    view = new HeadView(head, window, cursor);
+    view = new HeadView(head, window, cursor, input);
     this.views.add(view);
     return view;
   }
 
   /** @internal */
   forgetView(view: HeadView): void {
+    if (view.input) this.input.forget((target) => target === view.input);
     this.views.delete(view);
     if (this.pointerView === view) this.pointerView = null;
   }
@@ -492,12 +549,23 @@ export class Presenter {
       capabilities: (capabilities) => {
         const hasPointer = (capabilities & 1) !== 0;
         if (hasPointer && !this.pointer) {
+          const input = this.input;
           this.pointer = seat.getPointer().setListener({
-            enter: (serial, surface) => this.pointerEnter(serial, surface),
+            enter: (serial, surface, x, y) => {
+              this.pointerEnter(serial, surface);
+              input.pointerEnter(surface, x, y);
+            },
             leave: () => {
               this.pointerView?.cursor.pointerFocus(this.pointer!, null);
               this.pointerView = null;
+              input.pointerLeave();
             },
+            motion: (_time, x, y) => input.motion(x, y),
+            button: (_serial, _time, button, state) => input.button(button, state === 1),
+            axis: (_time, axis, value) => input.axis(axis, value),
+            axisDiscrete: (axis, discrete) => input.axisDiscrete(axis, discrete),
+            axisValue120: (axis, value120) => input.axisValue120(axis, value120),
+            frame: () => input.frame(),
           });
         } else if (!hasPointer && this.pointer) {
           if (this.pointer.alive) {
@@ -506,9 +574,32 @@ export class Presenter {
           }
           this.pointer = null;
           for (const view of this.views) view.cursor.pointerGone();
+          this.input.pointerLeave();
+        }
+        const hasKeyboard = (capabilities & 2) !== 0;
+        if (hasKeyboard && !this.keyboard) {
+          const input = this.input;
+          this.keyboard = seat.getKeyboard().setListener({
+            // The guest has its own keymap: evdev codes pass through, the host keymap is unused.
+            keymap: (_format, keymapFd) => fd.close(keymapFd),
+            enter: (_serial, surface) => input.keyboardEnter(surface),
+            leave: () => input.keyboardLeave(),
+            key: (_serial, _time, key, state) => input.key(key, state),
+          });
+        } else if (!hasKeyboard && this.keyboard) {
+          this.input.keyboardLeave();
+          this.releaseKeyboard();
         }
       },
     });
+  }
+
+  private releaseKeyboard(): void {
+    if (this.keyboard?.alive) {
+      if (this.keyboard.version >= 3) this.keyboard.release();
+      else this.keyboard.destroyProxy();
+    }
+    this.keyboard = null;
   }
 
   private pointerEnter(serial: number, surface: WlSurfaceProxy | null): void {
@@ -527,7 +618,10 @@ export class Presenter {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.input.pointerLeave();
+    this.input.keyboardLeave();
     for (const binding of this.bindings.splice(0)) binding.detach();
+    this.releaseKeyboard();
     if (this.pointer?.alive) {
       if (this.pointer.version >= 3) this.pointer.release();
       else this.pointer.destroyProxy();

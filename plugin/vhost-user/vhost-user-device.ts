@@ -73,6 +73,8 @@ export interface DeviceContext {
   /** The back-end's logger (guest-caused warnings thinned out). */
   log: Logger;
   counters: DeviceCounters;
+  /** Runs a queue now (a model with new work for the guest, e.g. input events to deliver). */
+  runQueue(queue: number): void;
 }
 
 /**
@@ -91,6 +93,12 @@ export interface DeviceModel {
   writeConfig(offset: number, data: Uint8Array): void;
   /** Executes one chain of queue `queue`; returns the bytes written into it. */
   processChain(queue: number, chain: Chain): number;
+  /**
+   * Whether the model takes another chain of `queue` now (default: always). A device that
+   * fills guest buffers only when it has something to say (virtio-input's event queue) leaves
+   * them in the ring and calls `runQueue` when it does.
+   */
+  wantsChain?(queue: number): boolean;
   /** The device is reset (RESET_DEVICE, RESET_OWNER, SET_STATUS 0, dispose). */
   reset(): void;
   /** The memory table changed (regions added, removed or replaced). */
@@ -177,6 +185,7 @@ export class VhostUserDevice<M extends DeviceModel = DeviceModel> {
       memory: this.memory,
       log: this.log,
       counters: this.counters,
+      runQueue: (queue) => this.processQueue(queue),
     });
     this.queueCount = this.model.queueCount;
     this.offeredFeatures =
@@ -501,6 +510,7 @@ export class VhostUserDevice<M extends DeviceModel = DeviceModel> {
     }
     let pushed = 0;
     for (;;) {
+      if (this.model.wantsChain && !this.model.wantsChain(index)) break;
       const result = queue.vq.pop(this.memory);
       if (result.kind === 'empty') {
         if (queue.vq.armKick()) continue;

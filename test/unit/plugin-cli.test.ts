@@ -7,6 +7,7 @@ test('run options parse with defaults', () => {
   assert.deepEqual(command, {
     command: 'run',
     sources: [{ kind: 'pattern', width: 1280, height: 720 }],
+    inputs: [],
     display: undefined,
     rate: 60,
     layout: 'scattered',
@@ -63,6 +64,12 @@ test('usage mistakes throw UsageError with a message that names the problem', ()
     [['--source', 'pattern', 'extra'], /extra/],
     [['--vhost-user-gpu', 'name='], /names no socket/],
     [['--vhost-user-gpu', 'bad name=/x'], /guest name/],
+    [['--vhost-user-gpu', 'a=/g', '--vhost-user-input', 'b=/i'], /no guest "b" \(guests: a\)/],
+    [['--source', 'pattern', '--vhost-user-input', '/i'], /no guest "vm0" \(guests: none\)/],
+    [
+      ['--ivshmem', 'a=/g', '--vhost-user-input', 'a=/i', '--vhost-user-input', 'a=/j'],
+      /guest "a" has two input devices/,
+    ],
     [['doctor', '--frobnicate'], /doctor: .*frobnicate/],
   ];
   for (const [args, message] of cases) {
@@ -72,6 +79,25 @@ test('usage mistakes throw UsageError with a message that names the problem', ()
       args.join(' '),
     );
   }
+});
+
+test('--vhost-user-input belongs to a guest by NAME, or to the n-th unnamed GPU', () => {
+  const command = parseCommandLine([
+    '--vhost-user-gpu',
+    '/run/gpu.sock',
+    '--ivshmem',
+    'bar=/run/bar.sock',
+    '--vhost-user-input',
+    '/run/input.sock',
+    '--vhost-user-input',
+    'bar=./in=put.sock',
+  ]);
+  assert.equal(command.command, 'run');
+  if (command.command !== 'run') return;
+  assert.deepEqual(command.inputs, [
+    { name: 'vm0', socket: '/run/input.sock' },
+    { name: 'bar', socket: './in=put.sock' },
+  ]);
 });
 
 test('help and doctor parse', () => {
