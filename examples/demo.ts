@@ -1,6 +1,7 @@
 /**
  * `npm run demo`: boots a real guest under QEMU with guestfb as its GPU (vhost-user-gpu) and shows
- * the guest's display. With a compositor of your own (WAYLAND_DISPLAY set and reachable) guestfb
+ * the guest's display: by default a Debian desktop (weston, examples/qemu/desktop-image.ts), or
+ * the test guest's pattern and console (`--guest pattern`). With a compositor of your own (WAYLAND_DISPLAY set and reachable) guestfb
  * joins it as a client; otherwise the example compositor runs headless in this process and writes
  * screenshots. Ctrl-C stops everything and prints guestfb's statistics.
  */
@@ -11,6 +12,7 @@ import { parseArgs } from 'node:util';
 
 import { createCompositor, type Compositor } from './compositor/index.js';
 import { bootGuest, ensureGuest, ensureQemu, probeKvm, type QemuProcess } from './qemu/qemu.js';
+import { desktopBootArgs, ensureDesktopGuest } from './qemu/desktop-image.js';
 import {
   createGuestfbPlugin,
   formatStats,
@@ -26,10 +28,13 @@ import { createSharedBarSource, type SharedBarSource } from '../plugin/sources/s
 
 const HELP = `Usage: npm run demo -- [options]
 
-Boots a guest (Debian kernel, virtio-gpu, a test pattern and console text) under QEMU 10 with
-guestfb as its vhost-user GPU, and shows its display through guestfb.
+Boots a guest under QEMU 10 with guestfb as its vhost-user GPU and shows its display through
+guestfb. The default guest is a Debian desktop: the host's weston (DRM back-end, pixman renderer,
+desktop shell) with a weston-terminal, on the guest's virtio-gpu, udev and libinput running.
 
 Options:
+  --guest KIND           desktop (default with --source virtio-gpu): Debian's weston desktop;
+                         pattern: the test guest (console text and a moving test pattern)
   --duration SECONDS     stop after this long (default: run until Ctrl-C)
   --screenshot-dir DIR   where the headless compositor writes PNGs (default: ./demo-screenshots)
   --screenshot-every MS  screenshot period (default 2000)
@@ -39,10 +44,13 @@ Options:
   --source KIND          virtio-gpu (default): guestfb is the guest's vhost-user GPU;
                          ivshmem: no GPU, the guest's barwriter draws into an ivshmem BAR
                          guestfb serves (ivshmem-doorbell); both: one window for each
+                         (ivshmem and both run the pattern guest)
   -h, --help             this text
 
 The first run downloads QEMU 10 and a guest kernel into \${XDG_CACHE_HOME:-~/.cache}/guestfb
-(a few hundred MB); later runs start in seconds (plus the guest's boot, ~10 s under emulation).
+(a few hundred MB); later runs start in seconds, plus the guest's boot under emulation: about
+10 s for the pattern guest, about a minute to the desktop's first frame (more on a busy machine).
+The desktop shares the host's root read-only with the guest (virtio-9p, a tmpfs on top).
 `;
 
 interface DemoOptions {
@@ -54,6 +62,7 @@ interface DemoOptions {
   scanouts: number;
   headless: boolean;
   source: 'virtio-gpu' | 'ivshmem' | 'both';
+  guest: 'desktop' | 'pattern';
 }
 
 function fail(message: string): never {
@@ -74,6 +83,7 @@ function parseOptions(argv: string[]): DemoOptions {
         scanouts: { type: 'string' },
         headless: { type: 'boolean' },
         source: { type: 'string' },
+        guest: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -100,8 +110,14 @@ function parseOptions(argv: string[]): DemoOptions {
   if (source !== 'virtio-gpu' && source !== 'ivshmem' && source !== 'both') {
     fail('--source must be virtio-gpu, ivshmem or both');
   }
+  const guest = values.guest ?? (source === 'virtio-gpu' ? 'desktop' : 'pattern');
+  if (guest !== 'desktop' && guest !== 'pattern') fail('--guest must be desktop or pattern');
+  if (guest === 'desktop' && source !== 'virtio-gpu') {
+    fail('the desktop guest needs --source virtio-gpu (ivshmem and both run the pattern guest)');
+  }
   return {
     source,
+    guest,
     durationS: integer(values.duration, 0, 'duration', 0),
     screenshotDir: path.resolve(values['screenshot-dir'] ?? 'demo-screenshots'),
     screenshotEveryMs: integer(values['screenshot-every'], 2000, 'screenshot-every', 100),
@@ -127,7 +143,9 @@ async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
   step('preparing QEMU 10 and the guest image (cached after the first run)');
   const tier = await ensureQemu((message) => step(message));
-  const guest = await ensureGuest((message) => step(message));
+  const desktopGuest =
+    options.guest === 'desktop' ? await ensureDesktopGuest((message) => step(message)) : null;
+  const guest = desktopGuest ?? (await ensureGuest((message) => step(message)));
   // KVM where it really runs a guest (the probe's verdict is cached), software emulation otherwise.
   await probeKvm(tier, guest, (message) => step(message));
 
@@ -188,7 +206,18 @@ async function main(): Promise<void> {
     step(`screenshots every ${options.screenshotEveryMs} ms in ${options.screenshotDir}`);
   }
 
-  step('booting the guest (about 10 s under software emulation)');
+  const desktop = desktopGuest ? desktopBootArgs(desktopGuest) : null;
+  step(
+    desktop
+      ? 'booting the desktop guest (about a minute to its first frame under software emulation)'
+      : 'booting the guest (about 10 s under software emulation)',
+  );
+  const bootStarted = Date.now();
+  const onFirstFlush = () => {
+    backend?.off('flush', onFirstFlush);
+    step(`first frame ${((Date.now() - bootStarted) / 1000).toFixed(1)} s after QEMU started`);
+  };
+  backend?.on('flush', onFirstFlush);
   const barwriter = `barwriter --width ${options.width} --height ${options.height} --frames 0`;
   const qemu: QemuProcess = bootGuest(tier, guest, {
     ...(useGpu ? { gpuSocket } : { gpuDevice: 'none' }),
@@ -199,14 +228,23 @@ async function main(): Promise<void> {
           guestCommand: `${barwriter} & drawpattern --output last --frames 0 --mode ${options.width}x${options.height}`,
         }
       : {}),
+    ...(desktop ? { ...desktop, memoryMb: 1024, fbcon: false } : {}),
     scanouts: options.scanouts,
     width: options.width,
     height: options.height,
   });
-  void qemu.waitForConsole(/drawpattern: frame 0 shown|barwriter: first frame/).then(
-    () => step('the guest is drawing; its display is on screen'),
-    () => undefined,
-  );
+  if (desktop) {
+    void qemu.waitForConsole(/guestfb-desktop: weston is up/).then(
+      () =>
+        step(`weston is up ${((Date.now() - bootStarted) / 1000).toFixed(1)} s after QEMU started`),
+      () => undefined,
+    );
+  } else {
+    void qemu.waitForConsole(/drawpattern: frame 0 shown|barwriter: first frame/).then(
+      () => step('the guest is drawing; its display is on screen'),
+      () => undefined,
+    );
+  }
 
   let stopping = false;
   const stop = async (reason: string) => {

@@ -1,0 +1,217 @@
+// End to end with a desktop nobody here wrote: QEMU 10 boots the desktop guest
+// (examples/qemu/desktop-image.ts: Debian's weston on the guest's virtio-gpu, DRM back-end, pixman
+// renderer, desktop shell, a weston-terminal; udev and libinput running) with guestfb as its
+// vhost-user GPU, loaded in the example compositor in this process. The test looks at the
+// compositor's screenshots: weston's panel and background in the colours the session configures
+// (examples/guest/desktop-session.sh), and the terminal's window with its prompt.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fd } from '../../native/fd.js';
+import { createCompositor, type Compositor } from '../../examples/compositor/index.js';
+import {
+  bootGuest,
+  ensureQemu,
+  probeKvm,
+  type QemuProcess,
+  type QemuTier,
+} from '../../examples/qemu/qemu.js';
+import {
+  desktopBootArgs,
+  ensureDesktopGuest,
+  type DesktopGuest,
+} from '../../examples/qemu/desktop-image.js';
+import { createGuestfbPlugin, type GuestfbPlugin } from '../../plugin/index.js';
+import {
+  createVhostUserGpuBackend,
+  type VhostUserGpuBackend,
+} from '../../plugin/sources/virtio-gpu/index.js';
+import { screenshot, waitFor, windowsByTitle, type Screenshot } from './helpers/windows.js';
+
+const W = 1024;
+const H = 768;
+const OUTPUT = 'HEADLESS-1';
+const TITLE = 'desk — desk';
+/** The desktop's colours, set in examples/guest/desktop-session.sh's weston.ini. */
+const BACKGROUND = 0x204a87;
+const PANEL = 0x2e3436;
+/** weston's desktop shell draws a 32-pixel panel. */
+const PANEL_HEIGHT = 32;
+/** weston-terminal's default text colour (the prompt's glyphs and the cursor block). */
+const TERMINAL_TEXT = 0xa8a8a8;
+/** TCG boots take about 40 s to weston on an idle machine, minutes on a loaded one. */
+const WAIT_MS = 480_000;
+
+let tier: QemuTier;
+let desktop: DesktopGuest;
+let workDir: string;
+let compositor: Compositor | undefined;
+let plugin: GuestfbPlugin | undefined;
+let backend: VhostUserGpuBackend | undefined;
+let qemu: QemuProcess | undefined;
+const logs: string[] = [];
+
+before(async () => {
+  const progress = (msg: string) => process.stderr.write(`desktop e2e: ${msg}\n`);
+  tier = await ensureQemu(progress);
+  desktop = await ensureDesktopGuest(progress);
+  await probeKvm(tier, desktop, progress);
+  workDir = mkdtempSync(path.join(os.tmpdir(), 'guestfb-desktop-e2e-'));
+});
+
+after(async () => {
+  qemu?.kill('SIGKILL');
+  await qemu?.exited.catch(() => undefined);
+  plugin?.stop();
+  await compositor?.close();
+  backend?.close();
+  if (workDir) rmSync(workDir, { recursive: true, force: true });
+});
+
+/** Pixels of row `y` equal to `rgb`. */
+function rowCount(shot: Screenshot, y: number, rgb: number): number {
+  let count = 0;
+  for (let x = 0; x < shot.width; x++) if ((shot.pixel(x, y) & 0xffffff) === rgb) count++;
+  return count;
+}
+
+/** The bounding box of pixels equal to `rgb` below row `fromY`, and how many there are. */
+function boxOf(shot: Screenshot, rgb: number, fromY: number) {
+  let left = shot.width;
+  let top = shot.height;
+  let right = -1;
+  let bottom = -1;
+  let count = 0;
+  for (let y = fromY; y < shot.height; y++) {
+    for (let x = 0; x < shot.width; x++) {
+      if ((shot.pixel(x, y) & 0xffffff) !== rgb) continue;
+      count++;
+      left = Math.min(left, x);
+      right = Math.max(right, x);
+      top = Math.min(top, y);
+      bottom = Math.max(bottom, y);
+    }
+  }
+  return { left, top, width: right - left + 1, height: bottom - top + 1, count };
+}
+
+/** What the screenshot shows of weston's desktop; `terminal` is its black text area. */
+function describeDesktop(shot: Screenshot) {
+  const panelRows = [1, PANEL_HEIGHT / 2, PANEL_HEIGHT - 2].map((y) => rowCount(shot, y, PANEL));
+  const backgroundRow = rowCount(shot, shot.height - 2, BACKGROUND);
+  const terminal = boxOf(shot, 0x000000, PANEL_HEIGHT);
+  // The prompt: text-coloured pixels near the top of the terminal (the black box starts at its
+  // title's black glyphs; the first text line follows the title bar).
+  let promptPixels = 0;
+  for (let y = terminal.top; y < terminal.top + 64 && y < shot.height; y++) {
+    for (let x = terminal.left; x < terminal.left + terminal.width; x++) {
+      if ((shot.pixel(x, y) & 0xffffff) === TERMINAL_TEXT) promptPixels++;
+    }
+  }
+  return { panelRows, backgroundRow, terminal, promptPixels };
+}
+
+function debug(): string {
+  return [
+    `--- backend/plugin log:\n${logs.slice(-30).join('\n')}`,
+    `--- console:\n${qemu?.console().slice(-4000) ?? ''}`,
+    `--- qemu stderr:\n${qemu?.stderr().slice(-1500) ?? ''}`,
+  ].join('\n');
+}
+
+test("weston's desktop boots on guestfb: panel, background and a terminal with its prompt", async (t) => {
+  const fdsBefore = fd.openFdCount();
+  compositor = createCompositor({
+    outputs: [{ name: OUTPUT, width: W, height: H, refreshMhz: 60000 }],
+    socket: false,
+    log: () => undefined,
+  });
+  const socketPath = path.join(workDir, 'gpu.sock');
+  backend = createVhostUserGpuBackend({
+    socketPath,
+    role: 'listen',
+    width: W,
+    height: H,
+    name: 'desk',
+    log: (level, message) => logs.push(`${level}: ${message}`),
+  });
+  plugin = createGuestfbPlugin({
+    sources: [{ name: 'desk', source: backend }],
+    log: (line) => logs.push(line),
+  });
+  assert.equal(await compositor.use(plugin), true, `plugin started: ${logs.join('; ')}`);
+
+  const started = Date.now();
+  let firstFlushMs = -1;
+  const onFlush = () => {
+    firstFlushMs = Date.now() - started;
+    backend?.off('flush', onFlush);
+  };
+  backend.on('flush', onFlush);
+  qemu = bootGuest(tier, desktop, {
+    ...desktopBootArgs(desktop),
+    gpuSocket: socketPath,
+    width: W,
+    height: H,
+    memoryMb: 1024,
+    fbcon: false,
+    timeoutMs: 15 * 60_000,
+  });
+  await qemu.waitForConsole(/guestfb-desktop: weston is up/);
+  const westonUpMs = Date.now() - started;
+
+  let seen = describeDesktop(screenshot(compositor, OUTPUT));
+  const shown = await waitFor(() => {
+    if (!windowsByTitle(compositor!).has(TITLE)) return false;
+    seen = describeDesktop(screenshot(compositor!, OUTPUT));
+    return seen.terminal.count > 100_000 && seen.promptPixels > 50;
+  }, WAIT_MS);
+  const terminalMs = Date.now() - started;
+  t.diagnostic(
+    `TCG boot: first frame ${(firstFlushMs / 1000).toFixed(1)} s, weston up ` +
+      `${(westonUpMs / 1000).toFixed(1)} s, terminal with prompt ${(terminalMs / 1000).toFixed(1)} s after QEMU started`,
+  );
+  t.diagnostic(`desktop as seen: ${JSON.stringify(seen)}`);
+  if (!shown) {
+    const file = path.join(os.tmpdir(), 'guestfb-desktop-e2e-failure.png');
+    writeFileSync(file, compositor.screenshot(OUTPUT));
+    assert.fail(
+      `the terminal never showed its prompt (screenshot: ${file}): ${JSON.stringify(seen)}\n${debug()}`,
+    );
+  }
+
+  // The guest's window fills the output at 0,0: the guest's pixels are the screenshot's.
+  const window = windowsByTitle(compositor).get(TITLE)!;
+  assert.deepEqual([window.x, window.y, window.surface.size()], [0, 0, { width: W, height: H }]);
+  // Weston's panel across the top (its launcher icon and clock take a few pixels of each row).
+  for (const count of seen.panelRows) assert.ok(count > W * 0.7, `panel row: ${count} of ${W}`);
+  assert.equal(rowCount(screenshot(compositor, OUTPUT), PANEL_HEIGHT + 1, PANEL), 0);
+  // The desktop's background along the bottom, where no window is.
+  assert.ok(seen.backgroundRow > W * 0.9, `background row: ${seen.backgroundRow} of ${W}`);
+  // weston-terminal: a solid black text area, below the panel, with its prompt in the top line.
+  const { terminal } = seen;
+  assert.ok(terminal.top > PANEL_HEIGHT, `terminal below the panel: ${JSON.stringify(terminal)}`);
+  assert.ok(
+    terminal.width > 300 && terminal.height > 200,
+    `terminal size ${JSON.stringify(terminal)}`,
+  );
+  assert.ok(
+    terminal.count > terminal.width * terminal.height * 0.9,
+    `the terminal's black area is one rectangle: ${JSON.stringify(terminal)}`,
+  );
+  assert.equal(backend.stats().dropped, 0, 'no dropped virtio-gpu chains');
+
+  qemu.kill('SIGKILL');
+  await qemu.exited;
+  plugin.stop();
+  await compositor.close();
+  backend.close();
+  plugin = undefined;
+  compositor = undefined;
+  backend = undefined;
+  let fds = fd.openFdCount();
+  await waitFor(() => (fds = fd.openFdCount()) === fdsBefore, 30_000);
+  assert.equal(fds, fdsBefore, 'every fd released');
+});
