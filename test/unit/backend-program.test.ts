@@ -2,6 +2,7 @@
 // of a vhost-user socket to a running guestfb (real AF_UNIX sockets and SCM_RIGHTS).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -397,4 +398,45 @@ test('handoff server: a folder others can enter is refused; a live socket is not
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('handoff server: a peer of another uid is refused by SO_PEERCRED even when it reaches the socket', async () => {
+  await withServer(
+    () => assert.fail('must not accept'),
+    async (server, socketPath, logs) => {
+      assert.equal(process.getuid?.(), 0, 'this test runs a client as uid 65534: run it as root');
+      // Open the way on purpose (guestfb never does): only the uid check remains.
+      chmodSync(path.dirname(path.dirname(socketPath)), 0o711);
+      chmodSync(path.dirname(socketPath), 0o711);
+      chmodSync(socketPath, 0o666);
+      const script =
+        "const s=require('net').connect(process.argv[1]);" +
+        "s.on('connect',()=>s.write(Buffer.from([1,0,0,0,123])));" +
+        "s.on('close',()=>{console.log('closed');});s.on('error',(e)=>console.log(e.code));";
+      const child = spawn(
+        'setpriv',
+        [
+          '--reuid=65534',
+          '--regid=65534',
+          '--clear-groups',
+          process.execPath,
+          '-e',
+          script,
+          socketPath,
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let output = '';
+      child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      const status = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+      assert.equal(status, 0, output);
+      // It reached the socket (no EACCES) and guestfb hung up on it (a reset or broken pipe when its bytes were
+      // still unread).
+      assert.match(output.trim(), /^((ECONNRESET|EPIPE)\n)?closed$/, 'guestfb hung up on it');
+      assert.equal(server.counters.rejectedPeers, 1);
+      assert.match(logs.join('\n'), /refused pid \d+ of uid 65534 \(only uid 0 and root\)/);
+      assert.equal(server.domains, 0);
+    },
+  );
 });
