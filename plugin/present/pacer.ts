@@ -2,10 +2,10 @@
  * Frame pacing for one surface: a flush commits at once when no frame callback is pending;
  * flushes that arrive while one is pending merge their damage and commit together when the
  * callback fires. Nothing here talks Wayland: the surface side is a `CommitTarget`, so the
- * policy is unit-testable. Per flush nothing is allocated except the hrtime BigInt.
+ * policy is unit-testable. Per flush nothing is allocated.
  */
 import { DamageAccumulator } from './damage.js';
-import type { PluginStats } from '../stats.js';
+import { LatencyRing, type PluginStats } from '../stats.js';
 
 export interface CommitTarget {
   /**
@@ -24,10 +24,12 @@ export interface RectLike {
 
 export class FramePacer {
   readonly damage: DamageAccumulator;
+  /** This surface's flush → commit latency (the plugin-wide ring mixes every surface). */
+  readonly handoff = new LatencyRing(256);
   private framePending = false;
   private ready = false;
-  /** hrtime of the oldest flush not yet committed, 0n when none. */
-  private oldestFlush = 0n;
+  /** performance.now() of the oldest flush not yet committed, -1 when none. */
+  private oldestFlush = -1;
 
   constructor(
     private readonly stats: PluginStats,
@@ -62,14 +64,14 @@ export class FramePacer {
       if (this.damage.add(r.x, r.y, r.width, r.height)) added = true;
     }
     if (!added) return;
-    if (this.oldestFlush === 0n) this.oldestFlush = process.hrtime.bigint();
+    if (this.oldestFlush < 0) this.oldestFlush = performance.now();
     this.maybeCommit();
   }
 
   /** Damage everything and commit when possible (new buffer attached, resize). */
   flushFull(): void {
     this.damage.addFull();
-    if (this.oldestFlush === 0n) this.oldestFlush = process.hrtime.bigint();
+    if (this.oldestFlush < 0) this.oldestFlush = performance.now();
     this.maybeCommit();
   }
 
@@ -84,7 +86,7 @@ export class FramePacer {
     this.ready = false;
     this.framePending = false;
     this.damage.clear();
-    this.oldestFlush = 0n;
+    this.oldestFlush = -1;
   }
 
   private maybeCommit(): void {
@@ -93,9 +95,10 @@ export class FramePacer {
     const copied = this.target.commit(this.damage);
     this.stats.bytesCopied += copied;
     this.stats.framesPresented++;
-    if (this.oldestFlush !== 0n) {
-      this.stats.handoff.recordSince(this.oldestFlush);
-      this.oldestFlush = 0n;
+    if (this.oldestFlush >= 0) {
+      const waited = this.stats.handoff.recordSince(this.oldestFlush);
+      this.handoff.record(waited);
+      this.oldestFlush = -1;
     }
     this.damage.clear();
   }

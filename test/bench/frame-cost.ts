@@ -1,0 +1,580 @@
+/**
+ * guestfb's whole cost per guest frame on the zero-copy path, end to end, without a VM: a
+ * synthetic QEMU + guest (synthetic-guest.ts, its own process) drives guestfb's vhost-user-gpu
+ * back-end over real sockets, memfd guest RAM and eventfds; guestfb (its own process) runs the
+ * back-end alone or the back-end + plugin presenting to the example compositor (a third
+ * process). Only guestfb's process is measured (process.cpuUsage() of all its threads).
+ *
+ * Reported, in one run:
+ *   - CPU µs per guest frame at 1280x800, 1920x1080 and 3840x2160, back-end only and
+ *     back-end + plugin, guest at 30 Hz, full-frame damage;
+ *   - flush → commit handoff p50/p99 (wall, from the plugin's statistics) and the guest's
+ *     kick → interrupt round trip;
+ *   - syscalls per guest frame (strace -c -f on guestfb over a fixed number of frames);
+ *   - heap used and open fds before and after a long unpaced run (--long-frames, 100,000);
+ *   - 8 guests at 1080p@30 in one guestfb process: CPU per frame against one guest, and the
+ *     worst guest's flush → commit p99.
+ *
+ * On a host without /dev/udmabuf the guest's framebuffer is one contiguous span, which the
+ * plugin shows through wl_shm on the guest memfd itself: no pixel is copied, as with a dma-buf.
+ *
+ *   node dist/test/bench/frame-cost.js [--json] [--frames 300] [--long-frames 100000] [--quick]
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { fd } from '../../native/fd.js';
+import { runStandalone, type GuestfbPlugin } from '../../plugin/index.js';
+import {
+  createVhostUserGpuBackend,
+  type VhostUserGpuBackend,
+} from '../../plugin/sources/virtio-gpu/index.js';
+
+const thisFile = fileURLToPath(import.meta.url);
+const benchDir = path.dirname(thisFile);
+const repoRoot = path.resolve(benchDir, '../../..');
+
+const { values } = parseArgs({
+  options: {
+    json: { type: 'boolean' },
+    frames: { type: 'string' },
+    'long-frames': { type: 'string' },
+    quick: { type: 'boolean' },
+    compositor: { type: 'string' },
+    child: { type: 'string' },
+    socket: { type: 'string', multiple: true },
+    size: { type: 'string' },
+    display: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  },
+});
+
+// --- child: guestfb (back-end, optionally + plugin) ---------------------------------------
+
+export interface GuestfbChildStats {
+  cpuUs: number;
+  flushes: number;
+  framesPresented: number;
+  bytesCopied: number;
+  /** flush → commit per window, µs, since the last `reset`. */
+  windows: { p50: number | null; p99: number | null; samples: number }[];
+  heapUsed: number;
+  fds: number;
+}
+
+async function runChild(mode: string): Promise<void> {
+  const [width, height] = (values.size ?? '1280x800').split('x').map(Number);
+  const backends: VhostUserGpuBackend[] = (values.socket ?? []).map((socketPath, i) =>
+    createVhostUserGpuBackend({
+      socketPath,
+      role: 'listen',
+      width,
+      height,
+      name: `guest${i}`,
+      log: (level, message) => {
+        if (level === 'warn' || level === 'error') process.stderr.write(`${level}: ${message}\n`);
+      },
+    }),
+  );
+  let plugin: GuestfbPlugin | null = null;
+  if (mode === 'plugin') {
+    plugin = await runStandalone({
+      display: values.display!,
+      sources: backends.map((source, i) => ({ name: `guest${i}`, source })),
+      log: (line) => process.stderr.write(`plugin: ${line}\n`),
+    });
+  }
+  const gc = (globalThis as { gc?: () => void }).gc;
+  const stats = (): GuestfbChildStats => {
+    gc?.();
+    const cpu = process.cpuUsage();
+    const snapshot = plugin?.stats();
+    return {
+      cpuUs: cpu.user + cpu.system,
+      flushes: backends.reduce((sum, b) => sum + (b.stats()['cmd.RESOURCE_FLUSH'] ?? 0), 0),
+      framesPresented: snapshot?.framesPresented ?? 0,
+      bytesCopied: snapshot?.bytesCopied ?? 0,
+      windows: (plugin?.presenter?.windows() ?? []).map((window) => ({
+        p50: window.pacer.handoff.percentile(50),
+        p99: window.pacer.handoff.percentile(99),
+        samples: window.pacer.handoff.count,
+      })),
+      heapUsed: process.memoryUsage().heapUsed,
+      fds: fd.openFdCount(),
+    };
+  };
+  process.stdout.write('ready\n');
+  const lines = createInterface({ input: process.stdin });
+  lines.on('line', (line) => {
+    if (line === 'stats') process.stdout.write(`${JSON.stringify(stats())}\n`);
+    if (line === 'reset') {
+      for (const window of plugin?.presenter?.windows() ?? []) window.pacer.handoff.clear();
+      process.stdout.write('ok\n');
+    }
+  });
+  lines.on('close', () => {
+    plugin?.stop();
+    for (const backend of backends) backend.close();
+    process.exit(0);
+  });
+}
+
+// --- parent -------------------------------------------------------------------------------
+
+interface Spawned {
+  child: ChildProcess;
+  output: () => string;
+  next(what: string): Promise<string>;
+  send(line: string): void;
+  stop(): Promise<void>;
+}
+
+function spawnNode(args: string[], env: NodeJS.ProcessEnv = process.env): Spawned {
+  return spawnCommand(process.execPath, args, env);
+}
+
+function spawnCommand(command: string, args: string[], env: NodeJS.ProcessEnv): Spawned {
+  const child = spawn(command, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+  let output = '';
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  return {
+    child,
+    output: () => output,
+    async next(what) {
+      const line = await lines.next();
+      if (line.done) throw new Error(`${what}: child exited\n${output}`);
+      return line.value;
+    },
+    send(line) {
+      child.stdin!.write(`${line}\n`);
+    },
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.stdin!.end();
+        if (command !== process.execPath) child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+        await exited;
+        clearTimeout(timer);
+      }
+    },
+  };
+}
+
+/**
+ * weston (pixman, headless) when installed: it reads a wl_shm buffer in place and keeps it until
+ * the next one, as compositors treat dma-bufs. The example compositor copies every wl_shm commit
+ * (its CPU is not counted, but on two cores it delays frame callbacks).
+ */
+const compositorKind =
+  values.compositor ??
+  (spawnSync('weston', ['--version'], { stdio: 'ignore' }).status === 0 ? 'weston' : 'example');
+
+function startCompositor(runtimeDir: string, width: number, height: number): Spawned {
+  const env = { ...process.env, XDG_RUNTIME_DIR: runtimeDir };
+  if (compositorKind === 'weston') {
+    const config = path.join(runtimeDir, 'weston.ini');
+    writeFileSync(
+      config,
+      '[shell]\nanimation=none\nstartup-animation=none\nfocus-animation=none\n' +
+        'close-animation=none\npanel-position=none\n',
+    );
+    return spawnCommand(
+      'weston',
+      [
+        '--backend=headless-backend.so',
+        '--use-pixman',
+        `--width=${width}`,
+        `--height=${height}`,
+        '--socket=guestfb-bench',
+        '--idle-time=0',
+        `--config=${config}`,
+      ],
+      env,
+    );
+  }
+  // Frame callbacks at up to 1000 Hz, so the compositor never holds a 30 Hz guest back.
+  return spawnNode(
+    [
+      path.join(repoRoot, 'dist/examples/compositor/cli.js'),
+      '--headless',
+      '--socket',
+      'guestfb-bench',
+      '--output',
+      `${width}x${height}@1000`,
+    ],
+    env,
+  );
+}
+
+interface RunResult {
+  frames: number;
+  wallMs: number;
+  roundTripUs: { p50: number; p99: number; max: number };
+}
+
+/** One guestfb process, its compositor and its synthetic guests; torn down by `stop`. */
+async function startSetup(
+  dir: string,
+  mode: 'backend' | 'plugin',
+  width: number,
+  height: number,
+  guests: number,
+) {
+  const runtimeDir = path.join(dir, 'runtime');
+  rmSync(runtimeDir, { recursive: true, force: true });
+  mkdirSync(runtimeDir, { mode: 0o700 });
+  const started: Spawned[] = [];
+  const stop = async () => {
+    for (const spawned of started.reverse()) await spawned.stop();
+  };
+  try {
+    const args = ['--expose-gc', thisFile, '--child', mode, '--size', `${width}x${height}`];
+    const sockets = Array.from({ length: guests }, (_, i) => path.join(dir, `gpu${i}.sock`));
+    for (const socket of sockets) {
+      rmSync(socket, { force: true });
+      args.push('--socket', socket);
+    }
+    if (mode === 'plugin') {
+      const compositor = startCompositor(runtimeDir, width, height);
+      started.push(compositor);
+      const display = path.join(runtimeDir, 'guestfb-bench');
+      while (!existsSync(display)) {
+        if (compositor.child.exitCode !== null)
+          throw new Error(`compositor exited:\n${compositor.output()}`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      args.push('--display', display);
+    }
+    const guestfb = spawnNode(args);
+    started.push(guestfb);
+    if ((await guestfb.next('guestfb')) !== 'ready')
+      throw new Error(`guestfb did not start:\n${guestfb.output()}`);
+    const driver = spawnNode([
+      path.join(benchDir, 'synthetic-guest.js'),
+      '--size',
+      `${width}x${height}`,
+      ...sockets.flatMap((socket) => ['--socket', socket]),
+    ]);
+    started.push(driver);
+    if ((await driver.next('synthetic guest')) !== 'ready')
+      throw new Error(`synthetic guest did not start:\n${driver.output()}\n${guestfb.output()}`);
+    return {
+      guestfbPid: guestfb.child.pid!,
+      async stats(): Promise<GuestfbChildStats> {
+        guestfb.send('stats');
+        return JSON.parse(await guestfb.next('guestfb stats')) as GuestfbChildStats;
+      },
+      async resetLatency(): Promise<void> {
+        guestfb.send('reset');
+        await guestfb.next('guestfb reset');
+      },
+      async run(frames: number, fps: number): Promise<RunResult> {
+        driver.send(`run ${frames} ${fps}`);
+        const line = await driver.next('synthetic guest run');
+        if (!line.startsWith('done ')) throw new Error(`synthetic guest: ${line}`);
+        return JSON.parse(line.slice(5)) as RunResult;
+      },
+      output: () => `${guestfb.output()}\n${driver.output()}`,
+      stop,
+    };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+interface Measured {
+  cpuUsPerFrame: number;
+  /** guest frames (one TRANSFER_TO_HOST_2D + RESOURCE_FLUSH each) per guest */
+  frames: number;
+  flushes: number;
+  framesPresented: number;
+  bytesCopiedPerFrame: number;
+  handoffP50Us: number | null;
+  /** the worst window's p99 */
+  handoffP99Us: number | null;
+  roundTripUs: RunResult['roundTripUs'];
+}
+
+async function measure(
+  setup: Awaited<ReturnType<typeof startSetup>>,
+  frames: number,
+  fps: number,
+  guests: number,
+): Promise<Measured> {
+  await setup.run(30, fps); // warm-up
+  await setup.resetLatency();
+  const before = await setup.stats();
+  const run = await setup.run(frames, fps);
+  const after = await setup.stats();
+  const guestFrames = frames * guests;
+  const p50s = after.windows.map((w) => w.p50 ?? 0);
+  const p99s = after.windows.map((w) => w.p99 ?? 0);
+  return {
+    cpuUsPerFrame: (after.cpuUs - before.cpuUs) / guestFrames,
+    frames,
+    flushes: after.flushes - before.flushes,
+    framesPresented: after.framesPresented - before.framesPresented,
+    bytesCopiedPerFrame: (after.bytesCopied - before.bytesCopied) / guestFrames,
+    handoffP50Us: p50s.length ? Math.max(...p50s) : null,
+    handoffP99Us: p99s.length ? Math.max(...p99s) : null,
+    roundTripUs: run.roundTripUs,
+  };
+}
+
+interface SyscallCount {
+  name: string;
+  calls: number;
+  perFrame: number;
+  errors: number;
+}
+
+/** strace -c -f on guestfb while the guest sends `frames` frames; counts per guest frame. */
+async function countSyscalls(
+  setup: Awaited<ReturnType<typeof startSetup>>,
+  frames: number,
+  fps: number,
+  dir: string,
+): Promise<SyscallCount[] | string> {
+  if (spawnSync('strace', ['-V'], { stdio: 'ignore' }).status !== 0) {
+    return 'strace not installed (scripts/setup.sh installs it)';
+  }
+  await setup.run(30, fps);
+  const out = path.join(dir, 'strace.txt');
+  const strace = spawn('strace', ['-c', '-f', '-o', out, '-p', String(setup.guestfbPid)], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let straceErr = '';
+  strace.stderr.setEncoding('utf8').on('data', (chunk: string) => (straceErr += chunk));
+  // strace says "Process N attached" (for each thread) once it traces.
+  const attachDeadline = Date.now() + 10_000;
+  while (!/attached/.test(straceErr)) {
+    if (strace.exitCode !== null || Date.now() > attachDeadline) {
+      return `strace could not attach: ${straceErr.trim() || 'no output'}`;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  await new Promise((resolve) => setTimeout(resolve, 200)); // every thread attached
+  await setup.run(frames, fps);
+  const exited = new Promise((resolve) => strace.once('exit', resolve));
+  strace.kill('SIGINT');
+  await exited;
+  return parseStraceSummary(readFileSync(out, 'utf8'), frames);
+}
+
+/** Parses strace -c's table: "% time seconds usecs/call calls [errors] syscall". */
+export function parseStraceSummary(text: string, frames: number): SyscallCount[] {
+  const counts: SyscallCount[] = [];
+  for (const line of text.split('\n')) {
+    const fields = line.trim().split(/\s+/);
+    if (fields.length < 5 || !/^\d/.test(fields[0]!) || fields.at(-1) === 'total') continue;
+    const name = fields.at(-1)!;
+    const calls = Number(fields[3]);
+    const errors = fields.length >= 6 ? Number(fields[4]) : 0;
+    if (!Number.isFinite(calls)) continue;
+    counts.push({ name, calls, errors, perFrame: calls / frames });
+  }
+  return counts.sort((a, b) => b.calls - a.calls);
+}
+
+const median = (xs: number[]) => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+};
+
+async function main(): Promise<void> {
+  if (values.help) {
+    process.stdout.write(
+      'Usage: node dist/test/bench/frame-cost.js [--json] [--frames N (300)] [--long-frames N (100000)] [--quick]\n',
+    );
+    return;
+  }
+  if (values.child) return runChild(values.child);
+  const frames = values.frames ? Number(values.frames) : values.quick ? 90 : 300;
+  const longFrames = values['long-frames']
+    ? Number(values['long-frames'])
+    : values.quick
+      ? 5000
+      : 100_000;
+  if (!Number.isInteger(frames) || frames < 10) throw new Error('--frames must be an integer ≥ 10');
+  if (!Number.isInteger(longFrames) || longFrames < 100)
+    throw new Error('--long-frames must be an integer ≥ 100');
+  const progress = (message: string) => {
+    if (!values.json) process.stderr.write(`bench: ${message}\n`);
+  };
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'guestfb-bench-frames-'));
+  const fps = 30;
+  const resolutions: [number, number][] = [
+    [1280, 800],
+    [1920, 1080],
+    [3840, 2160],
+  ];
+  const perResolution: Record<string, { backend: Measured; plugin: Measured }> = {};
+  let syscalls: SyscallCount[] | string = 'not measured';
+  let longRun: Record<string, number> | null = null;
+  let eightGuests: Record<string, unknown> | null = null;
+  try {
+    for (const [width, height] of resolutions) {
+      const name = `${width}x${height}`;
+      const result = {} as { backend: Measured; plugin: Measured };
+      for (const mode of ['backend', 'plugin'] as const) {
+        progress(`${mode} at ${name}, ${frames} frames at ${fps} Hz`);
+        const setup = await startSetup(dir, mode, width, height, 1);
+        try {
+          result[mode] = await measure(setup, frames, fps, 1);
+          if (mode === 'plugin' && width === 1920) {
+            progress('syscalls per frame (strace -c -f), 1920x1080 back-end + plugin');
+            syscalls = await countSyscalls(setup, Math.min(frames, 300), fps, dir);
+          }
+        } finally {
+          await setup.stop();
+        }
+      }
+      perResolution[name] = result;
+    }
+
+    progress(`8 guests at 1920x1080, ${fps} Hz each, one guestfb process`);
+    {
+      const setup = await startSetup(dir, 'plugin', 1920, 1080, 8);
+      try {
+        const many = await measure(setup, frames, fps, 8);
+        const one = perResolution['1920x1080']!.plugin;
+        eightGuests = {
+          guests: 8,
+          cpuUsPerFrame: many.cpuUsPerFrame,
+          oneGuestCpuUsPerFrame: one.cpuUsPerFrame,
+          /** 8-guest CPU per frame / one guest's */
+          ratio: many.cpuUsPerFrame / one.cpuUsPerFrame,
+          worstHandoffP99Us: many.handoffP99Us,
+          worstHandoffP50Us: many.handoffP50Us,
+          framesPresented: many.framesPresented,
+          flushes: many.flushes,
+          roundTripUs: many.roundTripUs,
+        };
+      } finally {
+        await setup.stop();
+      }
+    }
+
+    progress(`long run: ${longFrames} frames back to back, 640x480 back-end + plugin`);
+    {
+      const setup = await startSetup(dir, 'plugin', 640, 480, 1);
+      try {
+        await setup.run(1000, 0);
+        const before = await setup.stats();
+        const started = Date.now();
+        await setup.run(longFrames, 0);
+        const after = await setup.stats();
+        longRun = {
+          frames: longFrames,
+          seconds: (Date.now() - started) / 1000,
+          framesPresented: after.framesPresented - before.framesPresented,
+          heapUsedBefore: before.heapUsed,
+          heapUsedAfter: after.heapUsed,
+          fdsBefore: before.fds,
+          fdsAfter: after.fds,
+          cpuUsPerFrame: (after.cpuUs - before.cpuUs) / longFrames,
+        };
+      } finally {
+        await setup.stop();
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  const udmabuf = existsSync('/dev/udmabuf');
+  const note =
+    `synthetic QEMU + guest driving guestfb's back-end over vhost-user (real sockets, memfd RAM, ` +
+    `eventfds); guest ${fps} Hz, TRANSFER_TO_HOST_2D + RESOURCE_FLUSH of the whole frame per ` +
+    `frame; compositor: ${compositorKind === 'weston' ? 'weston (pixman, headless)' : 'the example compositor'}; guestfb process CPU (process.cpuUsage, all threads); compositor and guest not counted; ` +
+    (udmabuf
+      ? 'udmabuf present: the plugin hands dma-bufs over.'
+      : 'no /dev/udmabuf: the plugin shows the contiguous guest memfd through wl_shm (zero-copy stand-in).');
+  const result = {
+    note,
+    udmabuf,
+    fps,
+    resolutions: perResolution,
+    syscallsPerFrame: syscalls,
+    eightGuests,
+    longRun,
+  };
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+    return;
+  }
+  printTable(result);
+}
+
+function printTable(result: {
+  note: string;
+  resolutions: Record<string, { backend: Measured; plugin: Measured }>;
+  syscallsPerFrame: SyscallCount[] | string;
+  eightGuests: Record<string, unknown> | null;
+  longRun: Record<string, number> | null;
+}): void {
+  const out = (line = '') => process.stdout.write(`${line}\n`);
+  out(result.note);
+  out();
+  out(
+    'resolution  back-end µs/frame  back-end+plugin µs/frame  handoff p50/p99 µs  kick→interrupt p50/p99 µs  bytes copied/frame',
+  );
+  for (const [name, r] of Object.entries(result.resolutions)) {
+    const h = (v: number | null) => (v === null ? 'n/a' : v.toFixed(0));
+    out(
+      `${name.padEnd(11)} ${r.backend.cpuUsPerFrame.toFixed(0).padStart(17)} ${r.plugin.cpuUsPerFrame
+        .toFixed(0)
+        .padStart(
+          24,
+        )} ${`${h(r.plugin.handoffP50Us)}/${h(r.plugin.handoffP99Us)}`.padStart(19)} ${`${r.plugin.roundTripUs.p50.toFixed(0)}/${r.plugin.roundTripUs.p99.toFixed(0)}`.padStart(26)}  ${r.plugin.bytesCopiedPerFrame}`,
+    );
+  }
+  out();
+  if (typeof result.syscallsPerFrame === 'string') {
+    out(`syscalls per frame: ${result.syscallsPerFrame}`);
+  } else {
+    const total = result.syscallsPerFrame.reduce((sum, s) => sum + s.perFrame, 0);
+    out(`syscalls per guest frame (1920x1080, back-end + plugin): ${total.toFixed(2)}`);
+    for (const s of result.syscallsPerFrame) {
+      out(
+        `  ${s.name.padEnd(16)} ${s.perFrame.toFixed(2).padStart(6)}${s.errors ? `  (${s.errors} errors)` : ''}`,
+      );
+    }
+  }
+  out();
+  if (result.eightGuests) {
+    const e = result.eightGuests as {
+      cpuUsPerFrame: number;
+      oneGuestCpuUsPerFrame: number;
+      ratio: number;
+      worstHandoffP99Us: number | null;
+    };
+    out(
+      `8 guests at 1920x1080@30: ${e.cpuUsPerFrame.toFixed(0)} µs/frame (one guest ${e.oneGuestCpuUsPerFrame.toFixed(0)}, ` +
+        `ratio ${e.ratio.toFixed(2)}); worst guest's handoff p99 ${e.worstHandoffP99Us?.toFixed(0) ?? 'n/a'} µs`,
+    );
+  }
+  if (result.longRun) {
+    const l = result.longRun;
+    out(
+      `long run: ${l.frames} frames in ${l.seconds!.toFixed(0)} s (${l.framesPresented} presented): heap used ` +
+        `${(l.heapUsedBefore! / 1e6).toFixed(2)} → ${(l.heapUsedAfter! / 1e6).toFixed(2)} MB, fds ${l.fdsBefore} → ${l.fdsAfter}`,
+    );
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(
+    `bench: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+  );
+  process.exitCode = 1;
+});
+
+void median;
