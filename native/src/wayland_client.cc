@@ -83,7 +83,6 @@ class ProxyWrap : public Napi::ObjectWrap<ProxyWrap> {
     id_ = wl_proxy_get_id(data_->proxy);
     version_ = data_->isDisplay ? 1 : wl_proxy_get_version(data_->proxy);
     interfaceName_ = data_->iface->name;
-    info.This().As<Napi::Object>().Set("owner", info.Env().Undefined());
   }
 
   void Detach() { data_ = nullptr; }
@@ -399,7 +398,7 @@ void Connection::DisconnectNow() {
 // ---------------------------------------------------------------------------------------------
 
 // The proxy wrapper passed as an `o` argument; throws TypeError for anything else.
-ProxyData* ProxyArg(Napi::Env env, const Napi::Value& value, const std::string& what) {
+ProxyData* ProxyArg(Napi::Env env, const Napi::Value& value, const ArgName& what) {
   if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(StateOf(env).proxyClass.Value())) {
     ThrowTypeError(env, what + " must be a NativeProxy");
   }
@@ -441,23 +440,23 @@ Napi::Value ProxyWrap::Marshal(const Napi::CallbackInfo& info) {
 
   wl_argument args[kMaxArgs];
   ArgStorage storage;
-  EncodeArgs(env, iface, message, shape, values, storage, args,
-             [&](const ArgSpec& spec, const Napi::Value& value, const std::string& what,
-                 wl_argument* out) {
-               if (spec.type == 'n') {
-                 out->o = nullptr;  // libwayland creates the proxy
-                 return;
-               }
-               ProxyData* object = ProxyArg(env, value, what);
-               if (object->connection != data->connection) {
-                 ThrowTypeError(env, what + " belongs to another connection");
-               }
-               if (spec.iface != nullptr && strcmp(spec.iface->name, object->iface->name) != 0) {
-                 ThrowTypeError(
-                     env, what + " must be a " + spec.iface->name + ", got " + object->iface->name);
-               }
-               out->o = reinterpret_cast<wl_object*>(object->proxy);
-             });
+  EncodeArgs(
+      env, iface, message, shape, values, storage, args,
+      [&](const ArgSpec& spec, const Napi::Value& value, const ArgName& what, wl_argument* out) {
+        if (spec.type == 'n') {
+          out->o = nullptr;  // libwayland creates the proxy
+          return;
+        }
+        ProxyData* object = ProxyArg(env, value, what);
+        if (object->connection != data->connection) {
+          ThrowTypeError(env, what + " belongs to another connection");
+        }
+        if (spec.iface != nullptr && strcmp(spec.iface->name, object->iface->name) != 0) {
+          ThrowTypeError(env,
+                         what + " must be a " + spec.iface->name + ", got " + object->iface->name);
+        }
+        out->o = reinterpret_cast<wl_object*>(object->proxy);
+      });
 
   const wl_interface* newIface = nullptr;
   uint32_t newVersion = version_ == 0 ? 1 : version_;

@@ -42,20 +42,31 @@ bool ParseMessage(const wl_message& message, MessageShape* shape);
 
 // ---- argument conversion ----
 
-// Storage that must outlive a wl_argument array built from JS values.
+// Storage that must outlive a wl_argument array built from JS values. Reserved on first use
+// (then never reallocated, so pointers into it stay valid): most requests carry no string or
+// array and so allocate nothing here.
 struct ArgStorage {
   std::vector<std::string> strings;
   std::vector<wl_array> arrays;
-  ArgStorage() {
-    strings.reserve(kMaxArgs);
-    arrays.reserve(kMaxArgs);
-  }
 };
+
+// Names one argument in error messages ("wl_surface.attach argument 0"). The text is built only
+// when an error needs it: encoding a request allocates no string.
+struct ArgName {
+  const char* interfaceName;
+  const char* messageName;
+  int index;
+  std::string Text() const;
+};
+inline std::string operator+(const ArgName& name, const char* tail) { return name.Text() + tail; }
+inline std::string operator+(const ArgName& name, const std::string& tail) {
+  return name.Text() + tail;
+}
 
 // Converts one JS value for a non-object argument (i u f s a h). Throws TypeError/RangeError.
 // `what` names the argument in error messages.
-void EncodeScalar(Napi::Env env, const ArgSpec& spec, const Napi::Value& value,
-                  const std::string& what, ArgStorage& storage, wl_argument* out);
+void EncodeScalar(Napi::Env env, const ArgSpec& spec, const Napi::Value& value, const ArgName& what,
+                  ArgStorage& storage, wl_argument* out);
 
 // Converts one non-object argument (i u f s a h) to JS. Fds become plain numbers (caller owns).
 Napi::Value DecodeScalar(Napi::Env env, const ArgSpec& spec, const wl_argument& arg);
@@ -78,7 +89,7 @@ void CheckCall(Napi::Env env, const wl_interface* iface, const wl_message& messa
 
 // Sets `out` for an object ('o', not a null nullable one) or new_id ('n') argument. Throws.
 using ObjectEncoder = std::function<void(const ArgSpec& spec, const Napi::Value& value,
-                                         const std::string& what, wl_argument* out)>;
+                                         const ArgName& what, wl_argument* out)>;
 
 // Converts `values` to `args`: objects and new ids through `encodeObject`, a null nullable object
 // to nullptr, the rest with EncodeScalar. Throws.

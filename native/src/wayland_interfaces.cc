@@ -281,8 +281,8 @@ bool ParseMessage(const wl_message& message, MessageShape* shape) {
   return true;
 }
 
-void EncodeScalar(Napi::Env env, const ArgSpec& spec, const Napi::Value& value,
-                  const std::string& what, ArgStorage& storage, wl_argument* out) {
+void EncodeScalar(Napi::Env env, const ArgSpec& spec, const Napi::Value& value, const ArgName& what,
+                  ArgStorage& storage, wl_argument* out) {
   switch (spec.type) {
     case 'i':
     case 'u': {
@@ -319,6 +319,7 @@ void EncodeScalar(Napi::Env env, const ArgSpec& spec, const Napi::Value& value,
         return;
       }
       if (!value.IsString()) ThrowTypeError(env, what + " must be a string");
+      if (storage.strings.capacity() == 0) storage.strings.reserve(kMaxArgs);
       storage.strings.push_back(value.As<Napi::String>().Utf8Value());
       if (storage.strings.back().find('\0') != std::string::npos) {
         ThrowTypeError(env, what + " must not contain NUL characters");
@@ -346,12 +347,13 @@ void EncodeScalar(Napi::Env env, const ArgSpec& spec, const Napi::Value& value,
         array.data = static_cast<uint8_t*>(view.ArrayBuffer().Data()) + view.ByteOffset();
       }
       array.alloc = array.size;
+      if (storage.arrays.capacity() == 0) storage.arrays.reserve(kMaxArgs);
       storage.arrays.push_back(array);
       out->a = &storage.arrays.back();
       return;
     }
     case 'h':
-      out->h = FdArg(value, what.c_str());
+      out->h = FdArg(value, what.Text().c_str());
       return;
     default:
       ThrowTypeError(env, what + ": internal error, not a scalar argument");
@@ -380,6 +382,10 @@ Napi::Value DecodeScalar(Napi::Env env, const ArgSpec& spec, const wl_argument& 
     default:
       return env.Undefined();
   }
+}
+
+std::string ArgName::Text() const {
+  return std::string(interfaceName) + "." + messageName + " argument " + std::to_string(index);
 }
 
 void CloseReceivedFds(const MessageShape& shape, const wl_argument* args) {
@@ -432,8 +438,7 @@ void EncodeArgs(Napi::Env env, const wl_interface* iface, const wl_message& mess
   for (int i = 0; i < shape.count; i++) {
     const ArgSpec& spec = shape.args[i];
     Napi::Value value = values.Get(i);
-    std::string what =
-        std::string(iface->name) + "." + message.name + " argument " + std::to_string(i);
+    ArgName what{iface->name, message.name, i};
     if (spec.type == 'o' && spec.nullable && (value.IsNull() || value.IsUndefined())) {
       args[i].o = nullptr;
     } else if (spec.type == 'o' || spec.type == 'n') {

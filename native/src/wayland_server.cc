@@ -426,7 +426,7 @@ class ResourceWrap : public Napi::ObjectWrap<ResourceWrap> {
 };
 
 // The resource wrapper passed as an `o`/`n` argument, or nullptr. Throws TypeError for others.
-ResourceData* ResourceArg(Napi::Env env, const Napi::Value& value, const std::string& what) {
+ResourceData* ResourceArg(Napi::Env env, const Napi::Value& value, const ArgName& what) {
   if (!value.IsObject() ||
       !value.As<Napi::Object>().InstanceOf(StateOf(env).resourceClass.Value())) {
     ThrowTypeError(env, what + " must be a NativeResource");
@@ -821,21 +821,21 @@ Napi::Value ResourceWrap::PostEvent(const Napi::CallbackInfo& info) {
   wl_argument args[kMaxArgs];
   ArgStorage storage;
   wl_client* client = wl_resource_get_client(resource);
-  EncodeArgs(env, iface, message, shape, values, storage, args,
-             [&](const ArgSpec& spec, const Napi::Value& value, const std::string& what,
-                 wl_argument* out) {
-               ResourceData* object = ResourceArg(env, value, what);
-               if (object == nullptr) ThrowTypeError(env, what + " is a destroyed resource");
-               if (wl_resource_get_client(object->resource) != client) {
-                 ThrowTypeError(env, what + " belongs to another client");
-               }
-               if (spec.iface != nullptr &&
-                   strcmp(spec.iface->name, wl_resource_get_class(object->resource)) != 0) {
-                 ThrowTypeError(env, what + " must be a " + spec.iface->name + ", got " +
-                                         wl_resource_get_class(object->resource));
-               }
-               out->o = reinterpret_cast<wl_object*>(object->resource);
-             });
+  EncodeArgs(
+      env, iface, message, shape, values, storage, args,
+      [&](const ArgSpec& spec, const Napi::Value& value, const ArgName& what, wl_argument* out) {
+        ResourceData* object = ResourceArg(env, value, what);
+        if (object == nullptr) ThrowTypeError(env, what + " is a destroyed resource");
+        if (wl_resource_get_client(object->resource) != client) {
+          ThrowTypeError(env, what + " belongs to another client");
+        }
+        if (spec.iface != nullptr &&
+            strcmp(spec.iface->name, wl_resource_get_class(object->resource)) != 0) {
+          ThrowTypeError(env, what + " must be a " + spec.iface->name + ", got " +
+                                  wl_resource_get_class(object->resource));
+        }
+        out->o = reinterpret_cast<wl_object*>(object->resource);
+      });
   wl_resource_post_event_array(resource, opcode, args);
   return env.Undefined();
 }
