@@ -30,9 +30,7 @@ export abstract class ClientProxy {
     native.owner = this;
     // libwayland itself handles wl_display's events (error, delete_id): the display wrapper only
     // sends requests, and the addon refuses a dispatcher on it.
-    if (!isDisplay(native)) {
-      native.setDispatcher((opcode, args) => this.dispatchEvent(opcode, args));
-    }
+    if (!isDisplay(native)) native.setDispatcher(dispatchToOwner);
   }
 
   get id(): number {
@@ -98,6 +96,17 @@ export abstract class ClientProxy {
   protected dispatchEvent(opcode: number, _args: WireValue[]): void {
     throw new Error(`${this.interfaceName} has no event ${opcode}`);
   }
+}
+
+/**
+ * The dispatcher of every proxy: the addon calls it with the NativeProxy as `this`, so one shared
+ * function serves all of them (no closure per proxy; a frame callback is a new proxy per frame).
+ */
+function dispatchToOwner(this: NativeProxy, opcode: number, args: WireValue[]): void {
+  (this.owner as { dispatchEvent(opcode: number, args: WireValue[]): void }).dispatchEvent(
+    opcode,
+    args,
+  );
 }
 
 /** The alias some code imported before the rename (it shadowed the global Proxy). */
