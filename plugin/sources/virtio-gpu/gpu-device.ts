@@ -32,11 +32,11 @@ import {
   encodeHeaderResponse,
   fourccName,
   HDR_SIZE,
-  intersect,
   MAX_SCANOUTS,
   MEM_ENTRY_SIZE,
-  readHeader,
+  readHeaderInto,
   readRect,
+  rectFits,
   rectInside,
   RequestSize,
   Resp,
@@ -156,8 +156,17 @@ export class GpuDevice {
     bytesCopied: 0,
   };
 
-  /** Commands seen, by name (unknown types counted under their hex code). */
-  readonly commandCounts = new Map<string, number>();
+  /** Commands seen, by type: counted per command, so keyed by number (names are for reading). */
+  private readonly countsByType = new Map<number, number>();
+  /** The request header of the command being executed (one object, reused). */
+  private readonly header: CtrlHeader = { type: 0, flags: 0, fenceId: 0n, ctxId: 0, ringIdx: 0 };
+  /** DataView over the last request buffer (the caller reuses one buffer: made once). */
+  private requestView: DataView | null = null;
+  /** The header-only response (most commands), rewritten per command. */
+  private readonly headerResponse = new Uint8Array(HDR_SIZE);
+  private readonly headerResponseView = new DataView(this.headerResponse.buffer);
+  /** Per head, the flush damage handed to listeners (one rect each, reused per flush). */
+  private readonly flushDamage: { x: number; y: number; width: number; height: number }[][];
   /** Heads enabled only because the guest scans out on them. */
   private readonly enabledByGuest = new Set<number>();
 
@@ -167,6 +176,7 @@ export class GpuDevice {
     }
     this.headList = options.heads.map((h) => ({ ...h }));
     this.scanouts = this.headList.map(() => null);
+    this.flushDamage = this.headList.map(() => [{ x: 0, y: 0, width: 0, height: 0 }]);
     this.limits = resolveGpuLimits(options.limits);
     // Warnings are thinned out by the vhost-user device already; info lines (one per resource,
     // one per scanout change) are limited here.
@@ -176,6 +186,13 @@ export class GpuDevice {
   /** Backing spans and bytes held now (for stats and tests). */
   get backingTotals(): { spans: number; bytes: number } {
     return { spans: this.totalSpans, bytes: this.totalBackingBytes };
+  }
+
+  /** Commands seen, by name (unknown types counted under their hex code). */
+  get commandCounts(): Map<string, number> {
+    const named = new Map<string, number>();
+    for (const [type, count] of this.countsByType) named.set(commandName(type), count);
+    return named;
   }
 
   get scanoutCount(): number {
@@ -268,6 +285,10 @@ export class GpuDevice {
    * Executes one control-queue request and returns its response (always at least a header;
    * error responses for anything invalid).
    */
+  /**
+   * Executes one control request; returns its response. A header-only response is a buffer the
+   * device reuses: copy it out before the next command (the queue scatters it at once).
+   */
   handleControl(request: Uint8Array): Uint8Array {
     this.counters.commands++;
     if (request.length < HDR_SIZE) {
@@ -275,8 +296,17 @@ export class GpuDevice {
       this.log('warn', `control request of ${request.length} bytes (no header)`);
       return encodeHeaderResponse(Resp.ERR_UNSPEC, null);
     }
-    const view = new DataView(request.buffer, request.byteOffset, request.byteLength);
-    const header = readHeader(view);
+    let view = this.requestView;
+    if (
+      view === null ||
+      view.buffer !== request.buffer ||
+      view.byteOffset !== request.byteOffset ||
+      view.byteLength !== request.byteLength
+    ) {
+      view = new DataView(request.buffer, request.byteOffset, request.byteLength);
+      this.requestView = view;
+    }
+    const header = readHeaderInto(view, this.header);
     this.count(header.type);
     try {
       const need = RequestSize[header.type];
@@ -296,10 +326,9 @@ export class GpuDevice {
   }
 
   private count(type: number): void {
-    const name = commandName(type);
-    if (this.commandCounts.size < 64 || this.commandCounts.has(name)) {
-      this.commandCounts.set(name, (this.commandCounts.get(name) ?? 0) + 1);
-    }
+    const seen = this.countsByType.get(type);
+    if (seen !== undefined) this.countsByType.set(type, seen + 1);
+    else if (this.countsByType.size < 64) this.countsByType.set(type, 1);
   }
 
   private dispatch(header: CtrlHeader, view: DataView, request: Uint8Array): Uint8Array {
@@ -339,7 +368,8 @@ export class GpuDevice {
         // No capsets (no 3D), no UUIDs, no contexts: everything else is unsupported.
         throw new CommandError(Resp.ERR_UNSPEC, 'unsupported command');
     }
-    return encodeHeaderResponse(Resp.OK_NODATA, header);
+    writeResponseHeader(this.headerResponseView, Resp.OK_NODATA, header);
+    return this.headerResponse;
   }
 
   private getDisplayInfo(header: CtrlHeader): Uint8Array {
@@ -751,10 +781,13 @@ export class GpuDevice {
   }
 
   private flush(view: DataView): void {
-    const rect = readRect(view, 24);
+    const x = view.getUint32(24, true);
+    const y = view.getUint32(28, true);
+    const w = view.getUint32(32, true);
+    const h = view.getUint32(36, true);
     const res = this.lookup(view.getUint32(40, true));
     if (res.width === 0) return; // a blob never scanned out: nothing shows it
-    if (!rectInside(rect, res.width, res.height)) {
+    if (!rectFits(x, y, w, h, res.width, res.height)) {
       throw new CommandError(
         Resp.ERR_INVALID_PARAMETER,
         `flush rect outside ${res.width}x${res.height}`,
@@ -764,29 +797,47 @@ export class GpuDevice {
     for (let head = 0; head < this.scanouts.length; head++) {
       const scanout = this.scanouts[head];
       if (scanout?.resourceId !== res.id) continue;
-      const damage = intersect(rect, scanout.rect);
-      if (damage) this.options.emitter.emit('flush', head, [damage]);
+      const shown = scanout.rect;
+      const x0 = Math.max(x, shown.x);
+      const y0 = Math.max(y, shown.y);
+      const x1 = Math.min(x + w, shown.x + shown.width);
+      const y1 = Math.min(y + h, shown.y + shown.height);
+      if (x1 <= x0 || y1 <= y0) continue;
+      // The damage array and its rect are reused: listeners read them during the call.
+      const damage = this.flushDamage[head]!;
+      const rect = damage[0]!;
+      rect.x = x0;
+      rect.y = y0;
+      rect.width = x1 - x0;
+      rect.height = y1 - y0;
+      this.options.emitter.emit('flush', head, damage);
     }
   }
 
   private transferToHost2d(view: DataView): void {
-    const rect = readRect(view, 24);
-    const offset = view.getBigUint64(40, true);
+    const x = view.getUint32(24, true);
+    const y = view.getUint32(28, true);
+    const w = view.getUint32(32, true);
+    const h = view.getUint32(36, true);
+    const offsetLow = view.getUint32(40, true);
+    const offsetHigh = view.getUint32(44, true);
     const res = this.lookup(view.getUint32(48, true));
     this.counters.transfers++;
     if (res.kind === 'blob') return; // guest blobs are shared memory: nothing to transfer
-    if (!rectInside(rect, res.width, res.height)) {
+    if (!rectFits(x, y, w, h, res.width, res.height)) {
       throw new CommandError(
         Resp.ERR_INVALID_PARAMETER,
         `transfer rect outside ${res.width}x${res.height}`,
       );
     }
     if (!res.entries) throw new CommandError(Resp.ERR_UNSPEC, `resource ${res.id} has no backing`);
-    const last = offset + BigInt((rect.height - 1) * res.stride + rect.width * BYTES_PER_PIXEL);
-    if (last > BigInt(res.size)) {
+    // Exact in doubles: a high word above 2^20 alone is past any backing (sizes are < 2^53).
+    const offset = offsetHigh * 0x1_0000_0000 + offsetLow;
+    const last = offset + (h - 1) * res.stride + w * BYTES_PER_PIXEL;
+    if (offsetHigh >= 0x10_0000 || last > res.size) {
       throw new CommandError(
         Resp.ERR_INVALID_PARAMETER,
-        `transfer reaches byte ${last} of ${res.size}`,
+        `transfer reaches byte ${offsetHigh >= 0x10_0000 ? view.getBigUint64(40, true) : last} of ${res.size}`,
       );
     }
     // Zero-copy path: the host reads the backing itself; nothing to do.

@@ -36,14 +36,19 @@ export const Resp = {
   ERR_INVALID_PARAMETER: 0x1205,
 } as const;
 
+const commandNames = new Map<number, string>(
+  Object.entries(Cmd).map(([name, value]) => [value, name]),
+);
+const responseNames = new Map<number, string>(
+  Object.entries(Resp).map(([name, value]) => [value, name]),
+);
+
 export function commandName(type: number): string {
-  for (const [name, value] of Object.entries(Cmd)) if (value === type) return name;
-  return `0x${type.toString(16)}`;
+  return commandNames.get(type) ?? `0x${type.toString(16)}`;
 }
 
 export function responseName(type: number): string {
-  for (const [name, value] of Object.entries(Resp)) if (value === type) return name;
-  return `0x${type.toString(16)}`;
+  return responseNames.get(type) ?? `0x${type.toString(16)}`;
 }
 
 export const CtrlFlag = { FENCE: 1, INFO_RING_IDX: 2 } as const;
@@ -86,13 +91,20 @@ export interface CtrlHeader {
 }
 
 export function readHeader(view: DataView): CtrlHeader {
-  return {
-    type: view.getUint32(0, true),
-    flags: view.getUint32(4, true),
-    fenceId: view.getBigUint64(8, true),
-    ctxId: view.getUint32(16, true),
-    ringIdx: view.getUint8(20),
-  };
+  return readHeaderInto(view, { type: 0, flags: 0, fenceId: 0n, ctxId: 0, ringIdx: 0 });
+}
+
+/**
+ * Reads a request header into `out` (reused per command: nothing allocated). The fence id, a
+ * BigInt, is read only when the FENCE flag asks for it to be echoed.
+ */
+export function readHeaderInto(view: DataView, out: CtrlHeader): CtrlHeader {
+  out.type = view.getUint32(0, true);
+  out.flags = view.getUint32(4, true);
+  out.fenceId = out.flags & CtrlFlag.FENCE ? view.getBigUint64(8, true) : 0n;
+  out.ctxId = view.getUint32(16, true);
+  out.ringIdx = view.getUint8(20);
+  return out;
 }
 
 /** Writes a response header; a fenced request's fence id, context and ring index are echoed. */
@@ -136,14 +148,19 @@ export function readRect(view: DataView, at: number): WireRect {
 
 /** True when `rect` (u32 fields) is non-empty and inside width x height. Overflow-free. */
 export function rectInside(rect: WireRect, width: number, height: number): boolean {
-  return (
-    rect.width > 0 &&
-    rect.height > 0 &&
-    rect.x <= width &&
-    rect.y <= height &&
-    rect.width <= width - rect.x &&
-    rect.height <= height - rect.y
-  );
+  return rectFits(rect.x, rect.y, rect.width, rect.height, width, height);
+}
+
+/** rectInside on plain numbers (u32 values), for the per-frame commands. */
+export function rectFits(
+  x: number,
+  y: number,
+  w: number,
+  h: number,
+  width: number,
+  height: number,
+): boolean {
+  return w > 0 && h > 0 && x <= width && y <= height && w <= width - x && h <= height - y;
 }
 
 export function intersect(a: WireRect, b: WireRect): WireRect | null {
