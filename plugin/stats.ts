@@ -26,9 +26,14 @@ export class LatencyRing {
     if (this.filled < this.capacity) this.filled++;
   }
 
-  /** Records the time from `startNs` (process.hrtime.bigint()) until now. */
-  recordSince(startNs: bigint): void {
-    this.record(Number(process.hrtime.bigint() - startNs) / 1000);
+  /**
+   * Records the time from `startMs` (a `performance.now()` reading) until now; returns it in µs.
+   * A double clock, not hrtime.bigint(): reading it allocates nothing.
+   */
+  recordSince(startMs: number): number {
+    const microseconds = (performance.now() - startMs) * 1000;
+    this.record(microseconds);
+    return microseconds;
   }
 
   get count(): number {

@@ -36,7 +36,7 @@ import {
   Request,
   u64Payload,
   type Message,
-} from '../../plugin/sources/virtio-gpu/vhost-user-protocol.js';
+} from '../../plugin/vhost-user/vhost-user-protocol.js';
 import {
   Allocator,
   HIGH_START,
