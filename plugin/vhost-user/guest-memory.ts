@@ -160,6 +160,15 @@ export class GuestMemory {
 
   /** The region holding guest-physical [gpa, gpa + length) entirely, or null. */
   locateGuest(gpa: number, length: number): Located | null {
+    const region = this.regionOfGuest(gpa, length);
+    return region ? { region, offset: gpa - region.guestAddr } : null;
+  }
+
+  /**
+   * locateGuest without the result object (the virtqueue calls it per descriptor): the region,
+   * or null; the offset in it is `gpa - region.guestAddr`.
+   */
+  regionOfGuest(gpa: number, length: number): MemoryRegion | null {
     if (!(gpa >= 0 && length >= 0 && gpa <= Number.MAX_SAFE_INTEGER)) return null;
     const hit = this.lastHit;
     if (
@@ -168,16 +177,18 @@ export class GuestMemory {
       length <= hit.size &&
       gpa - hit.guestAddr <= hit.size - length
     ) {
-      return { region: hit, offset: gpa - hit.guestAddr };
+      return hit;
     }
-    for (const region of this.list) {
+    const list = this.list;
+    for (let i = 0; i < list.length; i++) {
+      const region = list[i]!;
       if (
         gpa >= region.guestAddr &&
         length <= region.size &&
         gpa - region.guestAddr <= region.size - length
       ) {
         this.lastHit = region;
-        return { region, offset: gpa - region.guestAddr };
+        return region;
       }
     }
     return null;

@@ -23,15 +23,113 @@ const TWO_POW_32 = 0x1_0000_0000;
 /** High words at or above this make an address >= 2^53: never inside guest memory. */
 const MAX_SAFE_HIGH = 0x20_0000;
 
-export interface Chain {
-  head: number;
-  /** Device-readable buffers, in order (views into guest memory). */
-  readable: Uint8Array[];
-  /** Device-writable buffers, in order (views into guest memory). */
-  writable: Uint8Array[];
-  readableLength: number;
-  writableLength: number;
+/**
+ * One descriptor chain: the guest buffers it names, as segments of mapped guest memory
+ * (device-readable ones first, then device-writable ones). A queue reuses one Chain for every
+ * pop, so taking a chain allocates nothing: a chain is valid until the next `pop` of its queue.
+ * `readable`/`writable` make views (they allocate; for tests and rare paths); the frame path
+ * copies with `gather` and `scatter`.
+ */
+export class Chain {
+  head = 0;
+  readableLength = 0;
+  writableLength = 0;
+  readableCount = 0;
+  writableCount = 0;
+  /** Segment i: `segmentLength[i]` bytes at `segmentOffset[i]` of `segmentBytes[i]`. */
+  private readonly segmentBytes: (Uint8Array | null)[];
+  private readonly segmentOffset: Float64Array;
+  private readonly segmentLength: Float64Array;
+
+  constructor(capacity: number) {
+    this.segmentBytes = new Array<Uint8Array | null>(capacity).fill(null);
+    this.segmentOffset = new Float64Array(capacity);
+    this.segmentLength = new Float64Array(capacity);
+  }
+
+  get capacity(): number {
+    return this.segmentOffset.length;
+  }
+
+  /** @internal Starts a chain at `head` (the virtqueue fills it). */
+  reset(head: number): void {
+    this.head = head;
+    this.readableLength = this.writableLength = 0;
+    this.readableCount = this.writableCount = 0;
+  }
+
+  /** @internal Appends a segment (readable ones must all come first). */
+  add(bytes: Uint8Array, offset: number, length: number, writable: boolean): void {
+    const i = this.readableCount + this.writableCount;
+    this.segmentBytes[i] = bytes;
+    this.segmentOffset[i] = offset;
+    this.segmentLength[i] = length;
+    if (writable) {
+      this.writableCount++;
+      this.writableLength += length;
+    } else {
+      this.readableCount++;
+      this.readableLength += length;
+    }
+  }
+
+  private view(i: number): Uint8Array {
+    const offset = this.segmentOffset[i]!;
+    return this.segmentBytes[i]!.subarray(offset, offset + this.segmentLength[i]!);
+  }
+
+  /** Device-readable buffers, in order (views into guest memory; allocates). */
+  get readable(): Uint8Array[] {
+    return Array.from({ length: this.readableCount }, (_, i) => this.view(i));
+  }
+
+  /** Device-writable buffers, in order (views into guest memory; allocates). */
+  get writable(): Uint8Array[] {
+    return Array.from({ length: this.writableCount }, (_, i) => this.view(this.readableCount + i));
+  }
+
+  /**
+   * Copies the first `out.length` readable bytes (all of them if fewer) into `out`; returns how
+   * many. Small segments (a command header, a rect) are copied byte by byte: no view is made.
+   */
+  gather(out: Uint8Array): number {
+    let at = 0;
+    for (let i = 0; i < this.readableCount && at < out.length; i++) {
+      const bytes = this.segmentBytes[i]!;
+      const offset = this.segmentOffset[i]!;
+      const take = Math.min(this.segmentLength[i]!, out.length - at);
+      if (take <= SMALL_COPY) {
+        for (let j = 0; j < take; j++) out[at + j] = bytes[offset + j]!;
+      } else {
+        out.set(bytes.subarray(offset, offset + take), at);
+      }
+      at += take;
+    }
+    return at;
+  }
+
+  /** Writes `length` bytes of `data` into the writable buffers; false (nothing written) if they do not fit. */
+  scatter(data: Uint8Array, length = data.length): boolean {
+    if (length > this.writableLength) return false;
+    let at = 0;
+    const end = this.readableCount + this.writableCount;
+    for (let i = this.readableCount; i < end && at < length; i++) {
+      const bytes = this.segmentBytes[i]!;
+      const offset = this.segmentOffset[i]!;
+      const take = Math.min(this.segmentLength[i]!, length - at);
+      if (take <= SMALL_COPY) {
+        for (let j = 0; j < take; j++) bytes[offset + j] = data[at + j]!;
+      } else {
+        bytes.set(data.subarray(at, at + take), offset);
+      }
+      at += take;
+    }
+    return true;
+  }
 }
+
+/** Copies up to this many bytes with a loop rather than through a subarray view. */
+const SMALL_COPY = 64;
 
 export type PopResult =
   | { kind: 'chain'; chain: Chain }
@@ -40,6 +138,20 @@ export type PopResult =
   | { kind: 'bad'; head: number; reason: string }
   /** The ring itself is unusable (bad head index, avail index jump): stop processing. */
   | { kind: 'broken'; reason: string };
+
+const EMPTY: PopResult = Object.freeze({ kind: 'empty' });
+
+/** A DataView per mapped region, for descriptors in indirect tables (made once per region). */
+const regionViews = new WeakMap<Uint8Array, DataView>();
+
+function regionView(bytes: Uint8Array): DataView {
+  let view = regionViews.get(bytes);
+  if (!view) {
+    view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    regionViews.set(bytes, view);
+  }
+  return view;
+}
 
 export class SplitVirtqueue {
   size = 0;
@@ -58,6 +170,9 @@ export class SplitVirtqueue {
   private usedView: DataView | null = null;
   private used16: Uint16Array | null = null;
   private resolvedGeneration = -1;
+  /** The chain every pop fills, and the result that carries it (reused: no allocation). */
+  private chain = new Chain(0);
+  private chainResult: PopResult = { kind: 'chain', chain: this.chain };
   private signalledUsed = 0;
   private signalledValid = false;
 
@@ -115,11 +230,15 @@ export class SplitVirtqueue {
     return (Atomics.load(this.avail16, 1) - this.lastAvailIdx) & 0xffff;
   }
 
+  /**
+   * Takes the next available chain. The 'chain' result and its Chain are reused by the next
+   * pop of this queue (nothing is allocated per chain); 'bad' and 'broken' are new objects.
+   */
   pop(memory: GuestMemory): PopResult {
     if (this.broken) return { kind: 'broken', reason: this.broken };
-    if (!this.desc || !this.availView) return { kind: 'empty' };
+    if (!this.desc || !this.availView) return EMPTY;
     const pending = this.pending();
-    if (pending === 0) return { kind: 'empty' };
+    if (pending === 0) return EMPTY;
     if (pending > this.size) {
       this.broken = `available index moved by ${pending} on a queue of ${this.size}`;
       return { kind: 'broken', reason: this.broken };
@@ -131,22 +250,33 @@ export class SplitVirtqueue {
       return { kind: 'broken', reason: this.broken };
     }
     this.lastAvailIdx = (this.lastAvailIdx + 1) & 0xffff;
-    const result = this.walk(memory, head);
-    if (typeof result === 'string') return { kind: 'bad', head, reason: result };
-    return { kind: 'chain', chain: result };
+    const problem = this.walk(memory, head);
+    if (problem !== null) return { kind: 'bad', head, reason: problem };
+    return this.chainResult;
   }
 
-  private walk(memory: GuestMemory, head: number): Chain | string {
+  private chainOf(): Chain {
+    if (this.chain.capacity < this.size) {
+      this.chain = new Chain(this.size);
+      this.chainResult = { kind: 'chain', chain: this.chain };
+    }
+    return this.chain;
+  }
+
+  /** Fills the queue's Chain from the descriptors at `head`; an error string for a bad chain. */
+  private walk(memory: GuestMemory, head: number): string | null {
+    const chain = this.chainOf();
+    chain.reset(head);
     let table = this.desc!;
+    let base = 0;
     let tableSize = this.size;
     let index = head;
     let walked = 0;
     let inIndirect = false;
-    const chain: Chain = { head, readable: [], writable: [], readableLength: 0, writableLength: 0 };
     for (;;) {
       if (index >= tableSize) return `descriptor index ${index} outside a table of ${tableSize}`;
       if (++walked > this.size) return `chain longer than the queue size ${this.size}`;
-      const at = index * 16;
+      const at = base + index * 16;
       const low = table.getUint32(at, true);
       const high = table.getUint32(at + 4, true);
       const length = table.getUint32(at + 8, true);
@@ -160,28 +290,23 @@ export class SplitVirtqueue {
         if (walked !== 1) return 'indirect descriptor not at the head of the chain';
         if (flags & DescFlag.NEXT) return 'indirect descriptor with NEXT';
         if (length === 0 || length % 16 !== 0) return `indirect table length ${length}`;
-        const bytes = memory.guestBytes(gpa, length);
-        if (!bytes) return 'indirect table outside guest memory';
-        table = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+        const region = memory.regionOfGuest(gpa, length);
+        if (!region) return 'indirect table outside guest memory';
+        table = regionView(region.bytes);
+        base = gpa - region.guestAddr;
         tableSize = length / 16;
         index = 0;
         inIndirect = true;
         continue;
       }
       const writable = (flags & DescFlag.WRITE) !== 0;
-      if (!writable && chain.writable.length > 0) return 'readable descriptor after a writable one';
+      if (!writable && chain.writableCount > 0) return 'readable descriptor after a writable one';
       if (length > 0) {
-        const bytes = memory.guestBytes(gpa, length);
-        if (!bytes) return 'buffer outside guest memory';
-        if (writable) {
-          chain.writable.push(bytes);
-          chain.writableLength += length;
-        } else {
-          chain.readable.push(bytes);
-          chain.readableLength += length;
-        }
+        const region = memory.regionOfGuest(gpa, length);
+        if (!region) return 'buffer outside guest memory';
+        chain.add(region.bytes, gpa - region.guestAddr, length, writable);
       }
-      if (!(flags & DescFlag.NEXT)) return chain;
+      if (!(flags & DescFlag.NEXT)) return null;
       index = next;
     }
   }
@@ -222,28 +347,15 @@ export class SplitVirtqueue {
   }
 }
 
-/** Copies a chain's readable bytes into one buffer (at most `limit` bytes; null if longer). */
+/** Copies a chain's readable bytes into one new buffer (at most `limit` bytes; null if longer). */
 export function gatherReadable(chain: Chain, limit: number): Uint8Array | null {
   if (chain.readableLength > limit) return null;
-  if (chain.readable.length === 1) return chain.readable[0]!.slice();
   const out = new Uint8Array(chain.readableLength);
-  let at = 0;
-  for (const part of chain.readable) {
-    out.set(part, at);
-    at += part.length;
-  }
+  chain.gather(out);
   return out;
 }
 
 /** Scatters `data` into the chain's writable buffers; false (nothing written) if it does not fit. */
 export function scatterWritable(chain: Chain, data: Uint8Array): boolean {
-  if (data.length > chain.writableLength) return false;
-  let at = 0;
-  for (const part of chain.writable) {
-    if (at >= data.length) break;
-    const take = Math.min(part.length, data.length - at);
-    part.set(data.subarray(at, at + take));
-    at += take;
-  }
-  return true;
+  return chain.scatter(data);
 }

@@ -160,8 +160,6 @@ export class GpuDevice {
   private readonly countsByType = new Map<number, number>();
   /** The request header of the command being executed (one object, reused). */
   private readonly header: CtrlHeader = { type: 0, flags: 0, fenceId: 0n, ctxId: 0, ringIdx: 0 };
-  /** DataView over the last request buffer (the caller reuses one buffer: made once). */
-  private requestView: DataView | null = null;
   /** The header-only response (most commands), rewritten per command. */
   private readonly headerResponse = new Uint8Array(HDR_SIZE);
   private readonly headerResponseView = new DataView(this.headerResponse.buffer);
@@ -286,25 +284,19 @@ export class GpuDevice {
    * error responses for anything invalid).
    */
   /**
-   * Executes one control request; returns its response. A header-only response is a buffer the
-   * device reuses: copy it out before the next command (the queue scatters it at once).
+   * Executes one control request (`view`: a DataView of exactly `request`, which a caller that
+   * reuses its request buffers also reuses); returns its response. A header-only response is a
+   * buffer the device reuses: copy it out before the next command (the queue scatters it at once).
    */
-  handleControl(request: Uint8Array): Uint8Array {
+  handleControl(
+    request: Uint8Array,
+    view = new DataView(request.buffer, request.byteOffset, request.byteLength),
+  ): Uint8Array {
     this.counters.commands++;
     if (request.length < HDR_SIZE) {
       this.counters.errors++;
       this.log('warn', `control request of ${request.length} bytes (no header)`);
       return encodeHeaderResponse(Resp.ERR_UNSPEC, null);
-    }
-    let view = this.requestView;
-    if (
-      view === null ||
-      view.buffer !== request.buffer ||
-      view.byteOffset !== request.byteOffset ||
-      view.byteLength !== request.byteLength
-    ) {
-      view = new DataView(request.buffer, request.byteOffset, request.byteLength);
-      this.requestView = view;
     }
     const header = readHeaderInto(view, this.header);
     this.count(header.type);

@@ -25,6 +25,9 @@ import { encodeHeaderResponse, HDR_SIZE, readHeader, Resp } from './gpu-protocol
 export const CONTROL_QUEUE = 0;
 export const CURSOR_QUEUE = 1;
 export const QUEUE_COUNT = 2;
+/** Requests up to this size are gathered without allocating (the largest fixed-size command is
+ * RESOURCE_CREATE_BLOB's 72 bytes; ATTACH_BACKING with a few entries fits too). */
+const SMALL_REQUEST_BYTES = 512;
 const CONFIG_SIZE = 16;
 
 export interface GpuModelOptions {
@@ -99,9 +102,36 @@ export class GpuDeviceModel implements DeviceModel {
     return queue === CONTROL_QUEUE ? this.runControl(chain) : this.runCursor(chain);
   }
 
+  /**
+   * Small requests (every per-frame command) are gathered into one preallocated buffer, seen
+   * through a view and a DataView of their exact length, made once per length: a frame's
+   * commands allocate nothing. Larger ones (ATTACH_BACKING's entries) get a buffer of their own.
+   */
+  private readonly smallRequest = new Uint8Array(SMALL_REQUEST_BYTES);
+  private readonly smallViews: (Uint8Array | undefined)[] = [];
+  private readonly smallDataViews: (DataView | undefined)[] = [];
+
   /** Executes one control chain; returns the bytes written into it. */
   private runControl(chain: Chain): number {
     const counters = this.context.counters;
+    const length = chain.readableLength;
+    if (length >= HDR_SIZE && length <= SMALL_REQUEST_BYTES) {
+      let request = this.smallViews[length];
+      let view = this.smallDataViews[length];
+      if (!request || !view) {
+        request = this.smallRequest.subarray(0, length);
+        view = new DataView(request.buffer, request.byteOffset, length);
+        this.smallViews[length] = request;
+        this.smallDataViews[length] = view;
+      }
+      chain.gather(request);
+      const response = this.gpu.handleControl(request, view);
+      if (chain.scatter(response)) {
+        counters.responses++;
+        return response.length;
+      }
+      return this.responseDidNotFit(chain, request, response);
+    }
     let request = gatherReadable(chain, MAX_REQUEST_BYTES);
     if (!request) {
       // Too long to be any command: answer from its header alone (the command then fails
@@ -117,11 +147,17 @@ export class GpuDeviceModel implements DeviceModel {
       }
       request = head;
     }
-    let response = this.gpu.handleControl(request);
+    const response = this.gpu.handleControl(request);
     if (scatterWritable(chain, response)) {
       counters.responses++;
       return response.length;
     }
+    return this.responseDidNotFit(chain, request, response);
+  }
+
+  private responseDidNotFit(chain: Chain, request: Uint8Array, response: Uint8Array): number {
+    // (rare: a guest that gave too little room for the response)
+    const counters = this.context.counters;
     if (response.length > HDR_SIZE && chain.writableLength >= HDR_SIZE) {
       const header =
         request.length >= HDR_SIZE
@@ -131,10 +167,10 @@ export class GpuDeviceModel implements DeviceModel {
         'warn',
         `response of ${response.length} bytes does not fit ${chain.writableLength}: ERR_UNSPEC`,
       );
-      response = encodeHeaderResponse(Resp.ERR_UNSPEC, header);
-      scatterWritable(chain, response);
+      const error = encodeHeaderResponse(Resp.ERR_UNSPEC, header);
+      scatterWritable(chain, error);
       counters.responses++;
-      return response.length;
+      return error.length;
     }
     counters.dropped++;
     this.log(
