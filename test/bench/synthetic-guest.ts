@@ -5,8 +5,9 @@
  * runs under QEMU, without a VM's noise. One process drives any number of guests.
  *
  * Per guest frame it does what the Linux virtio-gpu driver does for a dirtyfb: a
- * TRANSFER_TO_HOST_2D chain and a RESOURCE_FLUSH chain (full-frame damage), one kick, and it waits
- * for the used-buffer interrupt (EVENT_IDX on, as QEMU negotiates it).
+ * TRANSFER_TO_HOST_2D chain and a RESOURCE_FLUSH chain (full-frame damage, each an indirect
+ * descriptor), one kick, and it waits for the used-buffer interrupt (EVENT_IDX on, as QEMU
+ * negotiates it).
  *
  * Driven over stdin/stdout, one line each:
  *   (argv) --socket P [--socket P ...] --size WxH
@@ -247,13 +248,18 @@ export class SyntheticGuest {
     });
   }
 
-  /** One guest frame: TRANSFER_TO_HOST_2D + RESOURCE_FLUSH of the whole framebuffer, one kick. */
+  /**
+   * One guest frame: TRANSFER_TO_HOST_2D + RESOURCE_FLUSH of the whole framebuffer, one kick.
+   * Each command is one indirect descriptor, as Linux's virtio ring adds a request and its
+   * response when VIRTIO_RING_F_INDIRECT_DESC is negotiated (QEMU always negotiates it).
+   */
   frame(): Promise<void> {
-    this.ring.addChain([
+    this.alloc.reset(); // the indirect tables of the previous frame are free again
+    this.ring.addIndirect([
       { gpa: this.transferGpa, length: HDR_SIZE + 32, write: false },
       { gpa: this.responseGpa, length: HDR_SIZE, write: true },
     ]);
-    this.ring.addChain([
+    this.ring.addIndirect([
       { gpa: this.flushGpa, length: HDR_SIZE + 24, write: false },
       { gpa: this.responseGpa + HDR_SIZE, length: HDR_SIZE, write: true },
     ]);

@@ -104,10 +104,6 @@ test('QEMU 10 vhost-user-gpu-pci on guestfb: commands, memfd backing, exact patt
 
     const stats = backend.stats();
     t.diagnostic(`stats: ${JSON.stringify(stats)}`);
-    t.diagnostic(
-      `back-end wall time running queues (incl. JIT warm-up): ${(stats.queueNs! / 1e6).toFixed(2)} ms for ${stats.chains} chains ` +
-        `(${(stats.queueNs! / 1e3 / stats.chains!).toFixed(1)} us per command)`,
-    );
     for (const command of [
       'GET_DISPLAY_INFO',
       'RESOURCE_CREATE_2D',

@@ -257,7 +257,6 @@ test('guest-caused warnings thin out after the limit; errors and info always pas
   assert.equal(warnings.length, 5 + 2, 'five, then one per thousand');
   assert.match(warnings.at(-1)!.message, /warnings suppressed so far/);
   assert.equal(bench.device.counters.warningsSuppressed, 2010 - 7);
-  assert.ok(bench.device.counters.queueNs > 0);
 });
 
 test('a listener that ends the session mid-command does not crash the back-end', () => {
