@@ -30,19 +30,30 @@ export abstract class ClientProxy {
     native.owner = this;
     // libwayland itself handles wl_display's events (error, delete_id): the display wrapper only
     // sends requests, and the addon refuses a dispatcher on it.
-    if (!isDisplay(native)) native.setDispatcher(dispatchToOwner);
+    if (!(this.id === 1 && this.interfaceName === 'wl_display')) {
+      native.setDispatcher(dispatchToOwner);
+    }
   }
 
+  // id, version and interface never change: read from the addon once (every request checks the
+  // version, and each read is a call into the addon).
+  #id = -1;
+  #version = -1;
+  #interfaceName: string | null = null;
+
   get id(): number {
-    return this.native.id;
+    if (this.#id < 0) this.#id = this.native.id;
+    return this.#id;
   }
 
   get version(): number {
-    return this.native.version;
+    if (this.#version < 0) this.#version = this.native.version;
+    return this.#version;
   }
 
   get interfaceName(): string {
-    return this.native.interfaceName;
+    this.#interfaceName ??= this.native.interfaceName;
+    return this.#interfaceName;
   }
 
   get alive(): boolean {
@@ -55,7 +66,7 @@ export abstract class ClientProxy {
    * the destructor request (`destroy()`, `release()`, ...) where one exists.
    */
   destroyProxy(): void {
-    if (this.alive) this.native.destroy();
+    this.native.destroy(); // a no-op on a dead proxy
   }
 
   /**
@@ -111,10 +122,6 @@ function dispatchToOwner(this: NativeProxy, opcode: number, args: WireValue[]): 
 
 /** The alias some code imported before the rename (it shadowed the global Proxy). */
 export type Proxy = ClientProxy;
-
-function isDisplay(native: NativeProxy): boolean {
-  return native.id === 1 && native.interfaceName === 'wl_display';
-}
 
 /** Closes the fds of an event nobody listened to (they were handed to us by libwayland). */
 export function closeUnhandledFds(...fds: WireValue[]): void {
