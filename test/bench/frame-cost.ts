@@ -26,7 +26,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
+import v8 from 'node:v8';
 import { fd } from '../../native/fd.js';
 import { runStandalone, type GuestfbPlugin } from '../../plugin/index.js';
 import {
@@ -64,6 +66,13 @@ export interface GuestfbChildStats {
   windows: { p50: number | null; p99: number | null; samples: number }[];
   heapUsed: number;
   fds: number;
+}
+
+export interface Allocation {
+  /** Bytes allocated in V8's young generation since `mark`. */
+  bytes: number;
+  /** Garbage collections since `mark` (the count is exact only when 0). */
+  gcs: number;
 }
 
 async function runChild(mode: string): Promise<void> {
@@ -109,7 +118,29 @@ async function runChild(mode: string): Promise<void> {
   };
   process.stdout.write('ready\n');
   const lines = createInterface({ input: process.stdin });
+  // Allocation counting: after a full GC the young generation is empty; what it holds after N
+  // frames is what they allocated, as long as no GC ran in between (counted, reported).
+  let gcsSinceMark = 0;
+  new PerformanceObserver((list) => (gcsSinceMark += list.getEntries().length)).observe({
+    entryTypes: ['gc'],
+  });
+  const youngUsed = () =>
+    v8.getHeapSpaceStatistics().find((space) => space.space_name === 'new_space')!.space_used_size;
+  let youngAtMark = 0;
   lines.on('line', (line) => {
+    if (line === 'mark') {
+      gc?.();
+      // The GC's own entry is delivered asynchronously: let it arrive before counting.
+      setTimeout(() => {
+        gcsSinceMark = 0;
+        youngAtMark = youngUsed();
+        process.stdout.write('ok\n');
+      }, 50);
+    }
+    if (line === 'allocated') {
+      const allocation: Allocation = { bytes: youngUsed() - youngAtMark, gcs: gcsSinceMark };
+      process.stdout.write(`${JSON.stringify(allocation)}\n`);
+    }
     if (line === 'stats') process.stdout.write(`${JSON.stringify(stats())}\n`);
     if (line === 'reset') {
       for (const window of plugin?.presenter?.windows() ?? []) window.pacer.handoff.clear();
@@ -270,6 +301,14 @@ async function startSetup(
         guestfb.send('stats');
         return JSON.parse(await guestfb.next('guestfb stats')) as GuestfbChildStats;
       },
+      async markAllocations(): Promise<void> {
+        guestfb.send('mark');
+        await guestfb.next('guestfb mark');
+      },
+      async allocated(): Promise<Allocation> {
+        guestfb.send('allocated');
+        return JSON.parse(await guestfb.next('guestfb allocated')) as Allocation;
+      },
       async resetLatency(): Promise<void> {
         guestfb.send('reset');
         await guestfb.next('guestfb reset');
@@ -326,6 +365,19 @@ async function measure(
     handoffP99Us: p99s.length ? Math.max(...p99s) : null,
     roundTripUs: run.roundTripUs,
   };
+}
+
+/** Young-generation bytes guestfb allocates per guest frame, over `frames` frames. */
+async function measureAllocations(
+  setup: Awaited<ReturnType<typeof startSetup>>,
+  frames: number,
+  fps: number,
+) {
+  await setup.run(30, fps);
+  await setup.markAllocations();
+  await setup.run(frames, fps);
+  const allocated = await setup.allocated();
+  return { bytesPerFrame: allocated.bytes / frames, frames, gcs: allocated.gcs };
 }
 
 interface SyscallCount {
@@ -417,6 +469,7 @@ async function main(): Promise<void> {
   ];
   const perResolution: Record<string, { backend: Measured; plugin: Measured }> = {};
   let syscalls: SyscallCount[] | string = 'not measured';
+  const allocations: Record<string, { bytesPerFrame: number; frames: number; gcs: number }> = {};
   let longRun: Record<string, number> | null = null;
   let eightGuests: Record<string, unknown> | null = null;
   try {
@@ -428,6 +481,10 @@ async function main(): Promise<void> {
         const setup = await startSetup(dir, mode, width, height, 1);
         try {
           result[mode] = await measure(setup, frames, fps, 1);
+          if (width === 1920) {
+            progress(`allocations per frame, 1920x1080 ${mode}`);
+            allocations[mode] = await measureAllocations(setup, 100, fps);
+          }
           if (mode === 'plugin' && width === 1920) {
             progress('syscalls per frame (strace -c -f), 1920x1080 back-end + plugin');
             syscalls = await countSyscalls(setup, Math.min(frames, 300), fps, dir);
@@ -503,6 +560,8 @@ async function main(): Promise<void> {
     fps,
     resolutions: perResolution,
     syscallsPerFrame: syscalls,
+    /** V8 young-generation bytes allocated per guest frame (1920x1080; valid when gcs is 0). */
+    allocationsPerFrame: allocations,
     eightGuests,
     longRun,
   };
@@ -515,6 +574,7 @@ async function main(): Promise<void> {
 
 function printTable(result: {
   note: string;
+  allocationsPerFrame: Record<string, { bytesPerFrame: number; frames: number; gcs: number }>;
   resolutions: Record<string, { backend: Measured; plugin: Measured }>;
   syscallsPerFrame: SyscallCount[] | string;
   eightGuests: Record<string, unknown> | null;
@@ -537,6 +597,13 @@ function printTable(result: {
     );
   }
   out();
+  for (const [mode, a] of Object.entries(result.allocationsPerFrame)) {
+    out(
+      `allocated per guest frame (1920x1080, ${mode === 'plugin' ? 'back-end + plugin' : 'back-end'}): ` +
+        `${a.bytesPerFrame.toFixed(0)} bytes over ${a.frames} frames` +
+        (a.gcs ? ` (${a.gcs} GCs ran: an undercount)` : ''),
+    );
+  }
   if (typeof result.syscallsPerFrame === 'string') {
     out(`syscalls per frame: ${result.syscallsPerFrame}`);
   } else {
