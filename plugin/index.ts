@@ -17,6 +17,17 @@ import type { UdmabufExporter } from './dmabuf/index.js';
 import type { GuestInputSink } from './guest-input.js';
 
 export { createPatternSource, PatternSource, patternPixel } from './sources/pattern.js';
+export {
+  createVhostUserGpuBackend,
+  type VhostUserGpuBackend,
+  type VhostUserGpuBackendOptions,
+} from './sources/virtio-gpu/index.js';
+export {
+  createSharedBarSource,
+  type SharedBarSource,
+  type SharedBarSourceOptions,
+} from './sources/shared-bar/index.js';
+export type { FramebufferSource } from './sources/types.js';
 export type { StatsSnapshot } from './stats.js';
 export { formatStats } from './stats.js';
 export type { NamedSource } from './present/presenter.js';
