@@ -214,18 +214,6 @@ export const AtomicFlag = {
 
 export const ModeType = { PREFERRED: 1 << 3, DRIVER: 1 << 6, USERDEF: 1 << 5 } as const;
 
-export function fourcc(code: string): number {
-  if (code.length !== 4) throw new RangeError(`a fourcc has four characters, got "${code}"`);
-  let value = 0;
-  for (let i = 3; i >= 0; i--) value = value * 256 + code.charCodeAt(i);
-  return value;
-}
-
-export const DRM_FORMAT_XRGB8888 = fourcc('XR24');
-export const DRM_FORMAT_ARGB8888 = fourcc('AR24');
-export const DRM_FORMAT_MOD_LINEAR = 0n;
-export const DRM_FORMAT_MOD_INVALID = 0xffffffffffffffn;
-
 const CONNECTOR_TYPE_NAMES = [
   'Unknown',
   'VGA',

@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { fd, Seal } from '../native/fd.js';
 import { isSystemError } from '../native/index.js';
 import type { DoctorOptions } from './cli.js';
-import { DRM_FORMAT_MOD_INVALID, DRM_FORMAT_MOD_LINEAR, DrmFormat } from './present/formats.js';
+import { DRM_FORMAT_MOD_INVALID, DRM_FORMAT_MOD_LINEAR, DrmFormat } from './common/formats.js';
 import type { CompositorInfo } from './present/probe.js';
 import {
   checkDomainXml,

@@ -24,13 +24,12 @@ import {
   type DetectedBy,
 } from './errors.js';
 import type { UdmabufLimits } from './limits.js';
+import { coalesceRanges, type BackingRange } from '../common/backing.js';
 
-/** A span of a memfd. Same shape as the present layer's BackingRange. Fds are borrowed. */
-export interface MemfdRange {
-  fd: number;
-  offset: number;
-  length: number;
-}
+export { coalesceRanges } from '../common/backing.js';
+
+/** A span of a memfd: the plugin's BackingRange. Fds are borrowed. */
+export type MemfdRange = BackingRange;
 
 /** F_SEAL_* bits udmabuf cares about. */
 const F_SEAL_SHRINK = 0x2;
@@ -105,24 +104,6 @@ export function checkRangeShapes(ranges: readonly MemfdRange[], pageSize: number
     }
   });
   return total;
-}
-
-/**
- * Merges each range into its predecessor when both are in the same fd and it starts where the
- * predecessor ends. Order is kept. Expects ranges that passed checkRangeShapes.
- */
-export function coalesceRanges(ranges: readonly MemfdRange[]): MemfdRange[] {
-  const merged: MemfdRange[] = [];
-  let last: MemfdRange | undefined;
-  for (const range of ranges) {
-    if (last !== undefined && last.fd === range.fd && last.offset + last.length === range.offset) {
-      last.length += range.length;
-    } else {
-      last = { fd: range.fd, offset: range.offset, length: range.length };
-      merged.push(last);
-    }
-  }
-  return merged;
 }
 
 /** The distinct fds of a list, in first-seen order. */

@@ -16,7 +16,7 @@ import type {
 } from '../../build/protocols/index.js';
 import { DamageCopier } from './copy.js';
 import type { DamageAccumulator } from './damage.js';
-import { modifierHi, modifierLo } from './formats.js';
+import { modifierHi, modifierLo } from '../common/formats.js';
 import type { GuestBuffer } from './plan.js';
 import type { PresentPath } from '../stats.js';
 

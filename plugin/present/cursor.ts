@@ -22,7 +22,7 @@ import type {
   WlSurfaceProxy,
 } from '../../build/protocols/index.js';
 import type { CursorImage, CursorUpdate } from '../sources/types.js';
-import { DrmFormat, drmToShmFormat } from './formats.js';
+import { DrmFormat, drmToShmFormat } from '../common/formats.js';
 import type { PresentGlobals } from './globals.js';
 
 export type CursorMode = 'pointer' | 'subsurface' | 'none';

@@ -23,7 +23,7 @@ import {
   parseFormatTable,
   shmToDrmFormat,
   type FormatTableEntry,
-} from './formats.js';
+} from '../common/formats.js';
 
 /** Largest format table accepted (a compositor bug or attack should not map gigabytes). */
 const MAX_FORMAT_TABLE = 16 * 1024 * 1024;

@@ -15,40 +15,19 @@ import {
   fourccName,
   modifierName,
   type FormatSet,
-} from './formats.js';
+} from '../common/formats.js';
+import { coalesceRanges, type BackingRange, type GuestBuffer } from '../common/backing.js';
 
-/** A span of a memfd; the same shape as the sources' BackingRange (page aligned for udmabuf). */
-export interface BackingRange {
-  fd: number;
-  offset: number;
-  length: number;
-}
-
-/**
- * A guest framebuffer as the present layer needs it. The framebuffer's bytes are the
- * concatenation of `ranges`; its first pixel is `offset` bytes into that concatenation.
- * Fds in `ranges` are borrowed: the source owns them.
- */
-export interface GuestBuffer {
-  width: number;
-  height: number;
-  stride: number;
-  offset: number;
-  /** DRM fourcc. */
-  format: number;
-  modifier: bigint;
-  ranges: readonly BackingRange[];
-}
+export {
+  backingSize,
+  coalesceRanges,
+  type BackingRange,
+  type GuestBuffer,
+} from '../common/backing.js';
 
 /** Largest width/height accepted (the protocol carries int32; compositors cap far lower). */
 export const MAX_DIMENSION = 16384;
 const INT32_MAX = 0x7fffffff;
-
-export function backingSize(ranges: readonly BackingRange[]): number {
-  let total = 0;
-  for (const range of ranges) total += range.length;
-  return total;
-}
 
 /** Why the buffer's geometry is unusable, or null. All arithmetic stays below 2^53. */
 export function validateGuestBuffer(buffer: GuestBuffer): string | null {
@@ -104,20 +83,6 @@ export function backingBeyondFds(
     }
   }
   return null;
-}
-
-/** Merges adjacent spans of the same memfd (a new array; the input is not changed). */
-export function coalesceRanges(ranges: readonly BackingRange[]): BackingRange[] {
-  const merged: BackingRange[] = [];
-  for (const range of ranges) {
-    const last = merged[merged.length - 1];
-    if (last && last.fd === range.fd && last.offset + last.length === range.offset) {
-      last.length += range.length;
-    } else {
-      merged.push({ fd: range.fd, offset: range.offset, length: range.length });
-    }
-  }
-  return merged;
 }
 
 /**

@@ -26,7 +26,7 @@ import type { PluginStats } from '../stats.js';
 import { DmabufBuffer, ShmCopyBuffer, ShmDirectBuffer, type PresentedBuffer } from './buffers.js';
 import type { WaylandClient } from './connection.js';
 import { HeadCursor } from './cursor.js';
-import { fourccName } from './formats.js';
+import { fourccName } from '../common/formats.js';
 import { bindGlobals, type PresentGlobals } from './globals.js';
 import {
   backingBeyondFds,

@@ -3,7 +3,7 @@
  * and formats/modifiers, and wl_shm formats. Connects, reads, disconnects.
  */
 import { WaylandClient } from './connection.js';
-import { FormatSet } from './formats.js';
+import { FormatSet } from '../common/formats.js';
 import { bindGlobals, describeShmFormats } from './globals.js';
 
 export interface CompositorInfo {

@@ -8,8 +8,8 @@
  * expected pixel.
  */
 import { fd, Seal } from '../../native/fd.js';
-import { DRM_FORMAT_MOD_LINEAR, DrmFormat } from '../present/formats.js';
-import { backingSize, type BackingRange, type GuestBuffer } from '../present/plan.js';
+import { DRM_FORMAT_MOD_LINEAR, DrmFormat } from '../common/formats.js';
+import { backingSize, type BackingRange, type GuestBuffer } from '../common/backing.js';
 import type {
   CursorImage,
   CursorUpdate,

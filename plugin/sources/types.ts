@@ -8,6 +8,7 @@
  * `resourceDestroyed` for that resource, or `disconnected`; a consumer that needs it longer must
  * dup it. Consumers must never close these fds.
  */
+import type { BackingRange } from '../common/backing.js';
 
 /** A rectangle in pixels. */
 export interface Rect {
@@ -32,13 +33,8 @@ export interface HeadInfo {
   name: string;
 }
 
-/** A span of a memory fd (memfd) holding part of a buffer, in buffer order. */
-export interface BackingRange {
-  /** Borrowed fd (see the ownership note at the top of this file). */
-  fd: number;
-  offset: number;
-  length: number;
-}
+/** A span of a memory fd (memfd) holding part of a buffer, in buffer order; fds borrowed as above. */
+export type { BackingRange } from '../common/backing.js';
 
 /** A guest buffer and its memory. Layout fields describe a linear (modifier 0) image. */
 export interface SourceResource {

@@ -7,7 +7,7 @@
  * exactly (< 2^53), so all later arithmetic on numbers is exact: a guest value that does not fit
  * can never be inside a region and is rejected before any addition.
  */
-import type { BackingRange } from '../sources/types.js';
+import type { BackingRange } from '../common/backing.js';
 import type { WireMemoryRegion } from './vhost-user-protocol.js';
 
 /** Maps and unmaps region fds; production uses native mmap, tests views of plain ArrayBuffers. */

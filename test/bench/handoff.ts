@@ -21,7 +21,7 @@ import { parseArgs } from 'node:util';
 import { UdmabufExporter } from '../../plugin/dmabuf/index.js';
 import { DmabufBuffer, ShmCopyBuffer, type PresentedBuffer } from '../../plugin/present/buffers.js';
 import { WaylandClient } from '../../plugin/present/connection.js';
-import { DRM_FORMAT_MOD_LINEAR } from '../../plugin/present/formats.js';
+import { DRM_FORMAT_MOD_LINEAR } from '../../plugin/common/formats.js';
 import { bindGlobals, type PresentGlobals } from '../../plugin/present/globals.js';
 import { HeadWindow } from '../../plugin/present/window.js';
 import { PatternGuest } from '../../plugin/sources/pattern.js';

@@ -8,10 +8,6 @@ import path from 'node:path';
 import {
   AtomicRequest,
   DRM_EVENT_FLIP_COMPLETE,
-  DRM_FORMAT_ARGB8888,
-  DRM_FORMAT_MOD_INVALID,
-  DRM_FORMAT_MOD_LINEAR,
-  DRM_FORMAT_XRGB8888,
   DrmDevice,
   MODE_INFO_SIZE,
   connectorTypeName,
@@ -23,10 +19,15 @@ import {
   drm,
   encodeModeInfo,
   formatName,
-  fourcc,
   type DrmObject,
   type ModeInfo,
 } from '../../native/drm.js';
+import {
+  DRM_FORMAT_MOD_INVALID,
+  DRM_FORMAT_MOD_LINEAR,
+  DrmFormat,
+  fourcc,
+} from '../../plugin/common/formats.js';
 import { fd } from '../../native/fd.js';
 import { isSystemError } from '../../native/index.js';
 
@@ -52,9 +53,9 @@ const mode1080p: ModeInfo = {
 };
 
 test('fourcc codes and libdrm format names', () => {
-  assert.equal(DRM_FORMAT_XRGB8888, 0x34325258);
-  assert.equal(DRM_FORMAT_ARGB8888, 0x34325241);
-  assert.equal(formatName(DRM_FORMAT_XRGB8888), 'XR24');
+  assert.equal(DrmFormat.XRGB8888, 0x34325258);
+  assert.equal(DrmFormat.ARGB8888, 0x34325241);
+  assert.equal(formatName(DrmFormat.XRGB8888), 'XR24');
   assert.equal(formatName(fourcc('NV12')), 'NV12');
   assert.throws(() => fourcc('XR2'), RangeError);
   assert.equal(DRM_FORMAT_MOD_INVALID, (1n << 56n) - 1n);
@@ -116,18 +117,18 @@ function inFormatsBlob(
 test('IN_FORMATS blobs decode into format and modifier pairs, bounds checked', () => {
   const nv12 = fourcc('NV12');
   const blob = inFormatsBlob(
-    [DRM_FORMAT_XRGB8888, DRM_FORMAT_ARGB8888, nv12],
+    [DrmFormat.XRGB8888, DrmFormat.ARGB8888, nv12],
     [
       { mask: 0b111n, offset: 0, modifier: DRM_FORMAT_MOD_LINEAR },
       { mask: 0b011n, offset: 0, modifier: 0x0100000000000001n },
     ],
   );
   assert.deepEqual(decodeInFormats(blob), [
-    { format: DRM_FORMAT_XRGB8888, modifier: 0n },
-    { format: DRM_FORMAT_ARGB8888, modifier: 0n },
+    { format: DrmFormat.XRGB8888, modifier: 0n },
+    { format: DrmFormat.ARGB8888, modifier: 0n },
     { format: nv12, modifier: 0n },
-    { format: DRM_FORMAT_XRGB8888, modifier: 0x0100000000000001n },
-    { format: DRM_FORMAT_ARGB8888, modifier: 0x0100000000000001n },
+    { format: DrmFormat.XRGB8888, modifier: 0x0100000000000001n },
+    { format: DrmFormat.ARGB8888, modifier: 0x0100000000000001n },
   ]);
   // A mask with an offset past 64 formats.
   const many = Array.from({ length: 70 }, (_, i) => 0x1000 + i);
@@ -147,9 +148,9 @@ test('IN_FORMATS blobs decode into format and modifier pairs, bounds checked', (
   const hugeCount = blob.slice();
   new DataView(hugeCount.buffer).setUint32(8, 0xffffffff, true);
   assert.throws(() => decodeInFormats(hugeCount), /format list out of bounds/);
-  const strayBit = inFormatsBlob([DRM_FORMAT_XRGB8888], [{ mask: 0b10n, offset: 0, modifier: 0n }]);
+  const strayBit = inFormatsBlob([DrmFormat.XRGB8888], [{ mask: 0b10n, offset: 0, modifier: 0n }]);
   assert.throws(() => decodeInFormats(strayBit), /missing format/);
-  assert.deepEqual(decodeU32Blob(new Uint8Array([0x58, 0x52, 0x32, 0x34])), [DRM_FORMAT_XRGB8888]);
+  assert.deepEqual(decodeU32Blob(new Uint8Array([0x58, 0x52, 0x32, 0x34])), [DrmFormat.XRGB8888]);
   assert.throws(() => decodeU32Blob(new Uint8Array(3)), RangeError);
 });
 

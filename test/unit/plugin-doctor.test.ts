@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fd } from '../../native/fd.js';
 import { collectReport, formatReport, type DoctorEnvironment } from '../../plugin/doctor.js';
-import { DrmFormat, DRM_FORMAT_MOD_LINEAR, FormatSet } from '../../plugin/present/formats.js';
+import { DrmFormat, DRM_FORMAT_MOD_LINEAR, FormatSet } from '../../plugin/common/formats.js';
 
 function environment(dir: string, overrides: Partial<DoctorEnvironment> = {}): DoctorEnvironment {
   return {

@@ -16,7 +16,7 @@ import {
   modifierLo,
   parseFormatTable,
   shmToDrmFormat,
-} from '../../plugin/present/formats.js';
+} from '../../plugin/common/formats.js';
 
 test('fourcc codes match drm_fourcc.h', () => {
   assert.equal(DrmFormat.XRGB8888, 0x34325258);

@@ -5,7 +5,7 @@ import {
   DRM_FORMAT_MOD_LINEAR,
   DrmFormat,
   FormatSet,
-} from '../../plugin/present/formats.js';
+} from '../../plugin/common/formats.js';
 import {
   backingBeyondFds,
   coalesceRanges,

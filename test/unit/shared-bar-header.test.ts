@@ -2,7 +2,7 @@
 // accepted header must describe a framebuffer that lies inside the BAR, and nothing throws.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DrmFormat } from '../../plugin/present/formats.js';
+import { DrmFormat } from '../../plugin/common/formats.js';
 import {
   BAR_HEADER_SIZE_V1,
   Field,

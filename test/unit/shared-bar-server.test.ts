@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fd, Seal } from '../../native/fd.js';
-import { DrmFormat } from '../../plugin/present/formats.js';
+import { DrmFormat } from '../../plugin/common/formats.js';
 import {
   barSizeProblem,
   createSharedBarSource,

@@ -4,7 +4,7 @@
  * and a driver that builds split-ring descriptor chains the way a guest does.
  */
 import type { SourceEvents } from '../../plugin/sources/types.js';
-import { TypedEmitter } from '../../plugin/sources/virtio-gpu/emitter.js';
+import { TypedEmitter } from '../../plugin/common/emitter.js';
 import type { GpuLimits, LogLevel } from '../../plugin/sources/virtio-gpu/gpu-device.js';
 import { HDR_SIZE } from '../../plugin/sources/virtio-gpu/gpu-protocol.js';
 import {

@@ -18,7 +18,7 @@ import {
   type UdmabufSyscalls,
 } from '../../plugin/dmabuf/index.js';
 import { createGuestfbPlugin, type GuestfbPlugin } from '../../plugin/index.js';
-import { DRM_FORMAT_MOD_LINEAR, DrmFormat } from '../../plugin/present/formats.js';
+import { DRM_FORMAT_MOD_LINEAR, DrmFormat } from '../../plugin/common/formats.js';
 import {
   PatternSource,
   boxSize,

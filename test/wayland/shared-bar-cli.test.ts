@@ -15,7 +15,7 @@ import {
 } from '../../examples/compositor/cli-args.js';
 import { decodePng } from '../../examples/compositor/render/screenshot.js';
 import { createCompositor } from '../../examples/compositor/index.js';
-import { DrmFormat } from '../../plugin/present/formats.js';
+import { DrmFormat } from '../../plugin/common/formats.js';
 import { writeBarHeader } from '../../plugin/sources/shared-bar/header.js';
 
 const guestfbBin = fileURLToPath(new URL('../../../bin/guestfb.js', import.meta.url));

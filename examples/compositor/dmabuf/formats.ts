@@ -4,27 +4,14 @@
  * and wl_shm (which uses its own codes for the two 32-bit formats, see wlShmToFourcc).
  */
 
-/** Packs four ASCII characters into a DRM fourcc code (drm_fourcc.h's fourcc_code). */
-export function fourcc(code: string): number {
-  if (code.length !== 4) throw new RangeError(`fourcc needs 4 characters, got "${code}"`);
-  return (
-    (code.charCodeAt(0) |
-      (code.charCodeAt(1) << 8) |
-      (code.charCodeAt(2) << 16) |
-      (code.charCodeAt(3) << 24)) >>>
-    0
-  );
-}
+import {
+  DRM_FORMAT_MOD_INVALID,
+  DRM_FORMAT_MOD_LINEAR,
+  fourcc,
+} from '../../../plugin/common/formats.js';
 
-/** The four characters of a fourcc code, for logs. */
-export function fourccName(format: number): string {
-  let name = '';
-  for (let shift = 0; shift < 32; shift += 8) {
-    const char = (format >>> shift) & 0xff;
-    name += char >= 0x20 && char < 0x7f ? String.fromCharCode(char) : '?';
-  }
-  return name;
-}
+// The fourcc helpers are the plugin's (one vocabulary for the whole tree).
+export { fourcc, fourccName } from '../../../plugin/common/formats.js';
 
 export const Fourcc = {
   XRGB8888: fourcc('XR24'),
@@ -37,8 +24,8 @@ export const Fourcc = {
 
 /** DRM_FORMAT_MOD_LINEAR and DRM_FORMAT_MOD_INVALID (the "implicit modifier" token). */
 export const Modifier = {
-  LINEAR: 0n,
-  INVALID: 0x00ffffffffffffffn,
+  LINEAR: DRM_FORMAT_MOD_LINEAR,
+  INVALID: DRM_FORMAT_MOD_INVALID,
 } as const;
 
 export interface PlaneLayout {

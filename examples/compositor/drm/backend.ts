@@ -16,13 +16,11 @@ import {
   AtomicRequest,
   Cap,
   DRM_EVENT_FLIP_COMPLETE,
-  DRM_FORMAT_ARGB8888,
-  DRM_FORMAT_MOD_LINEAR,
-  DRM_FORMAT_XRGB8888,
   DrmDevice,
   type DrmConnector,
   type DrmPlane,
 } from '../../../native/drm.js';
+import { DRM_FORMAT_MOD_LINEAR, DrmFormat } from '../../../plugin/common/formats.js';
 import type { Output, OutputConfig, Scene } from '../core/scene.js';
 import { PresentationKind } from '../core/scene.js';
 import type { FrameCallbackSink, PresentationSink, Surface } from '../core/surface.js';
@@ -362,7 +360,7 @@ export class DrmBackend {
   private createDumbFramebuffer(
     width = this.selection.mode.hdisplay,
     height = this.selection.mode.vdisplay,
-    format = DRM_FORMAT_XRGB8888,
+    format = DrmFormat.XRGB8888,
   ): DumbFramebuffer {
     const dumb = this.device.createDumb(width, height, 32);
     let map: ArrayBuffer | null = null;
@@ -544,7 +542,7 @@ export class DrmBackend {
           this.createDumbFramebuffer(
             this.cursorMax.width,
             this.cursorMax.height,
-            DRM_FORMAT_ARGB8888,
+            DrmFormat.ARGB8888,
           ),
         );
       }
@@ -561,7 +559,7 @@ export class DrmBackend {
       if (source.stride < rowBytes || end > source.bytes.byteLength)
         return 'cursor buffer too short';
       const bytes = new Uint8Array(target.map);
-      const opaque = buffer.format === DRM_FORMAT_XRGB8888;
+      const opaque = buffer.format === DrmFormat.XRGB8888;
       for (let y = 0; y < cursor.height; y++) {
         const from = source.offset + y * source.stride;
         bytes.set(source.bytes.subarray(from, from + rowBytes), y * target.pitch);

@@ -8,7 +8,7 @@
  * It never throws on any input (a fuzz test holds it to that) and all 64-bit arithmetic is
  * BigInt, so no guest value can overflow a check.
  */
-import { bytesPerPixel, DRM_FORMAT_MOD_LINEAR, fourccName } from '../../present/formats.js';
+import { bytesPerPixel, DRM_FORMAT_MOD_LINEAR, fourccName } from '../../common/formats.js';
 import type { Rect } from '../types.js';
 
 /** "GFBR" as a little-endian u32. */

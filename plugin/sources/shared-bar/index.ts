@@ -18,8 +18,8 @@
  * (`memfd`). Backing ranges handed to the presenter borrow it (valid until `close()`).
  */
 import { fd as fdModule, Seal, type FdAddon } from '../../../native/fd.js';
-import { TypedEmitter } from '../virtio-gpu/emitter.js';
-import { DrmFormat } from '../../present/formats.js';
+import { TypedEmitter } from '../../common/emitter.js';
+import { DrmFormat } from '../../common/formats.js';
 import type {
   CursorUpdate,
   FramebufferSource,

@@ -14,7 +14,7 @@ import type {
   SourceEvents,
   SourceResource,
 } from '../types.js';
-import type { TypedEmitter } from './emitter.js';
+import type { TypedEmitter } from '../../common/emitter.js';
 import { generateEdid } from './edid.js';
 import type { GuestMemory, Span } from '../../vhost-user/guest-memory.js';
 import type { Logger } from '../../vhost-user/vhost-user-device.js';

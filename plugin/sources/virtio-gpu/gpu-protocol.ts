@@ -2,6 +2,7 @@
  * virtio-gpu wire constants and layouts (virtio 1.2, section "GPU Device"). All fields are
  * little-endian. Pure helpers only.
  */
+import { DrmFormat } from '../../common/formats.js';
 
 export const Cmd = {
   GET_DISPLAY_INFO: 0x0100,
@@ -188,26 +189,7 @@ export const VirtioFormat = {
   R8G8B8X8_UNORM: 134,
 } as const;
 
-export function fourcc(code: string): number {
-  return (
-    (code.charCodeAt(0) |
-      (code.charCodeAt(1) << 8) |
-      (code.charCodeAt(2) << 16) |
-      (code.charCodeAt(3) << 24)) >>>
-    0
-  );
-}
-
-export const DrmFormat = {
-  XRGB8888: fourcc('XR24'),
-  ARGB8888: fourcc('AR24'),
-  XBGR8888: fourcc('XB24'),
-  ABGR8888: fourcc('AB24'),
-  RGBX8888: fourcc('RX24'),
-  RGBA8888: fourcc('RA24'),
-  BGRX8888: fourcc('BX24'),
-  BGRA8888: fourcc('BA24'),
-} as const;
+export { DrmFormat, fourcc } from '../../common/formats.js';
 
 /**
  * virtio format -> DRM fourcc. DRM names list components from the most significant bit of a

@@ -22,7 +22,7 @@ import type {
   SourceResource,
   SourceStats,
 } from '../types.js';
-import { TypedEmitter } from './emitter.js';
+import { TypedEmitter } from '../../common/emitter.js';
 import type { GpuLimits, Logger } from './gpu-device.js';
 import { headsFromModes, QemuDisplayChannel } from './qemu-display.js';
 import { VhostUserGpuDevice } from './vhost-user-gpu.js';

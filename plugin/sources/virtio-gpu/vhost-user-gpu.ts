@@ -18,7 +18,7 @@ import {
   type Message,
 } from '../../vhost-user/vhost-user-protocol.js';
 import { gatherReadable, scatterWritable, type Chain } from '../../vhost-user/virtqueue.js';
-import type { TypedEmitter } from './emitter.js';
+import type { TypedEmitter } from '../../common/emitter.js';
 import { GpuDevice, MAX_REQUEST_BYTES, type GpuLimits } from './gpu-device.js';
 import { encodeHeaderResponse, HDR_SIZE, readHeader, Resp } from './gpu-protocol.js';
 

@@ -12,7 +12,7 @@ import { createCompositor } from '../../../examples/compositor/index.js';
 import { decodePng } from '../../../examples/compositor/render/screenshot.js';
 import { expectedPixel } from '../../../examples/guest/pattern.js';
 import { createGuestfbPlugin } from '../../../plugin/index.js';
-import { DrmFormat } from '../../../plugin/present/formats.js';
+import { DrmFormat } from '../../../plugin/common/formats.js';
 import {
   createSharedBarSource,
   writeBarHeader,

@@ -9,8 +9,6 @@ import {
   AtomicFlag,
   AtomicRequest,
   DRM_EVENT_FLIP_COMPLETE,
-  DRM_FORMAT_MOD_LINEAR,
-  DRM_FORMAT_XRGB8888,
   DrmDevice,
   decodeU32Blob,
   formatName,
@@ -18,6 +16,7 @@ import {
   type DrmConnector,
   type ModeInfo,
 } from '../../../native/drm.js';
+import { DRM_FORMAT_MOD_LINEAR, DrmFormat } from '../../../plugin/common/formats.js';
 import { UdmabufExporter, type MemfdRange } from '../../../plugin/dmabuf/index.js';
 import { scatteredPages } from '../../helpers/scattered-pages.js';
 
@@ -101,11 +100,11 @@ test('a udmabuf scanned out by vkms comes back exactly through the writeback con
       (plane) => plane.type === 'primary' && plane.possibleCrtcs.includes(crtc.id),
     );
     assert.ok(primary, 'a primary plane');
-    assert.ok(primary.formats.includes(DRM_FORMAT_XRGB8888));
+    assert.ok(primary.formats.includes(DrmFormat.XRGB8888));
     assert.ok(primary.inFormats, 'the primary plane has IN_FORMATS');
     assert.ok(
       primary.inFormats.some(
-        (pair) => pair.format === DRM_FORMAT_XRGB8888 && pair.modifier === DRM_FORMAT_MOD_LINEAR,
+        (pair) => pair.format === DrmFormat.XRGB8888 && pair.modifier === DRM_FORMAT_MOD_LINEAR,
       ),
       'XRGB8888 with the LINEAR modifier',
     );
@@ -113,7 +112,7 @@ test('a udmabuf scanned out by vkms comes back exactly through the writeback con
       device.blob(Number(propertyOf(writeback, 'WRITEBACK_PIXEL_FORMATS').value)),
     );
     t.diagnostic(`writeback formats: ${writebackFormats.map(formatName).join(' ')}`);
-    assert.ok(writebackFormats.includes(DRM_FORMAT_XRGB8888));
+    assert.ok(writebackFormats.includes(DrmFormat.XRGB8888));
 
     const mode: ModeInfo =
       output.modes.find((m) => m.hdisplay === 1920 && m.vdisplay === 1080) ?? output.modes[0]!;
@@ -150,7 +149,7 @@ test('a udmabuf scanned out by vkms comes back exactly through the writeback con
     const scanoutFb = device.addFramebuffer({
       width,
       height,
-      format: DRM_FORMAT_XRGB8888,
+      format: DrmFormat.XRGB8888,
       handles: [handle],
       pitches: [width * 4],
       offsets: [0],
@@ -163,7 +162,7 @@ test('a udmabuf scanned out by vkms comes back exactly through the writeback con
     const captureFb = device.addFramebuffer({
       width,
       height,
-      format: DRM_FORMAT_XRGB8888,
+      format: DrmFormat.XRGB8888,
       handles: [dumb.handle],
       pitches: [dumb.pitch],
       offsets: [0],

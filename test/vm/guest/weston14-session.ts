@@ -27,7 +27,7 @@ import {
   type WlShmFormat,
 } from '../../../build/protocols/wayland.js';
 import { ZwpLinuxDmabufV1Proxy } from '../../../build/protocols/linux_dmabuf_unstable_v1.js';
-import { drmToShmFormat, fourccName, joinModifier } from '../../../plugin/present/formats.js';
+import { drmToShmFormat, fourccName, joinModifier } from '../../../plugin/common/formats.js';
 import {
   westonArguments,
   westonEnvironment,
