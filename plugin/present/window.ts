@@ -33,6 +33,8 @@ export class HeadWindow {
   private readonly xdgSurface: XdgSurfaceProxy | null;
   private readonly toplevel: XdgToplevelProxy | null;
   readonly pacer: FramePacer;
+  /** The toplevel's title ("<guest> — <head>"): how tests and logs tell windows apart. */
+  title: string;
   private current: PresentedBuffer | null = null;
   private configured = false;
   private frameCallback: WlCallbackProxy | null = null;
@@ -50,6 +52,7 @@ export class HeadWindow {
     title: string,
     private readonly events: WindowEvents,
   ) {
+    this.title = title;
     this.surface = globals.compositor.createSurface();
     this.pacer = new FramePacer(stats, this, 1, 1);
     if (globals.wmBase) {
@@ -94,6 +97,7 @@ export class HeadWindow {
   }
 
   setTitle(title: string): void {
+    this.title = title;
     if (this.toplevel?.alive) this.toplevel.setTitle(title);
   }
 
