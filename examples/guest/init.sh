@@ -16,23 +16,29 @@ export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-echo "guestfb-init: up at $(cut -d' ' -f1 /proc/uptime) s"
+read -r uptime _ </proc/uptime
+echo "guestfb-init: up at $uptime s"
 
-cmdline=$(cat /proc/cmdline)
-for module in $(cat /etc/guestfb/modules); do
+# No subshells or pipes until the DRM device is up: under TCG, and more so with QEMU itself
+# under TCG, each fork costs a noticeable slice of the boot (the module loop used to fork a few
+# hundred times).
+read -r cmdline </proc/cmdline
+set -f # the command line is split into words, never globbed
+while read -r module; do
+  owner=${module//-/_}
   params=""
   for word in $cmdline; do
     # Module parameters on the command line use either - or _ in the module name.
     key=${word%%=*}
-    owner=$(echo "${key%%.*}" | tr - _)
-    if [ "$key" != "$word" ] && [ "$owner" = "$(echo "$module" | tr - _)" ] &&
-      [ "${key#*.}" != "$key" ]; then
+    prefix=${key%%.*}
+    if [ "$key" != "$word" ] && [ "$prefix" != "$key" ] && [ "${prefix//-/_}" = "$owner" ]; then
       params="$params ${word#*.}"
     fi
   done
   # shellcheck disable=SC2086 # params is a word list on purpose
   insmod "/lib/modules/$module.ko" $params || echo "guestfb-init: insmod $module failed"
-done
+done </etc/guestfb/modules
+set +f
 
 # Wait for the DRM device only when there is a virtio-gpu (PCI 1af4:1050) to wait for.
 tries=100
@@ -42,7 +48,8 @@ while [ ! -e /dev/dri/card0 ] && [ $tries -lt 100 ]; do
   tries=$((tries + 1))
 done
 if [ -e /dev/dri/card0 ]; then
-  echo "guestfb-init: /dev/dri/card0 ready at $(cut -d' ' -f1 /proc/uptime) s"
+  read -r uptime _ </proc/uptime
+  echo "guestfb-init: /dev/dri/card0 ready at $uptime s"
 else
   echo "guestfb-init: no /dev/dri/card0"
 fi

@@ -5,7 +5,18 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readFile, readdir, rename, rm } from 'node:fs/promises';
+import {
+  copyFile,
+  mkdir,
+  mkdtemp,
+  readFile,
+  readdir,
+  rename,
+  rm,
+  stat,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -26,8 +37,15 @@ import {
 const execFileAsync = promisify(execFile);
 
 export interface GuestImage {
-  /** bzImage for -kernel. */
+  /** bzImage for -kernel (firmware boot with in-guest decompression). */
   kernel: string;
+  /**
+   * The same kernel as an uncompressed ELF with its PVH entry note, for -kernel: QEMU jumps
+   * straight to it, skipping the real-mode setup and the xz decompression, which cost most of
+   * a TCG boot before the kernel's first line (about 20 s of 30 s to /init on a busy host,
+   * minutes when QEMU itself runs under TCG).
+   */
+  pvhKernel: string;
   /** Uncompressed newc initramfs for -initrd. */
   initrd: string;
   /** `uname -r` of the guest kernel, e.g. 6.1.0-56-amd64. */
@@ -93,6 +111,57 @@ export function orderModules(roots: string[], dependsOf: (name: string) => strin
   return order;
 }
 
+/**
+ * Writes the ELF kernel a bzImage carries (its compressed payload, located through the x86
+ * boot protocol's setup header: payload_offset at 0x248 and payload_length at 0x24c, counted
+ * from the protected-mode code after the setup sectors) to `out`, decompressed.
+ */
+export async function extractVmlinux(bzImage: string, out: string): Promise<void> {
+  const image = await readFile(bzImage);
+  if (image.length < 0x250 || image.readUInt32LE(0x202) !== 0x53726448) {
+    throw new Error(`guest-image: ${bzImage} is not a bzImage (no HdrS setup header)`);
+  }
+  const setupSectors = image[0x1f1] || 4;
+  const start = (setupSectors + 1) * 512 + image.readUInt32LE(0x248);
+  const length = image.readUInt32LE(0x24c);
+  if (length === 0 || start + length > image.length) {
+    throw new Error(`guest-image: ${bzImage} has no payload within the file`);
+  }
+  // The kernel build appends the decompressed size (le32) after the compressed stream.
+  const payload = image.subarray(start, start + length - 4);
+  const expectedSize = image.readUInt32LE(start + length - 4);
+  const decompressor = payload.subarray(0, 6).equals(Buffer.from('fd377a585a00', 'hex'))
+    ? 'xz -dc'
+    : payload.subarray(0, 4).equals(Buffer.from('28b52ffd', 'hex'))
+      ? 'zstd -dcq'
+      : payload.subarray(0, 2).equals(Buffer.from('1f8b', 'hex'))
+        ? 'gzip -dc'
+        : undefined;
+  if (!decompressor) {
+    throw new Error(`guest-image: ${bzImage}: unknown payload compression`);
+  }
+  const compressed = `${out}.${process.pid}.payload`;
+  const temp = `${out}.${process.pid}.tmp`;
+  try {
+    await writeFile(compressed, payload);
+    await execFileAsync('sh', ['-c', `${decompressor} "$1" > "$2"`, 'sh', compressed, temp]).catch(
+      (error: { stderr?: string; message: string }) => {
+        throw new Error(`guest-image: decompressing ${bzImage}: ${error.stderr || error.message}`);
+      },
+    );
+    const elf = await readFile(temp);
+    if (elf.length !== expectedSize || elf.readUInt32BE(0) !== 0x7f454c46) {
+      throw new Error(
+        `guest-image: the payload of ${bzImage} is not an ELF file of the recorded size`,
+      );
+    }
+    await rename(temp, out);
+  } finally {
+    await rm(compressed, { force: true });
+    await rm(temp, { force: true });
+  }
+}
+
 async function ensureKernel(
   guestDir: string,
   progress?: (msg: string) => void,
@@ -106,7 +175,14 @@ async function ensureKernel(
       existsSync(path.join(guestDir, m.dir, 'vmlinuz')) &&
       m.modules.every((name) => existsSync(path.join(guestDir, m.dir, 'modules', `${name}.ko`))),
   );
-  if (cached) return cached;
+  if (cached) {
+    const vmlinux = path.join(guestDir, cached.dir, 'vmlinux');
+    if (!existsSync(vmlinux)) {
+      progress?.('extracting the PVH kernel from vmlinuz');
+      await extractVmlinux(path.join(guestDir, cached.dir, 'vmlinuz'), vmlinux);
+    }
+    return cached;
+  }
   const codename = hostCodename();
   // The host's own sources for the release (bookworm, -updates, -security), not backports.
   const sources = hostAptSources().filter((s) =>
@@ -155,6 +231,8 @@ async function ensureKernel(
     await rm(target, { recursive: true, force: true });
     await mkdir(path.join(target, 'modules'), { recursive: true });
     await copyFile(path.join(scratch, 'boot', `vmlinuz-${release}`), path.join(target, 'vmlinuz'));
+    progress?.('extracting the PVH kernel from vmlinuz');
+    await extractVmlinux(path.join(target, 'vmlinuz'), path.join(target, 'vmlinux'));
     for (const name of modules) {
       const file = moduleFiles.get(normalize(name))!;
       const out = path.join(target, 'modules', `${name}.ko`);
@@ -296,15 +374,24 @@ export async function ensureGuest(progress?: (msg: string) => void): Promise<Gue
         });
       }
       writeFileAtomic(initrd, buildCpio(entries));
-      // Older images are rebuilt from cached parts in well under a second: keep only this one.
-      for (const old of await readdir(guestDir)) {
-        if (/^initramfs-.*\.cpio$/.test(old) && path.join(guestDir, old) !== initrd) {
-          await rm(path.join(guestDir, old), { force: true });
-        }
-      }
+    } else {
+      // Marks the image as in use (the clean-up below goes by modification time); a read-only
+      // cache cannot be marked, and needs no clean-up either.
+      const now = new Date();
+      await utimes(initrd, now, now).catch(() => undefined);
+    }
+    // Other images belong to other checkouts of the guest sources, possibly booting right now
+    // from their own copy: remove only those nobody asked for in a day (each rebuilds in well
+    // under a second from cached parts).
+    for (const old of await readdir(guestDir)) {
+      const file = path.join(guestDir, old);
+      if (!/^initramfs-.*\.cpio$/.test(old) || file === initrd) continue;
+      const modified = (await stat(file).catch(() => null))?.mtimeMs ?? Date.now();
+      if (Date.now() - modified > 24 * 3600_000) await rm(file, { force: true });
     }
     return {
       kernel: path.join(guestDir, kernel.dir, 'vmlinuz'),
+      pvhKernel: path.join(guestDir, kernel.dir, 'vmlinux'),
       initrd,
       kernelRelease: kernel.kernelRelease,
       modules: kernel.modules,

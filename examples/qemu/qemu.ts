@@ -176,6 +176,17 @@ export interface BootOptions {
    * --mode. Default false.
    */
   forceScanouts?: boolean;
+  /**
+   * pvh (default): boot the uncompressed ELF kernel through its PVH entry (no decompression in
+   * the guest); bzimage: the Debian bzImage through the firmware's Linux loader.
+   */
+  kernelBoot?: 'pvh' | 'bzimage';
+  /**
+   * quiet (default): the kernel prints warnings and errors only, so the serial console (a
+   * port write per byte, slow under TCG and very slow nested) carries /init's lines; full: the
+   * whole boot log (also on fbcon).
+   */
+  kernelLog?: 'quiet' | 'full';
   /** Extra kernel command line words. */
   kernelArgs?: string[];
   /** Extra QEMU arguments, appended last. */
@@ -226,7 +237,11 @@ export function qemuArgs(tier: QemuTier, guest: GuestImage, options: BootOptions
     'console=ttyS0',
     'panic=-1',
     `guestfb.mode=${width}x${height}`,
+    // A throwaway test guest: no speculation workarounds (each costs TCG time on every
+    // syscall and context switch).
+    'mitigations=off',
   ];
+  if ((options.kernelLog ?? 'quiet') === 'quiet') kernelArgs.push('quiet');
   if (options.fbcon === false) kernelArgs.push('drm_kms_helper.fbdev_emulation=0');
   if (options.guestCommand !== undefined) {
     kernelArgs.push(`guestfb.cmd=${Buffer.from(options.guestCommand).toString('base64')}`);
@@ -264,7 +279,7 @@ export function qemuArgs(tier: QemuTier, guest: GuestImage, options: BootOptions
     'stdio',
     '-no-reboot',
     '-kernel',
-    guest.kernel,
+    (options.kernelBoot ?? 'pvh') === 'pvh' ? guest.pvhKernel : guest.kernel,
     '-initrd',
     guest.initrd,
     '-append',

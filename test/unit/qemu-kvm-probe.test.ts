@@ -17,6 +17,7 @@ import { probeKvm, qemuArgs, type QemuTier } from '../../examples/qemu/qemu.js';
 
 const guest = {
   kernel: '/g/vmlinuz',
+  pvhKernel: '/g/vmlinux',
   initrd: '/g/initrd',
   kernelRelease: '6.1',
   modules: [],

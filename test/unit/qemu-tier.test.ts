@@ -148,6 +148,7 @@ const fakeTier: QemuTier = {
 };
 const fakeGuest = {
   kernel: '/g/vmlinuz',
+  pvhKernel: '/g/vmlinux',
   initrd: '/g/initrd',
   kernelRelease: '6.1',
   modules: [],
@@ -183,6 +184,15 @@ test('qemu arguments: vhost-user-gpu device, memfd RAM, command through base64',
   const encoded = /guestfb\.cmd=(\S+)/.exec(append)![1]!;
   assert.equal(Buffer.from(encoded, 'base64').toString(), 'drawpattern --frames 3');
   assert.deepEqual(after('-accel'), ['tcg']);
+  // The PVH kernel by default, and a quiet kernel log.
+  assert.deepEqual(after('-kernel'), ['/g/vmlinux']);
+  assert.match(append, /(^| )quiet( |$)/);
+});
+
+test('qemu arguments: the bzImage and the full kernel log on request', () => {
+  const args = qemuArgs(fakeTier, fakeGuest, { kernelBoot: 'bzimage', kernelLog: 'full' });
+  assert.equal(args[args.indexOf('-kernel') + 1], '/g/vmlinuz');
+  assert.doesNotMatch(args[args.indexOf('-append') + 1]!, /(^| )quiet( |$)/);
 });
 
 test('qemu arguments: built-in GPU by default, forced scanouts, none', () => {
