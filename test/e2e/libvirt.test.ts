@@ -359,8 +359,12 @@ test('libvirt starts guestfb for two domains; both show in one guestfb; destroy 
       await virsh('start', name);
       const shown = await waitFor(() => patternFrame(name) !== null, 240_000, 250);
       assert.ok(shown, `${name}: the pattern never appeared pixel-exact in the compositor`);
+      const console = readFileSync(path.join(workDir, `${name}.console`), 'utf8');
+      const drmReady = /card0 ready at ([\d.]+) s/.exec(console)?.[1] ?? '?';
       t.diagnostic(
-        `${name}: virsh start to first pixel-exact frame in the compositor: ${((performance.now() - started) / 1000).toFixed(1)} s`,
+        `${name}: virsh start to first pixel-exact frame in the compositor: ` +
+          `${((performance.now() - started) / 1000).toFixed(1)} s ` +
+          `(the guest's DRM device was up at ${drmReady} s of guest uptime)`,
       );
       const helper = libvirtPids('helper').get(name);
       assert.ok(helper, `${name}: libvirt recorded its vhost-user-gpu program`);
