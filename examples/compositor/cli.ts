@@ -29,7 +29,7 @@ function main(): void {
     return;
   }
   if (!options.headless && !options.drm) {
-    process.stderr.write('guestfb-compositor: only --headless is implemented; running headless\n');
+    process.stderr.write('guestfb-compositor: no --headless or --drm given; running headless\n');
   }
   if (!process.env.XDG_RUNTIME_DIR) {
     process.stderr.write('guestfb-compositor: XDG_RUNTIME_DIR is not set\n');

@@ -40,7 +40,7 @@ export interface CompositorOptions {
   screenshotDir?: string;
   /** Screenshot period; needs screenshotDir. */
   screenshotEveryMs?: number;
-  /** Background colour 0xRRGGBB. */
+  /** Background colour 0xRRGGBB where no surface covers an output (default 0x202830). */
   background?: number;
   /** Log sink (default: stderr with a prefix). */
   log?: (message: string) => void;
