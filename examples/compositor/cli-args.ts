@@ -45,6 +45,10 @@ Options:
                              the seat's keyboard and pointer on that guest's windows go to it
                              (QEMU: -chardev socket,id=inp,path=SOCKET
                              -device vhost-user-input-pci,chardev=inp)
+  --input-script FILE        apply scripted input lines from FILE ("-" = stdin, or a FIFO) as
+                             they arrive: move X Y | button left|right|middle press|release |
+                             key KEY_NAME press|release | type TEXT | wheel N | wait MS |
+                             screenshot NAME  (see the README: headless guest automation)
   --help                     show this help
 `;
 
@@ -62,6 +66,8 @@ export interface CliOptions {
   vhostUserGpu: VhostSpec[];
   /** guestfb vhost-user input back-ends (--vhost-user-input), by guest name. */
   vhostUserInput: InputSpec[];
+  /** Scripted input (--input-script): a path, or "-" for stdin. */
+  inputScript: string | undefined;
 }
 
 export type IvshmemSpec = Extract<SourceSpec, { kind: 'ivshmem' }>;
@@ -105,6 +111,7 @@ export function parseCli(argv: string[]): CliOptions {
         'bar-size': { type: 'string' },
         'vhost-user-gpu': { type: 'string', multiple: true },
         'vhost-user-input': { type: 'string', multiple: true },
+        'input-script': { type: 'string' },
       },
     });
   } catch (error) {
@@ -176,5 +183,6 @@ export function parseCli(argv: string[]): CliOptions {
     ivshmem,
     vhostUserGpu,
     vhostUserInput,
+    inputScript: values['input-script'],
   };
 }

@@ -11,6 +11,7 @@ import { fd } from '../../native/fd.js';
 import type { NativeClient } from '../../native/index.js';
 import { Display, type Global } from '../../protocol-xml/runtime/server.js';
 import { Scene, type OutputConfig } from './core/scene.js';
+import { Seat } from './core/seat.js';
 import { CompiledFeedback } from './dmabuf/feedback.js';
 import { defaultDmabufFormats } from './dmabuf/formats.js';
 import { DrmBackend, type DrmBackendOptions, type DrmBackendStats } from './drm/index.js';
@@ -70,6 +71,8 @@ export interface Compositor {
   readonly socketName: string | null;
   readonly display: Display;
   readonly scene: Scene;
+  /** Input: move the pointer, press buttons and keys (output coordinates, evdev codes). */
+  readonly seat: Seat;
   /** Starts a plugin on a fresh in-process client connection. Resolves when start() settles;
    * never rejects (failures are logged and the plugin's client destroyed). */
   use(plugin: Plugin): Promise<boolean>;
@@ -134,9 +137,11 @@ export function createCompositor(options: CompositorOptions): Compositor {
       `${who}: handler error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
     );
   });
+  const seat = new Seat(display, scene);
   const context: ServerContext = {
     display,
     scene,
+    seat,
     fd,
     dmabufFormats,
     dmabufFeedback,
@@ -222,6 +227,7 @@ export function createCompositor(options: CompositorOptions): Compositor {
     socketName,
     display,
     scene,
+    seat,
     drm,
     connectClient,
 

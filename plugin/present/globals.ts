@@ -36,6 +36,8 @@ export interface PresentGlobals {
   dmabufVersion: number | null;
   subcompositor: WlSubcompositorProxy | null;
   seat: WlSeatProxy | null;
+  /** wl_seat capabilities sent during the bind roundtrip (the presenter listens after it). */
+  seatCapabilities: number;
   /** DRM fourccs wl_shm advertised. */
   shmFormats: Set<number>;
   /** What linux-dmabuf advertised (kept current with feedback updates); null without it. */
@@ -118,6 +120,8 @@ export async function bindGlobals(
   const subcompositor = client.bind(WlSubcompositorProxy, 1);
   // v8 for wl_pointer.axis_value120 (hi-res wheel); older seats still work.
   const seat = client.bind(WlSeatProxy, 8);
+  let seatCapabilities = 0;
+  seat?.setListener({ capabilities: (capabilities) => (seatCapabilities = capabilities) });
 
   const dmabuf = client.bind(ZwpLinuxDmabufV1Proxy, Math.min(4, options.maxDmabufVersion ?? 4));
   let dmabufFormats: FormatSet | null = null;
@@ -147,6 +151,7 @@ export async function bindGlobals(
     dmabufVersion: dmabuf ? dmabuf.version : null,
     subcompositor,
     seat,
+    seatCapabilities,
     shmFormats,
     dmabufFormats,
     warnings,

@@ -545,53 +545,54 @@ export class Presenter {
   private watchSeat(): void {
     const seat = this.globals.seat;
     if (!seat) return;
-    seat.setListener({
-      capabilities: (capabilities) => {
-        const hasPointer = (capabilities & 1) !== 0;
-        if (hasPointer && !this.pointer) {
-          const input = this.input;
-          this.pointer = seat.getPointer().setListener({
-            enter: (serial, surface, x, y) => {
-              this.pointerEnter(serial, surface);
-              input.pointerEnter(surface, x, y);
-            },
-            leave: () => {
-              this.pointerView?.cursor.pointerFocus(this.pointer!, null);
-              this.pointerView = null;
-              input.pointerLeave();
-            },
-            motion: (_time, x, y) => input.motion(x, y),
-            button: (_serial, _time, button, state) => input.button(button, state === 1),
-            axis: (_time, axis, value) => input.axis(axis, value),
-            axisDiscrete: (axis, discrete) => input.axisDiscrete(axis, discrete),
-            axisValue120: (axis, value120) => input.axisValue120(axis, value120),
-            frame: () => input.frame(),
-          });
-        } else if (!hasPointer && this.pointer) {
-          if (this.pointer.alive) {
-            if (this.pointer.version >= 3) this.pointer.release();
-            else this.pointer.destroyProxy();
-          }
-          this.pointer = null;
-          for (const view of this.views) view.cursor.pointerGone();
-          this.input.pointerLeave();
+    const onCapabilities = (capabilities: number): void => {
+      const hasPointer = (capabilities & 1) !== 0;
+      if (hasPointer && !this.pointer) {
+        const input = this.input;
+        this.pointer = seat.getPointer().setListener({
+          enter: (serial, surface, x, y) => {
+            this.pointerEnter(serial, surface);
+            input.pointerEnter(surface, x, y);
+          },
+          leave: () => {
+            this.pointerView?.cursor.pointerFocus(this.pointer!, null);
+            this.pointerView = null;
+            input.pointerLeave();
+          },
+          motion: (_time, x, y) => input.motion(x, y),
+          button: (_serial, _time, button, state) => input.button(button, state === 1),
+          axis: (_time, axis, value) => input.axis(axis, value),
+          axisDiscrete: (axis, discrete) => input.axisDiscrete(axis, discrete),
+          axisValue120: (axis, value120) => input.axisValue120(axis, value120),
+          frame: () => input.frame(),
+        });
+      } else if (!hasPointer && this.pointer) {
+        if (this.pointer.alive) {
+          if (this.pointer.version >= 3) this.pointer.release();
+          else this.pointer.destroyProxy();
         }
-        const hasKeyboard = (capabilities & 2) !== 0;
-        if (hasKeyboard && !this.keyboard) {
-          const input = this.input;
-          this.keyboard = seat.getKeyboard().setListener({
-            // The guest has its own keymap: evdev codes pass through, the host keymap is unused.
-            keymap: (_format, keymapFd) => fd.close(keymapFd),
-            enter: (_serial, surface) => input.keyboardEnter(surface),
-            leave: () => input.keyboardLeave(),
-            key: (_serial, _time, key, state) => input.key(key, state),
-          });
-        } else if (!hasKeyboard && this.keyboard) {
-          this.input.keyboardLeave();
-          this.releaseKeyboard();
-        }
-      },
-    });
+        this.pointer = null;
+        for (const view of this.views) view.cursor.pointerGone();
+        this.input.pointerLeave();
+      }
+      const hasKeyboard = (capabilities & 2) !== 0;
+      if (hasKeyboard && !this.keyboard) {
+        const input = this.input;
+        this.keyboard = seat.getKeyboard().setListener({
+          // The guest has its own keymap: evdev codes pass through, the host keymap is unused.
+          keymap: (_format, keymapFd) => fd.close(keymapFd),
+          enter: (_serial, surface) => input.keyboardEnter(surface),
+          leave: () => input.keyboardLeave(),
+          key: (_serial, _time, key, state) => input.key(key, state),
+        });
+      } else if (!hasKeyboard && this.keyboard) {
+        this.input.keyboardLeave();
+        this.releaseKeyboard();
+      }
+    };
+    seat.setListener({ capabilities: onCapabilities });
+    // The first capabilities event came during the bind roundtrip.
+    onCapabilities(this.globals.seatCapabilities);
   }
 
   private releaseKeyboard(): void {

@@ -7,6 +7,7 @@ import type { NativeClient } from '../../../native/index.js';
 import type { Display } from '../../../protocol-xml/runtime/server.js';
 import type { WlOutputResource } from '../../../build/protocols/wayland.js';
 import type { Scene } from '../core/scene.js';
+import type { Seat } from '../core/seat.js';
 import type { CompiledFeedback } from '../dmabuf/feedback.js';
 import type { FormatModifierSet } from '../dmabuf/formats.js';
 import type { fd as fdModule } from '../../../native/fd.js';
@@ -18,6 +19,8 @@ export interface ServerContext {
   readonly dmabufFormats: FormatModifierSet;
   readonly dmabufFeedback: CompiledFeedback;
   readonly keymap: { fd: number; size: number };
+  /** Pointer and keyboard focus and state; wl_seat registers its devices here. */
+  readonly seat: Seat;
   /** wl_output resources by output name (for wl_surface.enter and presentation sync_output). */
   readonly outputResources: Map<string, Set<WlOutputResource>>;
   log(message: string): void;

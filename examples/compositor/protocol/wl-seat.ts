@@ -1,6 +1,7 @@
 /**
- * wl_seat with a pointer and a keyboard. Nothing drives input yet (headless), but clients that
- * insist on a seat get well-formed objects: the keyboard gets the keymap and repeat info.
+ * wl_seat with a pointer and a keyboard. The keyboard gets the keymap and repeat info; both are
+ * registered with the compositor's Seat (core/seat.ts), which sends them input (from the input
+ * script or a test) when their client has focus.
  */
 import {
   WlKeyboardKeymapFormat,
@@ -24,7 +25,12 @@ export function createSeatGlobal(context: ServerContext): Global {
     resource.sendName(SEAT_NAME);
     return {
       getPointer(seat, id) {
-        new PointerObject(seat.client, Math.min(seat.version, WlPointerResource.version), id);
+        const pointer = new PointerObject(
+          seat.client,
+          Math.min(seat.version, WlPointerResource.version),
+          id,
+        );
+        context.seat.addPointer(pointer.resource);
       },
       getKeyboard(seat, id) {
         const keyboard = WlKeyboardResource.create(
@@ -34,7 +40,8 @@ export function createSeatGlobal(context: ServerContext): Global {
           {},
         );
         keyboard.sendKeymap(WlKeyboardKeymapFormat.xkb_v1, context.keymap.fd, context.keymap.size);
-        keyboard.sendRepeatInfo(25, 600);
+        if (keyboard.version >= 4) keyboard.sendRepeatInfo(25, 600);
+        context.seat.addKeyboard(keyboard);
       },
       getTouch(seat) {
         seat.postError(WlSeatError.missing_capability, 'this seat has no touch device');

@@ -18,6 +18,9 @@ import { BufferObject } from './wl-buffer.js';
 import { FrameCallback } from './wl-callback.js';
 import { RegionObject } from './wl-region.js';
 
+/** The protocol object of each live surface (the seat finds the resource under the pointer). */
+const objects = new WeakMap<Surface, SurfaceObject>();
+
 export class SurfaceObject implements WlSurfaceRequests {
   readonly surface = new Surface();
   readonly resource: WlSurfaceResource;
@@ -35,12 +38,19 @@ export class SurfaceObject implements WlSurfaceRequests {
     id: number,
   ) {
     this.resource = WlSurfaceResource.create(client, version, id, this);
+    objects.set(this.surface, this);
     this.surface.log = (message) => context.log(`wl_surface@${id}: ${message}`);
     context.scene.addSurface(this.surface);
     this.resource.onDestroy(() => {
       context.scene.removeSurface(this.surface);
       this.surface.destroy();
     });
+  }
+
+  /** The protocol object of a scene surface (none after its resource is destroyed). */
+  static of(surface: Surface): SurfaceObject | null {
+    const object = objects.get(surface);
+    return object && object.resource.alive ? object : null;
   }
 
   static from(resource: WlSurfaceResource | null): SurfaceObject | null {

@@ -1,0 +1,203 @@
+/**
+ * Scripted input for headless runs (`guestfb-compositor --input-script FILE`): one command per
+ * line, applied as lines arrive, so FILE may be stdin ("-") or a FIFO a test writes into after
+ * the guest is ready. Commands:
+ *
+ *   move X Y                              pointer to output coordinates (global space)
+ *   button left|right|middle press|release
+ *   key KEY_NAME press|release            Linux evdev names: KEY_A, KEY_LEFTSHIFT, ...
+ *   type TEXT                             the rest of the line, as US-layout key presses
+ *   wheel N                               N notches, positive = down
+ *   wait MS                               pause before the next line
+ *   screenshot NAME                       NAME.png of every output (NAME-<output>.png if several)
+ *
+ * Blank lines and lines starting with # are skipped. A bad line is reported with its number and
+ * skipped; it never stops the compositor.
+ */
+import fs from 'node:fs';
+import { createInterface } from 'node:readline';
+import {
+  BTN_LEFT,
+  BTN_MIDDLE,
+  BTN_RIGHT,
+  KEY_CODES,
+  keyForChar,
+} from '../../plugin/virtio-input/evdev.js';
+
+export type ScriptCommand =
+  | { kind: 'move'; x: number; y: number }
+  | { kind: 'button'; code: number; pressed: boolean }
+  | { kind: 'key'; code: number; pressed: boolean }
+  | { kind: 'type'; keys: { code: number; shift: boolean }[] }
+  | { kind: 'wheel'; notches: number }
+  | { kind: 'wait'; ms: number }
+  | { kind: 'screenshot'; name: string }
+  | { kind: 'none' };
+
+export class ScriptError extends Error {}
+
+const BUTTONS: Record<string, number> = { left: BTN_LEFT, right: BTN_RIGHT, middle: BTN_MIDDLE };
+
+function state(word: string | undefined): boolean {
+  if (word === 'press') return true;
+  if (word === 'release') return false;
+  throw new ScriptError(`expected press or release, got "${word ?? ''}"`);
+}
+
+function integer(word: string | undefined, what: string, min: number, max: number): number {
+  if (word === undefined || !/^-?\d{1,9}$/.test(word)) {
+    throw new ScriptError(`${what}: "${word ?? ''}" is not an integer`);
+  }
+  const value = Number(word);
+  if (value < min || value > max) throw new ScriptError(`${what}: ${value} outside ${min}..${max}`);
+  return value;
+}
+
+/** Parses one line; throws ScriptError naming the problem. */
+export function parseScriptLine(line: string): ScriptCommand {
+  const trimmed = line.trim();
+  if (trimmed === '' || trimmed.startsWith('#')) return { kind: 'none' };
+  const [command, ...args] = trimmed.split(/\s+/);
+  const arity = (n: number) => {
+    if (args.length !== n)
+      throw new ScriptError(`${command} takes ${n} argument(s), got ${args.length}`);
+  };
+  switch (command) {
+    case 'move':
+      arity(2);
+      return {
+        kind: 'move',
+        x: integer(args[0], 'move X', 0, 65535),
+        y: integer(args[1], 'move Y', 0, 65535),
+      };
+    case 'button': {
+      arity(2);
+      const code = BUTTONS[args[0]!];
+      if (code === undefined)
+        throw new ScriptError(`unknown button "${args[0]}" (left, right, middle)`);
+      return { kind: 'button', code, pressed: state(args[1]) };
+    }
+    case 'key': {
+      arity(2);
+      const code = KEY_CODES[args[0]!];
+      if (code === undefined)
+        throw new ScriptError(`unknown key "${args[0]}" (evdev names, e.g. KEY_A)`);
+      return { kind: 'key', code, pressed: state(args[1]) };
+    }
+    case 'type': {
+      const text = line.replace(/^\s*type\s/, '');
+      if (!/^\s*type\s/.test(line) || text.length === 0) throw new ScriptError('type needs TEXT');
+      const keys = [...text].map((char) => {
+        const key = keyForChar(char);
+        if (!key) throw new ScriptError(`type: no US-layout key types "${char}"`);
+        return key;
+      });
+      return { kind: 'type', keys };
+    }
+    case 'wheel':
+      arity(1);
+      return { kind: 'wheel', notches: integer(args[0], 'wheel N', -1000, 1000) };
+    case 'wait':
+      arity(1);
+      return { kind: 'wait', ms: integer(args[0], 'wait MS', 0, 3_600_000) };
+    case 'screenshot':
+      arity(1);
+      if (!/^[\w.-]{1,100}$/.test(args[0]!)) {
+        throw new ScriptError(`screenshot NAME "${args[0]}" may use letters, digits, . _ -`);
+      }
+      return { kind: 'screenshot', name: args[0]! };
+    default:
+      throw new ScriptError(`unknown command "${command}"`);
+  }
+}
+
+/** What a script drives. */
+export interface ScriptTarget {
+  moveTo(x: number, y: number): void;
+  button(code: number, pressed: boolean): void;
+  key(code: number, pressed: boolean): void;
+  wheel(notches: number): void;
+  /** Writes NAME's screenshots; returns the files written. */
+  screenshot(name: string): string[];
+  /** Sends what the commands queued to the clients. */
+  flush(): void;
+}
+
+const KEY_LEFTSHIFT = 42;
+
+/** Applies one parsed command (waits for `wait`). */
+export async function applyCommand(command: ScriptCommand, target: ScriptTarget): Promise<void> {
+  switch (command.kind) {
+    case 'move':
+      target.moveTo(command.x, command.y);
+      break;
+    case 'button':
+      target.button(command.code, command.pressed);
+      break;
+    case 'key':
+      target.key(command.code, command.pressed);
+      break;
+    case 'type':
+      for (const key of command.keys) {
+        if (key.shift) target.key(KEY_LEFTSHIFT, true);
+        target.key(key.code, true);
+        target.key(key.code, false);
+        if (key.shift) target.key(KEY_LEFTSHIFT, false);
+      }
+      break;
+    case 'wheel':
+      target.wheel(command.notches);
+      break;
+    case 'wait':
+      target.flush();
+      await new Promise((resolve) => setTimeout(resolve, command.ms));
+      break;
+    case 'screenshot':
+      target.screenshot(command.name);
+      break;
+    case 'none':
+      break;
+  }
+  target.flush();
+}
+
+/**
+ * Reads `path` ("-" = stdin; a FIFO works: lines apply as they are written) and applies each
+ * line in order. Resolves at end of input; `log` gets bad lines and screenshots.
+ */
+export async function runInputScript(
+  path: string,
+  target: ScriptTarget,
+  log: (message: string) => void,
+  signal?: AbortSignal,
+): Promise<{ lines: number; errors: number }> {
+  const input = path === '-' ? process.stdin : fs.createReadStream(path, { encoding: 'utf8' });
+  const lines = createInterface({ input, crlfDelay: Infinity });
+  let number = 0;
+  let errors = 0;
+  try {
+    for await (const line of lines) {
+      if (signal?.aborted) break;
+      number++;
+      let command: ScriptCommand;
+      try {
+        command = parseScriptLine(line);
+      } catch (error) {
+        if (!(error instanceof ScriptError)) throw error;
+        errors++;
+        log(`input script ${path} line ${number}: ${error.message}: ${JSON.stringify(line)}`);
+        continue;
+      }
+      try {
+        await applyCommand(command, target);
+      } catch (error) {
+        errors++;
+        log(`input script ${path} line ${number}: ${(error as Error).message}`);
+      }
+    }
+  } finally {
+    lines.close();
+    if (input !== process.stdin) (input as fs.ReadStream).destroy();
+  }
+  return { lines: number, errors };
+}
