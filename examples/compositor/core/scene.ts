@@ -156,7 +156,7 @@ export class Scene {
 
   addSurface(surface: Surface): void {
     this.surfaces.add(surface);
-    surface.onApplied = (s, result) => this.surfaceApplied(s, result);
+    surface.onApplied((s, result) => this.surfaceApplied(s, result));
   }
 
   removeSurface(surface: Surface): void {

@@ -168,8 +168,12 @@ export class Surface {
   /** The stacking order requested by place_above/place_below, applied at this surface's commit. */
   private pendingStack: (SubsurfaceLink | 'self')[] | null = null;
   parent: Surface | null = null;
-  /** Runs after each applied commit (the scene hooks in here). */
-  onApplied: ((surface: Surface, result: CommitResult) => void) | null = null;
+  /**
+   * Listeners run after each applied commit, in the order they were added (the scene's first,
+   * then the role's). A list, like wlroots' wl_signal: each listener removes only itself, so
+   * roles can be torn down in any order.
+   */
+  private readonly appliedListeners: ((surface: Surface, result: CommitResult) => void)[] = [];
   /** Runs before the pending state is applied; throw to reject the commit. */
   readonly commitChecks: ((
     surface: Surface,
@@ -367,7 +371,16 @@ export class Surface {
       this.pendingStack = null;
     }
     this.applyChildren();
-    this.onApplied?.(this, result);
+    for (const listener of [...this.appliedListeners]) listener(this, result);
+  }
+
+  /** Adds a listener for applied commits; returns the function that removes it. */
+  onApplied(listener: (surface: Surface, result: CommitResult) => void): () => void {
+    this.appliedListeners.push(listener);
+    return () => {
+      const index = this.appliedListeners.indexOf(listener);
+      if (index >= 0) this.appliedListeners.splice(index, 1);
+    };
   }
 
   private takeBuffer(buffer: ClientBuffer | null, state: PendingState): void {

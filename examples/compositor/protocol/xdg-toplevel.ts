@@ -8,7 +8,6 @@ import {
   XdgToplevelResource,
   type XdgToplevelRequests,
 } from '../../../build/protocols/xdg_shell.js';
-import type { CommitResult, Surface } from '../core/surface.js';
 import type { ServerContext } from './context.js';
 import { describeClient } from './context.js';
 import type { XdgSurfaceObject } from './xdg-surface.js';
@@ -31,14 +30,10 @@ export class XdgToplevelObject implements XdgToplevelRequests {
   ) {
     this.resource = XdgToplevelResource.create(client, version, id, this);
     const surface = xdgSurface.surface;
-    const previous = surface.onApplied;
-    // Runs after the scene's own bookkeeping for the commit.
-    surface.onApplied = (s: Surface, result: CommitResult) => {
-      previous?.(s, result);
-      this.applied();
-    };
+    // Added after the scene's listener, so it runs after the scene's bookkeeping for the commit.
+    const removeApplied = surface.onApplied(() => this.applied());
     this.resource.onDestroy(() => {
-      surface.onApplied = previous;
+      removeApplied();
       this.unmap();
       if (xdgSurface.toplevel === this) xdgSurface.toplevel = null;
     });
