@@ -108,9 +108,9 @@ function domainXml(name: string): string {
   <memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking>
   <os>
     <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>${path.join(workDir, 'vmlinuz')}</kernel>
+    <kernel>${path.join(workDir, 'vmlinux')}</kernel>
     <initrd>${path.join(workDir, 'initrd.cpio')}</initrd>
-    <cmdline>console=ttyS0 panic=-1 guestfb.mode=${width}x${height} drm_kms_helper.fbdev_emulation=0 guestfb.cmd=${command}</cmdline>
+    <cmdline>console=ttyS0 panic=-1 quiet mitigations=off guestfb.mode=${width}x${height} drm_kms_helper.fbdev_emulation=0 guestfb.cmd=${command}</cmdline>
   </os>
   <features><acpi/></features>
   <on_poweroff>destroy</on_poweroff>
@@ -169,7 +169,8 @@ async function startDaemon(): Promise<void> {
   );
   chmodSync(path.join(workDir, 'emulator.sh'), 0o755);
   // The guest files are copied: other runs may replace the cached initramfs meanwhile.
-  copyFileSync(guest.kernel, path.join(workDir, 'vmlinuz'));
+  // The uncompressed kernel boots through its PVH entry: no decompression under TCG.
+  copyFileSync(guest.pvhKernel, path.join(workDir, 'vmlinux'));
   copyFileSync(guest.initrd, path.join(workDir, 'initrd.cpio'));
   installDescriptor(path.join(workDir, 'vhost'), gpuDescriptor(gpuProgramPath()));
 
