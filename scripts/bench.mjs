@@ -1,7 +1,16 @@
-// `npm run bench [-- --json] [-- --rounds N] [-- --frames N]`: both benchmarks in one run.
-// handoff (the plugin's handoff cost, zero-copy vs copy) gets --json and --rounds; vhost-vs-qemu
-// (guestfb's backend against QEMU's vhost-user-gpu) gets every argument. With --json the two
-// results are printed as one object: {"handoff": ..., "vhostVsQemu": ...}.
+// `npm run bench [-- --json] [-- --rounds N] [-- --frames N] [-- --quick]`: every benchmark in
+// one run.
+//   handoff       the plugin's handoff cost, zero-copy vs copy (gets --json, --rounds)
+//   vhost-vs-qemu guestfb's back-end against QEMU's vhost-user-gpu under a real guest (gets every
+//                 argument but --quick)
+//   frame-cost    guestfb's whole cost per guest frame driven by a synthetic QEMU + guest: CPU per
+//                 frame, syscalls, allocations, heap and fds over a long run, 8 guests (gets
+//                 --json, --quick)
+// With --json the results are printed as one object: {"handoff", "vhostVsQemu", "frameCost",
+// "zeroCopy"}. `zeroCopy` is, per resolution, guestfb's back-end alone plus the plugin's
+// zero-copy handoff (both measured in this run) against QEMU's back-end: on a host without
+// /dev/udmabuf the plugin under a real guest takes its copying fallback, so that sum is the
+// zero-copy path's cost.
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,30 +19,131 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
 const json = args.includes('--json');
 const handoffArgs = [];
+const vhostArgs = [];
+const frameArgs = [];
 for (let i = 0; i < args.length; i++) {
-  if (args[i] === '--json') handoffArgs.push(args[i]);
-  else if (args[i] === '--rounds') handoffArgs.push(args[i], args[++i]);
-  else if (args[i].startsWith('--rounds=')) handoffArgs.push(args[i]);
+  const arg = args[i];
+  if (arg === '--json') {
+    // (the children always print JSON; this script prints the tables)
+  } else if (arg === '--quick') {
+    frameArgs.push(arg);
+  } else if (arg === '--rounds' || arg === '--frames') {
+    if (arg === '--rounds') handoffArgs.push(arg, args[i + 1]);
+    vhostArgs.push(arg, args[++i]);
+  } else if (arg.startsWith('--rounds=')) {
+    handoffArgs.push(arg);
+    vhostArgs.push(arg);
+  } else {
+    vhostArgs.push(arg);
+  }
 }
 
 function run(file, fileArgs) {
+  if (!json) process.stderr.write(`bench: ${file}\n`);
   const result = spawnSync(
     process.execPath,
-    [path.join(root, 'dist/test/bench', file), ...fileArgs],
+    [path.join(root, 'dist/test/bench', file), '--json', ...fileArgs],
     {
       cwd: root,
-      stdio: ['ignore', json ? 'pipe' : 'inherit', 'inherit'],
+      stdio: ['ignore', 'pipe', 'inherit'],
       encoding: 'utf8',
+      maxBuffer: 64 << 20,
     },
   );
   if (result.status !== 0) {
     process.stderr.write(`bench: ${file} failed (status ${result.status ?? result.signal})\n`);
     process.exit(result.status || 1);
   }
-  return json ? JSON.parse(result.stdout) : null;
+  return JSON.parse(result.stdout);
 }
 
 const handoff = run('handoff.js', handoffArgs);
-if (!json) process.stdout.write('\n');
-const vhostVsQemu = run('vhost-vs-qemu.js', args);
-if (json) process.stdout.write(`${JSON.stringify({ handoff, vhostVsQemu })}\n`);
+const frameCost = run('frame-cost.js', frameArgs);
+const vhostVsQemu = run('vhost-vs-qemu.js', vhostArgs);
+{
+  const zeroCopy = vhostVsQemu.resolutions.map((r) => {
+    const handoffUs = handoff.resolutions[r.resolution]?.zeroCopy.usPerFrame ?? null;
+    const backendUs = r.guestfbBackendMsPerFrame * 1000;
+    const totalUs = handoffUs === null ? null : backendUs + handoffUs;
+    return {
+      resolution: r.resolution,
+      qemuUsPerFrame: r.qemuMsPerFrame * 1000,
+      backendUsPerFrame: backendUs,
+      handoffUsPerFrame: handoffUs,
+      /** back-end alone + zero-copy handoff */
+      totalUsPerFrame: totalUs,
+      /** QEMU's back-end CPU / guestfb's zero-copy total */
+      ratio: totalUs === null ? null : (r.qemuMsPerFrame * 1000) / totalUs,
+    };
+  });
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ handoff, vhostVsQemu, frameCost, zeroCopy })}\n`);
+  } else {
+    printTables(zeroCopy);
+  }
+}
+
+function printTables(zeroCopy) {
+  const out = (line = '') => process.stdout.write(`${line}\n`);
+  const us = (v) => (v === null || v === undefined ? 'n/a' : `${v.toFixed(0)} µs`);
+  out(`QEMU: ${vhostVsQemu.note}`);
+  out(`handoff: ${handoff.note}`);
+  out();
+  out(
+    '| resolution | QEMU vhost-user-gpu | guestfb back-end | guestfb back-end + plugin (real guest) | zero-copy handoff | zero-copy total | QEMU / total |',
+  );
+  out('| --- | --- | --- | --- | --- | --- | --- |');
+  for (const z of zeroCopy) {
+    const r = vhostVsQemu.resolutions.find((x) => x.resolution === z.resolution);
+    out(
+      `| ${z.resolution} | ${us(z.qemuUsPerFrame)} | ${us(z.backendUsPerFrame)} | ` +
+        `${us(r.guestfbPluginMsPerFrame * 1000)} (${Math.round(r.bytesCopiedPerFrame.guestfbPlugin)} B copied) | ` +
+        `${us(z.handoffUsPerFrame)} | ${us(z.totalUsPerFrame)} | ${z.ratio === null ? 'n/a' : `${z.ratio.toFixed(1)}×`} |`,
+    );
+  }
+  out();
+  out('| handoff (plugin only) | zero-copy CPU | zero-copy wall p50 / p99 | copying CPU |');
+  out('| --- | --- | --- | --- |');
+  for (const [name, r] of Object.entries(handoff.resolutions)) {
+    out(
+      `| ${name} | ${us(r.zeroCopy.usPerFrame)} | ${us(r.zeroCopy.wallP50Us)} / ${us(r.zeroCopy.wallP99Us)} | ${us(r.copy.usPerFrame)} |`,
+    );
+  }
+  out();
+  out(`frame-cost: ${frameCost.note}`);
+  out();
+  out(
+    '| synthetic guest, 30 Hz | guestfb back-end | guestfb back-end + plugin | flush → commit p50 / p99 |',
+  );
+  out('| --- | --- | --- | --- |');
+  for (const [name, r] of Object.entries(frameCost.resolutions)) {
+    out(
+      `| ${name} | ${us(r.backend.cpuUsPerFrame)} | ${us(r.plugin.cpuUsPerFrame)} | ${us(r.plugin.handoffP50Us)} / ${us(r.plugin.handoffP99Us)} |`,
+    );
+  }
+  out();
+  if (Array.isArray(frameCost.syscallsPerFrame)) {
+    const total = frameCost.syscallsPerFrame.reduce((sum, s) => sum + s.perFrame, 0);
+    out(
+      `syscalls per guest frame (1920x1080, back-end + plugin): ${total.toFixed(1)} — ` +
+        frameCost.syscallsPerFrame.map((s) => `${s.name} ${s.perFrame.toFixed(2)}`).join(', '),
+    );
+  } else {
+    out(`syscalls per guest frame: ${frameCost.syscallsPerFrame}`);
+  }
+  for (const [mode, a] of Object.entries(frameCost.allocationsPerFrame)) {
+    out(
+      `allocated per guest frame (${mode}): ${a.bytesPerFrame.toFixed(0)} bytes (${a.gcs} GCs in the window)`,
+    );
+  }
+  const e = frameCost.eightGuests;
+  out(
+    `8 guests at 1920x1080@30, one process: ${us(e.cpuUsPerFrame)} per frame (one guest ${us(e.oneGuestCpuUsPerFrame)}, ` +
+      `ratio ${e.ratio.toFixed(2)}); worst guest's flush → commit p99 ${us(e.worstHandoffP99Us)}`,
+  );
+  const l = frameCost.longRun;
+  out(
+    `long run, ${l.frames} frames: heap used ${(l.heapUsedBefore / 1e6).toFixed(2)} → ${(l.heapUsedAfter / 1e6).toFixed(2)} MB, ` +
+      `open fds ${l.fdsBefore} → ${l.fdsAfter}`,
+  );
+}

@@ -12,6 +12,8 @@ packages=(
   qemu-system-x86 busybox-static cpio xz-utils zstd kmod
   gcc-12 libelf1 apt debian-archive-keyring
   clang-format
+  # strace: the per-frame syscall count (npm run bench, test/wayland/frame-counts).
+  strace
   # The libvirt e2e test starts Debian's libvirtd itself (no systemd needed) and drives it with virsh.
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
   # Libraries QEMU 10 from bookworm-backports (unpacked by examples/qemu) links against.

@@ -30,6 +30,7 @@ import { PerformanceObserver } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import v8 from 'node:v8';
 import { fd } from '../../native/fd.js';
+import { parseStraceSummary, type SyscallCount } from './strace.js';
 import { runStandalone, type GuestfbPlugin } from '../../plugin/index.js';
 import {
   createVhostUserGpuBackend,
@@ -380,13 +381,6 @@ async function measureAllocations(
   return { bytesPerFrame: allocated.bytes / frames, frames, gcs: allocated.gcs };
 }
 
-interface SyscallCount {
-  name: string;
-  calls: number;
-  perFrame: number;
-  errors: number;
-}
-
 /** strace -c -f on guestfb while the guest sends `frames` frames; counts per guest frame. */
 async function countSyscalls(
   setup: Awaited<ReturnType<typeof startSetup>>,
@@ -418,21 +412,6 @@ async function countSyscalls(
   strace.kill('SIGINT');
   await exited;
   return parseStraceSummary(readFileSync(out, 'utf8'), frames);
-}
-
-/** Parses strace -c's table: "% time seconds usecs/call calls [errors] syscall". */
-export function parseStraceSummary(text: string, frames: number): SyscallCount[] {
-  const counts: SyscallCount[] = [];
-  for (const line of text.split('\n')) {
-    const fields = line.trim().split(/\s+/);
-    if (fields.length < 5 || !/^\d/.test(fields[0]!) || fields.at(-1) === 'total') continue;
-    const name = fields.at(-1)!;
-    const calls = Number(fields[3]);
-    const errors = fields.length >= 6 ? Number(fields[4]) : 0;
-    if (!Number.isFinite(calls)) continue;
-    counts.push({ name, calls, errors, perFrame: calls / frames });
-  }
-  return counts.sort((a, b) => b.calls - a.calls);
 }
 
 const median = (xs: number[]) => {

@@ -1,7 +1,8 @@
 /**
  * guestfb's vhost-user-gpu backend against QEMU's own `vhost-user-gpu` backend, on the same
  * guest workload: the test guest's drawpattern at 30 Hz with full-frame damage (every frame is a
- * TRANSFER_TO_HOST_2D + RESOURCE_FLUSH of the whole framebuffer), at 1280x800 and 1920x1080.
+ * TRANSFER_TO_HOST_2D + RESOURCE_FLUSH of the whole framebuffer), at 1280x800, 1920x1080 and
+ * 3840x2160.
  *
  * Measured: on-CPU time (utime + stime of every thread, from /proc/<pid>/stat) of the backend's
  * process between drawpattern's "frame 0 shown" and its "N frames in" lines (a first, short
@@ -44,6 +45,7 @@ const kinds: Kind[] = ['qemu', 'backend', 'plugin'];
 const resolutions: [number, number][] = [
   [1280, 800],
   [1920, 1080],
+  [3840, 2160],
 ];
 const WARMUP_FRAMES = 30;
 
