@@ -38,6 +38,16 @@ import {
   type Message,
 } from './vhost-user-protocol.js';
 import { SplitVirtqueue, type Chain } from './virtqueue.js';
+import {
+  processScheduler,
+  resolveQueueBudget,
+  type QueueBudget,
+  type QueueScheduler,
+  type ScheduledQueue,
+} from './scheduler.js';
+
+/** Chains between clock readings in a slice (see sliceSpent). */
+const CLOCK_EVERY = 16;
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type Logger = (level: LogLevel, message: string) => void;
@@ -121,6 +131,8 @@ interface Queue {
   running: boolean;
   /** A nested run asked for more while running. */
   again: boolean;
+  /** This queue as the scheduler sees it. */
+  slot: ScheduledQueue;
 }
 
 export interface VhostUserDeviceOptions<M extends DeviceModel> {
@@ -135,6 +147,10 @@ export interface VhostUserDeviceOptions<M extends DeviceModel> {
    * command every frame must not flood the log). Default 200.
    */
   warnLimit?: number;
+  /** How much one queue runs before it yields (see scheduler.ts). */
+  budget?: Partial<QueueBudget>;
+  /** The scheduler shared with the other devices (default: the process's). */
+  scheduler?: QueueScheduler;
 }
 
 export class VhostUserDevice<M extends DeviceModel = DeviceModel> {
@@ -163,13 +179,19 @@ export class VhostUserDevice<M extends DeviceModel = DeviceModel> {
     notifications: 0,
     warningsSuppressed: 0,
   };
+  /** Slices that ended with work left (the queue yielded to the other guests). */
+  yields = 0;
   private disposed = false;
+  private readonly budget: QueueBudget;
+  private readonly scheduler: QueueScheduler;
   private warnings = 0;
   private readonly log: Logger;
   private readonly queueCount: number;
 
   constructor(private readonly options: VhostUserDeviceOptions<M>) {
     const { io } = options;
+    this.budget = resolveQueueBudget(options.budget);
+    this.scheduler = options.scheduler ?? processScheduler;
     const limit = options.warnLimit ?? 200;
     this.log = (level, message) => {
       if (level === 'warn' && ++this.warnings > limit) {
@@ -208,6 +230,7 @@ export class VhostUserDevice<M extends DeviceModel = DeviceModel> {
         problemLogged: null,
         running: false,
         again: false,
+        slot: { runSlice: () => this.runSlice(i) },
       });
     }
     this.applyFeatures(0n);
@@ -473,6 +496,7 @@ export class VhostUserDevice<M extends DeviceModel = DeviceModel> {
   }
 
   private stopQueue(queue: Queue): void {
+    this.scheduler.remove(queue.slot);
     queue.stopWatch?.();
     queue.stopWatch = null;
     if (queue.kickFd !== null) this.options.io.close(queue.kickFd);
@@ -486,45 +510,91 @@ export class VhostUserDevice<M extends DeviceModel = DeviceModel> {
     for (let i = 0; i < this.queueCount; i++) this.processQueue(i);
   }
 
-  /** Takes every available chain of a queue, executes it, returns it, notifies once. */
+  /**
+   * The queue has work (a kick, a memory or gate change): its first slice runs now unless it
+   * already waits for the scheduler's next round (see scheduler.ts).
+   */
   processQueue(index: number): void {
     const queue = this.queues[index]!;
-    if (this.disposed || !queue.started || !queue.enabled) return;
-    if (this.options.canProcess && !this.options.canProcess()) return;
+    if (!this.canRun(queue)) return;
     // The queue's Chain is reused per pop: a listener that makes this queue run again while a
-    // chain is in use only marks it; the running loop goes round once more.
+    // chain is in use only marks it; the running slice goes round once more.
     if (queue.running) {
       queue.again = true;
       return;
     }
+    this.scheduler.kick(queue.slot);
+  }
+
+  private canRun(queue: Queue): boolean {
+    if (this.disposed || !queue.started || !queue.enabled) return false;
+    return !this.options.canProcess || this.options.canProcess();
+  }
+
+  /** One bounded slice of a queue; true when it stopped with chains left. */
+  private runSlice(index: number): boolean {
+    const queue = this.queues[index]!;
+    if (!this.canRun(queue) || queue.running) return false;
     queue.running = true;
-    // No clock is read here: per-kick timing cost more than some commands (measure the
-    // back-end's cost with `npm run bench`, which reads process CPU time).
+    const slice = { taken: 0, deadline: 0 };
     try {
+      let more: boolean;
       do {
         queue.again = false;
-        this.runQueue(queue, index);
-      } while (queue.again && !this.disposed);
+        more = this.runQueue(queue, index, slice);
+      } while (!more && queue.again && !this.disposed);
+      return more;
     } catch (error) {
       // A bug, not guest input (that is handled where it is parsed): stop this queue rather
       // than let the exception unwind into the event loop.
       queue.vq.broken = `internal error: ${String(error)}`;
       this.log('error', `queue ${index} stopped by ${(error as Error).stack ?? String(error)}`);
+      return false;
     } finally {
       queue.running = false;
     }
   }
 
-  private runQueue(queue: Queue, index: number): void {
+  /**
+   * Whether the slice's budget is spent. The clock is read only every CLOCK_EVERY chains (a
+   * kick with a few commands reads none: per-kick timing cost more than some commands).
+   */
+  private sliceSpent(slice: { taken: number; deadline: number }): boolean {
+    if (slice.taken >= this.budget.chainsPerSlice) return true;
+    if (slice.taken % CLOCK_EVERY !== 0 || slice.taken === 0) return false;
+    const now = performance.now();
+    if (slice.deadline === 0) {
+      // First reading: the slice started about CLOCK_EVERY chains ago; count from here.
+      slice.deadline = now + this.budget.sliceMs;
+      return false;
+    }
+    return now >= slice.deadline;
+  }
+
+  /**
+   * Takes available chains, executes them, returns them and notifies once, until the ring is
+   * empty (false) or the slice's budget is spent (true: the scheduler runs the rest later).
+   */
+  private runQueue(
+    queue: Queue,
+    index: number,
+    slice: { taken: number; deadline: number },
+  ): boolean {
     const problem = queue.vq.resolve(this.memory);
     if (problem) {
       if (queue.problemLogged !== problem) this.log('warn', `queue ${index}: ${problem}`);
       queue.problemLogged = problem;
-      return;
+      return false;
     }
     let pushed = 0;
+    let more = false;
     for (;;) {
       if (this.model.wantsChain && !this.model.wantsChain(index)) break;
+      if (this.sliceSpent(slice)) {
+        more = true;
+        this.yields++;
+        break;
+      }
       const result = queue.vq.pop(this.memory);
       if (result.kind === 'empty') {
         if (queue.vq.armKick()) continue;
@@ -538,6 +608,7 @@ export class VhostUserDevice<M extends DeviceModel = DeviceModel> {
         queue.problemLogged = result.reason;
         break;
       }
+      slice.taken++;
       this.counters.chains++;
       if (result.kind === 'bad') {
         this.counters.dropped++;
@@ -548,7 +619,7 @@ export class VhostUserDevice<M extends DeviceModel = DeviceModel> {
       }
       const written = this.model.processChain(index, result.chain);
       // A listener may have ended the session while the command ran: the chain's memory is gone.
-      if (this.disposed) return;
+      if (this.disposed) return false;
       queue.vq.push(result.chain.head, written);
       pushed++;
     }
@@ -556,6 +627,7 @@ export class VhostUserDevice<M extends DeviceModel = DeviceModel> {
       this.counters.notifications++;
       this.options.io.eventfdWrite(queue.callFd);
     }
+    return more;
   }
 
   /** Stops every queue and closes its fds; forgets features and device state (memory stays). */

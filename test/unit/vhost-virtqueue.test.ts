@@ -2,10 +2,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   Cmd,
+  DISPLAY_INFO_SIZE,
   encodeRequest,
   HDR_SIZE,
   Resp,
 } from '../../plugin/sources/virtio-gpu/gpu-protocol.js';
+import { QueueScheduler } from '../../plugin/vhost-user/scheduler.js';
 import { GuestMemory } from '../../plugin/vhost-user/guest-memory.js';
 import { SplitVirtqueue } from '../../plugin/vhost-user/virtqueue.js';
 import {
@@ -255,4 +257,54 @@ test('bad chains in the device are returned with length 0 and counted as drops',
     Resp.OK_DISPLAY_INFO,
     'queue still works',
   );
+});
+
+test('a queue that never empties runs in bounded slices, round-robin with another guest', () => {
+  // A scheduler whose rounds the test runs by hand (in the product: one setImmediate each).
+  const rounds: (() => void)[] = [];
+  const scheduler = new QueueScheduler((run) => {
+    rounds.push(run);
+    return undefined as unknown as NodeJS.Immediate;
+  });
+  const budget = { chainsPerSlice: 8, sliceMs: 1000 };
+  const hostile = new GpuBench({ scheduler, budget, queueSize: 64 });
+  const good = new GpuBench({ scheduler, budget });
+  const flushRequest = (bench: GpuBench) => {
+    const req = bench.write(encodeRequest(Cmd.GET_DISPLAY_INFO, []));
+    const resp = bench.alloc.take(DISPLAY_INFO_SIZE);
+    bench.control.addChain([
+      { gpa: req, length: HDR_SIZE, write: false },
+      { gpa: resp, length: DISPLAY_INFO_SIZE, write: true },
+    ]);
+  };
+  // The hostile guest fills its ring (64 chains) and refills what is used, like a vCPU would.
+  const refill = () => {
+    hostile.control.takeUsed();
+    while (hostile.control.freeCount > 0) flushRequest(hostile);
+  };
+  refill();
+  hostile.kickQueue(0);
+  assert.equal(hostile.device.counters.chains, 8, 'one slice on the kick, then it yields');
+  assert.equal(rounds.length, 1, 'the rest waits for a round of the event loop');
+  // Kicks while it waits run nothing more.
+  hostile.kickQueue(0);
+  assert.equal(hostile.device.counters.chains, 8);
+  // The good guest's command runs at once, not behind the 56 chains left.
+  flushRequest(good);
+  good.kickQueue(0);
+  assert.equal(good.control.takeUsed().length, 1);
+  for (let round = 0; round < 20; round++) {
+    refill();
+    rounds.shift()!();
+    assert.equal(hostile.device.counters.chains, 8 * (round + 2), 'one slice per round');
+    flushRequest(good);
+    good.kickQueue(0);
+    assert.equal(good.control.takeUsed().length, 1, 'the good guest is served every round');
+  }
+  assert.equal(rounds.length, 1, 'the hostile queue is still scheduled');
+  assert.ok(hostile.device.yields >= 21);
+  hostile.device.dispose();
+  rounds.shift()!(); // a disposed device's queue leaves the scheduler
+  assert.equal(rounds.length, 0);
+  assert.equal(scheduler.isWaiting(hostile.device.queues[0]!.slot), false);
 });

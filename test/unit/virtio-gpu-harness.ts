@@ -18,6 +18,7 @@ import {
   type WireMemoryRegion,
 } from '../../plugin/vhost-user/vhost-user-protocol.js';
 import type { DeviceIo } from '../../plugin/vhost-user/vhost-user-device.js';
+import type { QueueBudget, QueueScheduler } from '../../plugin/vhost-user/scheduler.js';
 import { VhostUserGpuDevice } from '../../plugin/sources/virtio-gpu/vhost-user-gpu.js';
 
 type FakeFile = { kind: 'mem'; buffer: ArrayBuffer } | { kind: 'eventfd'; counter: number };
@@ -314,6 +315,9 @@ export interface BenchOptions {
   /** The processing gate (default: always open). */
   canProcess?: () => boolean;
   limits?: Partial<GpuLimits>;
+  /** Default: no slice limit, so a kick runs every chain at once (tests of scheduling set it). */
+  budget?: Partial<QueueBudget>;
+  scheduler?: QueueScheduler;
 }
 
 /**
@@ -372,6 +376,8 @@ export class GpuBench {
       onGpuSocket: options.onGpuSocket,
       canProcess: options.canProcess,
       limits: options.limits,
+      budget: options.budget ?? { chainsPerSlice: Number.MAX_SAFE_INTEGER, sliceMs: 1000 },
+      scheduler: options.scheduler,
     });
     this.alloc = new Allocator();
     const size = options.queueSize ?? 64;

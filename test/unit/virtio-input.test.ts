@@ -63,6 +63,8 @@ class InputBench {
     this.device = new VhostUserDevice({
       io: this.fds,
       log: () => undefined,
+      // No slice limit: these tests check each kick's effect synchronously.
+      budget: { chainsPerSlice: Number.MAX_SAFE_INTEGER, sliceMs: 1000 },
       createModel: (context) =>
         new InputDeviceModel(
           context,

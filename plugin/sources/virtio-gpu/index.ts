@@ -26,6 +26,8 @@ import { TypedEmitter } from '../../common/emitter.js';
 import type { GpuLimits, Logger } from './gpu-device.js';
 import { headsFromModes, QemuDisplayChannel } from './qemu-display.js';
 import { VhostUserGpuDevice } from './vhost-user-gpu.js';
+import { resolveQueueBudget, type QueueBudget } from '../../vhost-user/scheduler.js';
+import { resolveGpuLimits } from './gpu-device.js';
 import {
   nativeDeviceIo,
   sendAll,
@@ -52,7 +54,10 @@ export interface VhostUserGpuBackendOptions {
   /** Offer guest blob resources (VIRTIO_GPU_F_RESOURCE_BLOB). Default false: the guest then
    * uses RESOURCE_CREATE_2D + ATTACH_BACKING, the path the demo measures. */
   blob?: boolean;
+  /** Per-guest limits on resources and backing (defaults: DEFAULT_LIMITS in gpu-device.ts). */
   limits?: Partial<GpuLimits>;
+  /** How much a queue runs before yielding to the other guests (see vhost-user/scheduler.ts). */
+  budget?: Partial<QueueBudget>;
   log?: Logger;
   /** For tests: the fd module to use (default: the native addon). */
   fdModule?: FdAddon;
@@ -102,6 +107,9 @@ class Backend implements VhostUserGpuBackend {
       if (!Number.isInteger(v) || v < 1 || v > 16384)
         throw new RangeError('width/height must be 1..16384');
     }
+    // Bad limits fail here, not at the first connection.
+    resolveGpuLimits(options.limits);
+    resolveQueueBudget(options.budget);
     const name = options.name ?? 'guestfb';
     this.defaultHeads = Array.from({ length: scanouts }, (_, id) => ({
       id,
@@ -228,6 +236,7 @@ class Session {
       log,
       blob: options.blob,
       limits: options.limits,
+      budget: options.budget,
       onGpuSocket: (gpuFd) => this.attachDisplay(gpuFd),
       canProcess: () => this.display === null || this.display.ready,
     });

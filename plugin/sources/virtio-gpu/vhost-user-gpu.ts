@@ -18,6 +18,7 @@ import {
   type Message,
 } from '../../vhost-user/vhost-user-protocol.js';
 import { gatherReadable, scatterWritable, type Chain } from '../../vhost-user/virtqueue.js';
+import type { QueueBudget, QueueScheduler } from '../../vhost-user/scheduler.js';
 import type { TypedEmitter } from '../../common/emitter.js';
 import { GpuDevice, MAX_REQUEST_BYTES, type GpuLimits } from './gpu-device.js';
 import { encodeHeaderResponse, HDR_SIZE, readHeader, Resp } from './gpu-protocol.js';
@@ -199,6 +200,9 @@ export interface VhostUserGpuDeviceOptions extends GpuModelOptions {
   canProcess?: () => boolean;
   /** See VhostUserDeviceOptions.warnLimit. */
   warnLimit?: number;
+  /** See VhostUserDeviceOptions.budget and .scheduler. */
+  budget?: Partial<QueueBudget>;
+  scheduler?: QueueScheduler;
 }
 
 /** A vhost-user back-end whose device is a virtio-gpu. */
@@ -209,6 +213,8 @@ export class VhostUserGpuDevice extends VhostUserDevice<GpuDeviceModel> {
       log: options.log,
       canProcess: options.canProcess,
       warnLimit: options.warnLimit,
+      budget: options.budget,
+      scheduler: options.scheduler,
       createModel: (context) => new GpuDeviceModel(context, options, (fd) => options.io.close(fd)),
     });
   }
