@@ -16,6 +16,9 @@ packages=(
   strace
   # The libvirt e2e test starts Debian's libvirtd itself (no systemd needed) and drives it with virsh.
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
+  # Resize through QEMU's D-Bus display (gdbus calls SetUIInfo; tests and the demo start a private
+  # dbus-daemon for it).
+  libglib2.0-bin dbus-daemon
   # Libraries QEMU 10 from bookworm-backports (unpacked by examples/qemu) links against.
   libaio1 libbpf1 libcap-ng0 libcapstone4 libepoxy0 libfdt1 libfuse3-3 libgbm1 libglib2.0-0
   libgnutls30 libibverbs1 libjpeg62-turbo libnuma1 libpixman-1-0 libpmem1 libpng16-16 librdmacm1

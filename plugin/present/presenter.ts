@@ -160,6 +160,14 @@ class SourceBinding {
           this.presenter.log(`${this.title(head)}: window closed by the compositor`);
           this.removeView(head.id);
         },
+        (width, height) => {
+          const source = this.named.source;
+          const offered = source.requestHeadSize?.(head.id, width, height) ?? false;
+          this.presenter.log(
+            `${this.title(head)}: window configured to ${width}x${height}; ` +
+              (offered ? 'offered to the guest' : 'the source cannot offer sizes to the guest'),
+          );
+        },
       );
       this.views.set(head.id, view);
       this.setScanout(head.id, this.named.source.scanout(head.id));
@@ -426,10 +434,12 @@ export class Presenter {
     title: string,
     input: InputTarget | null,
     onClose: () => void,
+    onResize?: (width: number, height: number) => void,
   ): HeadView {
     let view: HeadView | null = null;
     const window = new HeadWindow(this.globals, this.stats, title, {
       close: onClose,
+      ...(onResize ? { resizeRequested: onResize } : {}),
     });
     const cursor = new HeadCursor(this.globals, window.surface, () => window.commitIfIdle());
     view = new HeadView(head, window, cursor, input);

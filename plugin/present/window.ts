@@ -2,8 +2,9 @@
  * One toplevel window per guest head: wl_surface + xdg_surface + xdg_toplevel titled
  * "<guest> — <head>". The surface shows the head's current buffer at the guest's mode size
  * (a guest mode change attaches a buffer of the new size and the window follows it). A size the
- * compositor suggests in xdg_toplevel.configure is recorded, not applied: the guest picks its
- * modes, and scaling would make the compositor resample every frame. Flushes
+ * compositor suggests in xdg_toplevel.configure is passed on as a request (events.resizeRequested:
+ * the source offers it to the guest as its preferred mode), never applied by scaling: that would
+ * make the compositor resample every frame. Flushes
  * become damage_buffer + commit through the FramePacer: no pixel is touched on the zero-copy
  * paths, and the frame callback paces commits.
  */
@@ -26,6 +27,11 @@ export interface WindowEvents {
   committed?(): void;
   /** A frame callback fired (after the pacer committed any merged damage). */
   frameDone?(): void;
+  /**
+   * The compositor configured the window with a size (not 0x0) other than the shown buffer's and
+   * the last one requested: offer it to the guest.
+   */
+  resizeRequested?(width: number, height: number): void;
 }
 
 export class HeadWindow {
@@ -45,6 +51,9 @@ export class HeadWindow {
   suggestedWidth = 0;
   suggestedHeight = 0;
   configureCount = 0;
+  /** The last size passed to events.resizeRequested (a repeated configure asks once). */
+  private requestedWidth = 0;
+  private requestedHeight = 0;
 
   constructor(
     globals: PresentGlobals,
@@ -62,6 +71,7 @@ export class HeadWindow {
           if (!this.xdgSurface?.alive) return;
           this.xdgSurface.ackConfigure(serial);
           this.configureCount++;
+          this.maybeRequestResize();
           if (!this.configured) {
             this.configured = true;
             this.updateReady();
@@ -90,6 +100,17 @@ export class HeadWindow {
 
   get buffer(): PresentedBuffer | null {
     return this.current;
+  }
+
+  private maybeRequestResize(): void {
+    const width = this.suggestedWidth;
+    const height = this.suggestedHeight;
+    if (width <= 0 || height <= 0) return;
+    if (width === this.requestedWidth && height === this.requestedHeight) return;
+    if (this.current && this.current.width === width && this.current.height === height) return;
+    this.requestedWidth = width;
+    this.requestedHeight = height;
+    this.events.resizeRequested?.(width, height);
   }
 
   get isConfigured(): boolean {

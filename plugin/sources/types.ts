@@ -135,6 +135,12 @@ export interface FramebufferSource {
    * Counted in stats.bytesCopied.
    */
   readPixels(resourceId: number, rect: Rect, target: Uint8Array): boolean;
+  /**
+   * The display asks for a head size (its window was resized by the compositor). A source that
+   * can offers it to the guest as the head's preferred mode; the guest decides whether to take
+   * it. Returns false when the source cannot pass it on (or the size is out of range).
+   */
+  requestHeadSize?(headId: number, width: number, height: number): boolean;
   stats(): SourceStats;
   close(): void;
 }

@@ -58,6 +58,12 @@ export interface VhostUserGpuBackendOptions {
   limits?: Partial<GpuLimits>;
   /** How much a queue runs before yielding to the other guests (see vhost-user/scheduler.ts). */
   budget?: Partial<QueueBudget>;
+  /**
+   * How a requested head size reaches the guest (requestHeadSize). Only QEMU can raise the
+   * guest's display-change event (it owns the device config's events_read), so without this
+   * sizes are not offered. See qemuDbusDisplay (QEMU's `-display dbus`).
+   */
+  displayControl?: DisplayControl;
   log?: Logger;
   /** For tests: the fd module to use (default: the native addon). */
   fdModule?: FdAddon;
@@ -66,6 +72,32 @@ export interface VhostUserGpuBackendOptions {
 export interface VhostUserGpuBackend extends FramebufferSource {
   /** True while a front-end is connected. */
   readonly connected: boolean;
+  /**
+   * Offers the guest `width`x`height` on a head: the head's mode (GET_DISPLAY_INFO, EDID) changes
+   * here, then displayControl has QEMU raise the display-change event, after which the guest
+   * asks for the display info again. False without displayControl, a front-end, or with a head
+   * or size out of range (1..16384).
+   */
+  requestHeadSize(headId: number, width: number, height: number): boolean;
+}
+
+/** Raises the guest's display-change event for a head (QEMU owns it; see displayControl). */
+export interface DisplayControl {
+  setHeadSize(headId: number, width: number, height: number): void;
+}
+
+export { qemuDbusDisplay, type QemuDbusDisplayOptions } from './qemu-dbus.js';
+
+/** A head index below `headCount` and a size of 1..16384 in integers (what a mode can be). */
+export function validHeadSize(
+  headCount: number,
+  headId: number,
+  width: number,
+  height: number,
+): boolean {
+  const inRange = (v: number, min: number, max: number) =>
+    Number.isInteger(v) && v >= min && v <= max;
+  return inRange(headId, 0, headCount - 1) && inRange(width, 1, 16384) && inRange(height, 1, 16384);
 }
 
 const DEFAULT_WIDTH = 1280;
@@ -184,6 +216,20 @@ class Backend implements VhostUserGpuBackend {
 
   scanout(headId: number): ScanoutInfo | null {
     return this.session?.device.gpu.scanout(headId) ?? null;
+  }
+
+  requestHeadSize(headId: number, width: number, height: number): boolean {
+    const control = this.options.displayControl;
+    const session = this.session;
+    if (!validHeadSize(this.defaultHeads.length, headId, width, height)) return false;
+    if (!control || !session) return false;
+    const heads = session.device.gpu
+      .heads()
+      .map((h) => (h.id === headId ? { ...h, width, height, enabled: true } : { ...h }));
+    session.device.gpu.setHeads(heads);
+    this.currentHeads = heads;
+    control.setHeadSize(headId, width, height);
+    return true;
   }
 
   readPixels(resourceId: number, rect: Rect, target: Uint8Array): boolean {
