@@ -13,6 +13,11 @@ import { parseArgs } from 'node:util';
 import { createCompositor, type Compositor } from './compositor/index.js';
 import { bootGuest, ensureGuest, ensureQemu, probeKvm, type QemuProcess } from './qemu/qemu.js';
 import { desktopBootArgs, ensureDesktopGuest } from './qemu/desktop-image.js';
+import { startPrivateBus, type PrivateBus } from './qemu/dbus.js';
+import {
+  createVhostUserInputBackend,
+  type VhostUserInputBackend,
+} from '../plugin/virtio-input/index.js';
 import {
   createGuestfbPlugin,
   formatStats,
@@ -22,6 +27,7 @@ import {
 } from '../plugin/index.js';
 import {
   createVhostUserGpuBackend,
+  qemuDbusDisplay,
   type VhostUserGpuBackend,
 } from '../plugin/sources/virtio-gpu/index.js';
 import { createSharedBarSource, type SharedBarSource } from '../plugin/sources/shared-bar/index.js';
@@ -31,6 +37,9 @@ const HELP = `Usage: npm run demo -- [options]
 Boots a guest under QEMU 10 with guestfb as its vhost-user GPU and shows its display through
 guestfb. The default guest is a Debian desktop: the host's weston (DRM back-end, pixman renderer,
 desktop shell) with a weston-terminal, on the guest's virtio-gpu, udev and libinput running.
+guestfb is also the guest's keyboard and tablet (vhost-user-input): type and click into its
+window. Resizing the window offers the guest that size (through QEMU's D-Bus display on a
+private dbus-daemon); the guest's console follows, weston 10 keeps the mode it started with.
 
 Options:
   --guest KIND           desktop (default with --source virtio-gpu): Debian's weston desktop;
@@ -154,6 +163,19 @@ async function main(): Promise<void> {
   const ivshmemSocket = path.join(workDir, 'ivshmem.sock');
   const useGpu = options.source !== 'ivshmem';
   const useBar = options.source !== 'virtio-gpu';
+  // Resize: a window resized by the compositor is offered to the guest through QEMU's D-Bus
+  // display, on a bus of its own (README "Resize").
+  let bus: PrivateBus | null = null;
+  if (useGpu) {
+    try {
+      bus = await startPrivateBus(workDir);
+    } catch (error) {
+      step(`no resize: ${(error as Error).message}`);
+    }
+  }
+  const logGpu = (level: string, message: string) => {
+    if (level !== 'debug') step(`virtio-gpu ${level}: ${message}`);
+  };
   const backend: VhostUserGpuBackend | null = useGpu
     ? createVhostUserGpuBackend({
         socketPath: gpuSocket,
@@ -162,11 +184,22 @@ async function main(): Promise<void> {
         width: options.width,
         height: options.height,
         name: 'demo',
+        ...(bus ? { displayControl: qemuDbusDisplay({ address: bus.address, log: logGpu }) } : {}),
+        log: logGpu,
+      })
+    : null;
+  // Keyboard and pointer on the guest's windows go to the guest (one virtio-input device).
+  const inputSocket = path.join(workDir, 'input.sock');
+  const input: VhostUserInputBackend | null = useGpu
+    ? createVhostUserInputBackend({
+        socketPath: inputSocket,
+        role: 'listen',
         log: (level, message) => {
-          if (level !== 'debug') step(`virtio-gpu ${level}: ${message}`);
+          if (level !== 'debug') step(`virtio-input ${level}: ${message}`);
         },
       })
     : null;
+  const inputs = input ? [{ name: 'demo', sink: input }] : [];
   const bar: SharedBarSource | null = useBar
     ? createSharedBarSource({
         ivshmemSocket,
@@ -184,7 +217,7 @@ async function main(): Promise<void> {
   const display = options.headless ? null : userCompositorSocket();
   if (display) {
     step(`showing the guest in your compositor (WAYLAND_DISPLAY=${display})`);
-    plugin = await runStandalone({ display, sources });
+    plugin = await runStandalone({ display, sources, inputs });
   } else {
     mkdirSync(options.screenshotDir, { recursive: true });
     // A headless session (CI, ssh) may have no runtime dir: the compositor's socket needs one.
@@ -200,7 +233,7 @@ async function main(): Promise<void> {
       screenshotEveryMs: options.screenshotEveryMs,
       log: (message) => step(`compositor: ${message}`),
     });
-    plugin = createGuestfbPlugin({ sources });
+    plugin = createGuestfbPlugin({ sources, inputs });
     await compositor.use(plugin);
     step(`headless compositor on WAYLAND_DISPLAY=${compositor.socketName ?? '(none)'}`);
     step(`screenshots every ${options.screenshotEveryMs} ms in ${options.screenshotDir}`);
@@ -229,6 +262,18 @@ async function main(): Promise<void> {
         }
       : {}),
     ...(desktop ? { ...desktop, memoryMb: 1024, fbcon: false } : {}),
+    extraArgs: [
+      ...(desktop?.extraArgs ?? []),
+      ...(input
+        ? [
+            '-chardev',
+            `socket,id=inp,path=${inputSocket}`,
+            '-device',
+            'vhost-user-input-pci,chardev=inp',
+          ]
+        : []),
+      ...(bus ? ['-display', `dbus,addr=${bus.address}`] : []),
+    ],
     scanouts: options.scanouts,
     width: options.width,
     height: options.height,
@@ -259,6 +304,8 @@ async function main(): Promise<void> {
     const stats = plugin.stats();
     plugin.stop();
     backend?.close();
+    input?.close();
+    await bus?.close();
     bar?.close();
     await compositor?.close();
     rmSync(workDir, { recursive: true, force: true });

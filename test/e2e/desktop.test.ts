@@ -3,7 +3,10 @@
 // renderer, desktop shell, a weston-terminal; udev and libinput running) with guestfb as its
 // vhost-user GPU, loaded in the example compositor in this process. The test looks at the
 // compositor's screenshots: weston's panel and background in the colours the session configures
-// (examples/guest/desktop-session.sh), and the terminal's window with its prompt.
+// (examples/guest/desktop-session.sh), and the terminal's window with its prompt. Then input
+// through guestfb's vhost-user-input back-end (the guest's libinput reads it): a command typed
+// into weston-terminal writes a marker to the guest's serial port, and a click on the panel's
+// terminal launcher opens a second terminal, seen in a screenshot and typed into.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -24,6 +27,11 @@ import {
   type DesktopGuest,
 } from '../../examples/qemu/desktop-image.js';
 import { createGuestfbPlugin, type GuestfbPlugin } from '../../plugin/index.js';
+import {
+  createVhostUserInputBackend,
+  type VhostUserInputBackend,
+} from '../../plugin/virtio-input/index.js';
+import { BTN_LEFT, KEY_CODES, keyForChar } from '../../plugin/virtio-input/evdev.js';
 import {
   createVhostUserGpuBackend,
   type VhostUserGpuBackend,
@@ -50,6 +58,7 @@ let workDir: string;
 let compositor: Compositor | undefined;
 let plugin: GuestfbPlugin | undefined;
 let backend: VhostUserGpuBackend | undefined;
+let input: VhostUserInputBackend | undefined;
 let qemu: QemuProcess | undefined;
 const logs: string[] = [];
 
@@ -67,6 +76,7 @@ after(async () => {
   plugin?.stop();
   await compositor?.close();
   backend?.close();
+  input?.close();
   if (workDir) rmSync(workDir, { recursive: true, force: true });
 });
 
@@ -121,8 +131,10 @@ function debug(): string {
   ].join('\n');
 }
 
+let fdsAtStart = -1;
+
 test("weston's desktop boots on guestfb: panel, background and a terminal with its prompt", async (t) => {
-  const fdsBefore = fd.openFdCount();
+  fdsAtStart = fd.openFdCount();
   compositor = createCompositor({
     outputs: [{ name: OUTPUT, width: W, height: H, refreshMhz: 60000 }],
     socket: false,
@@ -137,8 +149,14 @@ test("weston's desktop boots on guestfb: panel, background and a terminal with i
     name: 'desk',
     log: (level, message) => logs.push(`${level}: ${message}`),
   });
+  input = createVhostUserInputBackend({
+    socketPath: path.join(workDir, 'input.sock'),
+    role: 'listen',
+    log: (level, message) => logs.push(`input ${level}: ${message}`),
+  });
   plugin = createGuestfbPlugin({
     sources: [{ name: 'desk', source: backend }],
+    inputs: [{ name: 'desk', sink: input }],
     log: (line) => logs.push(line),
   });
   assert.equal(await compositor.use(plugin), true, `plugin started: ${logs.join('; ')}`);
@@ -158,6 +176,13 @@ test("weston's desktop boots on guestfb: panel, background and a terminal with i
     memoryMb: 1024,
     fbcon: false,
     timeoutMs: 15 * 60_000,
+    extraArgs: [
+      ...desktopBootArgs(desktop).extraArgs,
+      '-chardev',
+      `socket,id=inp,path=${path.join(workDir, 'input.sock')}`,
+      '-device',
+      'vhost-user-input-pci,chardev=inp',
+    ],
   });
   await qemu.waitForConsole(/guestfb-desktop: weston is up/);
   const westonUpMs = Date.now() - started;
@@ -202,15 +227,79 @@ test("weston's desktop boots on guestfb: panel, background and a terminal with i
     `the terminal's black area is one rectangle: ${JSON.stringify(terminal)}`,
   );
   assert.equal(backend.stats().dropped, 0, 'no dropped virtio-gpu chains');
+  assert.match(
+    qemu.console(),
+    /guestfb-desktop: input \/dev\/input\/event\d+: guestfb/,
+    "udev made an event node of guestfb's input device",
+  );
+});
+
+/** Types `text` with the guest's keyboard (shift where the US layout needs it). */
+async function type(text: string) {
+  const shift = KEY_CODES.KEY_LEFTSHIFT!;
+  for (const char of text) {
+    const key = keyForChar(char);
+    assert.ok(key, `no key for ${JSON.stringify(char)}`);
+    if (key.shift) input!.key(shift, true);
+    input!.key(key.code, true);
+    input!.key(key.code, false);
+    if (key.shift) input!.key(shift, false);
+    // The guest reads 4 events per kick: let it keep up.
+    await new Promise((resolve) => setTimeout(resolve, 30));
+  }
+}
+
+test('typed into weston-terminal through guestfb: a marker on the serial port; the launcher opens a terminal', async (t) => {
+  assert.ok(compositor && backend && input && qemu && plugin, 'the desktop is up (first test)');
+  const started = Date.now();
+  await type('echo guestfb-typed-$((6*7)) >/dev/ttyS0\n');
+  // The shell computed the marker: only the shell's output has "42", the typed text has "6*7".
+  await qemu.waitForConsole(/guestfb-typed-42/);
+  t.diagnostic(
+    `typed command ran ${((Date.now() - started) / 1000).toFixed(1)} s after typing began`,
+  );
+
+  const background = (shot: Screenshot) => {
+    let count = 0;
+    for (let y = PANEL_HEIGHT; y < shot.height; y++)
+      for (let x = 0; x < shot.width; x++)
+        if ((shot.pixel(x, y) & 0xffffff) === BACKGROUND) count++;
+    return count;
+  };
+  const before = background(screenshot(compositor, OUTPUT));
+  // The panel's first launcher (weston-terminal) sits at its left end.
+  input.pointerAt(20, PANEL_HEIGHT / 2, W, H);
+  input.frame();
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  input.button(BTN_LEFT, true);
+  input.frame();
+  input.button(BTN_LEFT, false);
+  input.frame();
+  // A second terminal covers part of the background (weston places new windows at random).
+  let after = before;
+  const opened = await waitFor(() => {
+    after = background(screenshot(compositor!, OUTPUT));
+    return after < before - 5000;
+  }, WAIT_MS);
+  t.diagnostic(`background pixels ${before} before the click, ${after} after`);
+  assert.ok(opened, `no new window after clicking the launcher\n${debug()}`);
+  // The new terminal has the keyboard focus: typing there runs too.
+  await new Promise((resolve) => setTimeout(resolve, 2000));
+  await type('echo guestfb-second-$((7*7)) >/dev/ttyS0\n');
+  await qemu.waitForConsole(/guestfb-second-49/);
+  t.diagnostic(`input test took ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  const fdsBefore = fdsAtStart;
 
   qemu.kill('SIGKILL');
   await qemu.exited;
   plugin.stop();
   await compositor.close();
   backend.close();
+  input.close();
   plugin = undefined;
   compositor = undefined;
   backend = undefined;
+  input = undefined;
   let fds = fd.openFdCount();
   await waitFor(() => (fds = fd.openFdCount()) === fdsBefore, 30_000);
   assert.equal(fds, fdsBefore, 'every fd released');
