@@ -268,14 +268,16 @@ describe('guests on QEMU 10 shown by guestfb in the example compositor', () => {
     const titles = [...windowsByTitle(compositor).keys()].sort();
     assert.deepEqual(titles, [TITLE_A0, TITLE_A1, TITLE_B], 'one window per head');
 
-    // Head 0 of A keeps the kernel console: text on black, neither blank nor the pattern.
+    // Head 0 of A keeps the kernel console: text on black, neither blank nor the pattern. The
+    // guest kernel boots `quiet`, so the console holds only /init's few lines (about 1,100 lit
+    // pixels at 800x600); 600 still tells text from a blank head.
     let lit = 0;
     await waitFor(() => {
       const image = capture(TITLE_A0);
       lit = image ? countDiffering(image, 0x000000) : 0;
-      return lit > 2000;
+      return lit > 600;
     }, WAIT_MS);
-    assert.ok(lit > 2000 && lit < (W * H) / 2, `console head: ${lit} lit pixels\n${debugA()}`);
+    assert.ok(lit > 600 && lit < (W * H) / 2, `console head: ${lit} lit pixels\n${debugA()}`);
     assert.ok(
       comparePattern(capture(TITLE_A0)!, { width: W, height: H, outputIndex: 0 }).mismatches > 0,
     );
