@@ -43,6 +43,7 @@ import {
   windowImage,
   windowsByTitle,
 } from './helpers/windows.js';
+import { udmabufOnHost } from './helpers/udmabuf.js';
 
 const W = 800;
 const H = 600;
@@ -291,6 +292,16 @@ describe('guests on QEMU 10 shown by guestfb in the example compositor', () => {
       `plugin: ${stats.framesPresented} frames, ${stats.bytesCopied} bytes copied, ` +
         `fallback: ${stats.fallbackReason ?? 'none'}`,
     );
+    // The path the host allows: every window a dma-buf where udmabuf works; else the copy
+    // fallback (the guests' backing is scattered, so wl_shm cannot map it directly), with
+    // udmabuf named as its reason.
+    const expectedPath = udmabufOnHost().usable ? 'dmabuf' : 'shm-copy';
+    for (const window of plugin.presenter!.windows()) {
+      assert.equal(window.buffer?.path, expectedPath, window.title);
+    }
+    if (udmabufOnHost().usable) assert.equal(stats.fallbackReason, null);
+    else assert.match(stats.fallbackReason ?? '', /udmabuf/, udmabufOnHost().reason);
+    assert.equal(stats.dmabufsLive > 0, udmabufOnHost().usable, 'live dma-bufs');
     t.diagnostic(`scenario 1 took ${((Date.now() - started) / 1000).toFixed(1)} s`);
   });
 
