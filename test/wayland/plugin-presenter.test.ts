@@ -80,6 +80,8 @@ class ScriptedSource implements FramebufferSource {
 
   /** Resources that claim more backing than their memfd has (a hostile or buggy guest). */
   readonly overclaim = new Set<number>();
+  /** Resources whose backing the guest has not attached (yet). */
+  readonly detached = new Set<number>();
 
   resource(id: number): SourceResource | undefined {
     const guest = this.guests.get(id);
@@ -95,9 +97,11 @@ class ScriptedSource implements FramebufferSource {
       stride: buffer.stride,
       offset: 0,
       size: buffer.ranges.reduce((sum, r) => sum + r.length, 0),
-      backing: this.overclaim.has(id)
-        ? buffer.ranges.map((r) => ({ ...r, length: r.length + 64 * 4096 }))
-        : buffer.ranges,
+      backing: this.detached.has(id)
+        ? []
+        : this.overclaim.has(id)
+          ? buffer.ranges.map((r) => ({ ...r, length: r.length + 64 * 4096 }))
+          : buffer.ranges,
     };
   }
 
@@ -243,6 +247,35 @@ test('scanout switches, backing changes, destroyed resources, heads and disconne
     source.setHeads([{ ...source.heads()[0], enabled: true }]);
     await settleUntil(plugin, () => compositor.stats().windows === 1, 'window back');
     assert.equal(windowMismatches(compositor, source.guests.get(2)!, 9), 0);
+
+    // The scanout comes before the backing: nothing to show. The backing arriving makes no
+    // buffer either; the guest's next flush does.
+    source.addGuest(3, 200, 120, 5);
+    source.detached.add(3);
+    source.show(3);
+    assert.equal(view().buffer, null);
+    const liveBefore = plugin.stats().dmabufsLive;
+    source.detached.delete(3);
+    source.emit('backingChanged', source.resource(3)!);
+    assert.equal(view().buffer, null, 'no buffer before the flush');
+    assert.equal(plugin.stats().dmabufsLive, liveBefore, 'no dma-buf before the flush');
+    const framesBefore = frames();
+    source.flush({ x: 0, y: 0, width: 200, height: 120 });
+    assert.equal(view().buffer?.width, 200, 'the flush made the buffer');
+    assert.equal(plugin.stats().dmabufsLive, liveBefore + 1);
+    await settleUntil(
+      plugin,
+      () => frames() > framesBefore && !view().pacer.waitingForFrame,
+      'first flush after the backing',
+    );
+    assert.equal(windowMismatches(compositor, source.guests.get(3)!, 5), 0);
+
+    // A resource shown without any backing event before it: its dma-buf, made at the scanout,
+    // still goes when the source disconnects.
+    source.addGuest(4, 160, 100, 6);
+    source.show(4);
+    assert.equal(view().buffer?.path, 'dmabuf', 'the scanout made the buffer');
+    assert.equal(plugin.stats().dmabufsLive, liveBefore + 2);
 
     source.emit('disconnected', 'test');
     assert.equal(plugin.presenter!.windows().length, 0);
