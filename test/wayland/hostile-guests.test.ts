@@ -1,0 +1,358 @@
+// Hostile guests, black box (issue 12): the real guestfb-compositor process serves two guests,
+// `good` and `bad`, over vhost-user sockets. Both guests are the test's own front-end
+// (test/helpers/vhost-frontend.ts: QEMU's side of the protocol, guest RAM in its own memfd); the
+// bad guest's rings are driven by a vCPU in a worker_thread that republishes every chain the
+// moment guestfb hands it back and rewrites request fields while guestfb reads them. While each
+// attack runs, the good guest flushes a small rectangle every few milliseconds; each test
+// asserts that its command round trip stays under 20 ms at p99 (a correctness bound: a guest
+// that held the loop used to stall it for seconds), that the process lives and still serves
+// Wayland clients (wayland-info), and that the attack was refused with its exact log line.
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import {
+  Cmd,
+  encodeRequest,
+  HDR_SIZE,
+  Resp,
+} from '../../plugin/sources/virtio-gpu/gpu-protocol.js';
+import { DescFlag } from '../../plugin/vhost-user/virtqueue.js';
+import { until } from '../helpers/wait.js';
+import { FORMAT_B8G8R8X8, TestGuest, VhostSocket } from '../helpers/vhost-frontend.js';
+import { vcpuWorkerUrl, type VcpuProgram, type VcpuReport } from '../helpers/vcpu-worker.js';
+import { waylandInfo } from './native-helpers.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const bin = path.resolve(here, '../../../bin/guestfb-compositor.js');
+/** How long each attack runs while the good guest measures. */
+const ATTACK_MS = 2500;
+/** The good guest's flush period. */
+const FLUSH_PERIOD_MS = 4;
+const P99_BOUND_MS = 20;
+const MiB = 1024 * 1024;
+
+interface Running {
+  child: ChildProcess;
+  runtime: string;
+  socket: string;
+  good: TestGuest;
+  bad: TestGuest;
+  output(): string;
+  /** Lines the compositor wrote since the call to mark() (stderr and stdout). */
+  since(mark: number): string;
+  mark(): number;
+}
+
+/** Starts guestfb-compositor with two vhost-user GPU back-ends and connects both guests. */
+async function withCompositor(
+  t: TestContext,
+  body: (running: Running) => Promise<void>,
+  badRamBytes = 64 * MiB,
+): Promise<void> {
+  const runtime = mkdtempSync(path.join(os.tmpdir(), 'guestfb-hostile-'));
+  const socket = 'hostile-0';
+  const goodPath = path.join(runtime, 'good.sock');
+  const badPath = path.join(runtime, 'bad.sock');
+  const child = spawn(
+    process.execPath,
+    [
+      bin,
+      '--headless',
+      '--socket',
+      socket,
+      '--output',
+      '640x480@60',
+      '--vhost-user-gpu',
+      `good=${goodPath}`,
+      '--vhost-user-gpu',
+      `bad=${badPath}`,
+    ],
+    { env: { ...process.env, XDG_RUNTIME_DIR: runtime }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let output = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code, signal })),
+  );
+  const good = new TestGuest(goodPath);
+  const bad = new TestGuest(badPath, { ramBytes: badRamBytes });
+  try {
+    await until(() => output.includes('WAYLAND_DISPLAY='), 'the compositor listening', { child });
+    await until(() => /guestfb bad: vhost-user GPU back-end on/.test(output), 'guestfb up', {
+      child,
+    });
+    await good.connect();
+    await startGoodGuest(good);
+    await bad.connect();
+    await body({
+      child,
+      runtime,
+      socket,
+      good,
+      bad,
+      output: () => output,
+      mark: () => output.length,
+      since: (mark) => output.slice(mark),
+    });
+    assert.equal(child.exitCode, null, `the compositor died:\n${output}`);
+    const info = await waylandInfo(socket, runtime);
+    assert.ok(
+      info.globals.some(([name]) => name === 'wl_compositor'),
+      'wayland-info lists wl_compositor',
+    );
+    assert.doesNotMatch(output, /compositor connection failed|wayland connection failed/);
+  } catch (error) {
+    console.error(`the compositor's last output:\n${output.slice(-4000)}`);
+    throw error;
+  } finally {
+    good.close();
+    bad.close();
+    child.kill('SIGTERM');
+    const end = await exited;
+    rmSync(runtime, { recursive: true, force: true });
+    if (end.signal !== null || end.code !== 0) t.diagnostic(output);
+    assert.equal(end.signal, null, `compositor ended by ${end.signal}`);
+    assert.equal(end.code, 0, 'the compositor shut down cleanly');
+  }
+}
+
+const GOOD_RESOURCE = 1;
+const GOOD_SIZE = 128;
+let goodRequests: { transfer: number; flush: number; response: number } | null = null;
+
+/** The good guest: a scanned-out 128x128 framebuffer, requests at fixed addresses. */
+async function startGoodGuest(good: TestGuest): Promise<void> {
+  await good.createResource(GOOD_RESOURCE, GOOD_SIZE, GOOD_SIZE);
+  await good.expect(encodeRequest(Cmd.SET_SCANOUT, [0, 0, GOOD_SIZE, GOOD_SIZE, 0, GOOD_RESOURCE]));
+  const transfer = encodeRequest(Cmd.TRANSFER_TO_HOST_2D, [8, 8, 32, 32, 0, 0, GOOD_RESOURCE, 0]);
+  const flush = encodeRequest(Cmd.RESOURCE_FLUSH, [8, 8, 32, 32, GOOD_RESOURCE, 0]);
+  const transferGpa = good.alloc.reserve(transfer.length, 64);
+  good.ram.set(transfer, transferGpa);
+  const flushGpa = good.alloc.reserve(flush.length, 64);
+  good.ram.set(flush, flushGpa);
+  goodRequests = {
+    transfer: transferGpa,
+    flush: flushGpa,
+    response: good.alloc.reserve(2 * HDR_SIZE, 64),
+  };
+}
+
+/**
+ * The good guest's steady small flushes for `ms`: TRANSFER_TO_HOST_2D + RESOURCE_FLUSH of a
+ * 32x32 rectangle (two indirect chains, one kick) every FLUSH_PERIOD_MS; returns each kick →
+ * interrupt round trip in ms.
+ */
+async function measureGoodGuest(good: TestGuest, ms: number): Promise<number[]> {
+  const requests = goodRequests!;
+  const roundTrips: number[] = [];
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    good.alloc.reset();
+    good.rings[0].addIndirect([
+      { gpa: requests.transfer, length: HDR_SIZE + 32, write: false },
+      { gpa: requests.response, length: HDR_SIZE, write: true },
+    ]);
+    good.rings[0].addIndirect([
+      { gpa: requests.flush, length: HDR_SIZE + 24, write: false },
+      { gpa: requests.response + HDR_SIZE, length: HDR_SIZE, write: true },
+    ]);
+    const sent = performance.now();
+    await good.kickAndWait(0, 2);
+    roundTrips.push(performance.now() - sent);
+    await new Promise((resolve) => setTimeout(resolve, FLUSH_PERIOD_MS));
+  }
+  return roundTrips;
+}
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
+}
+
+/** Runs the bad guest's vCPU while the good guest measures; returns both results. */
+async function attack(
+  t: TestContext,
+  running: Running,
+  program: Omit<VcpuProgram, 'control'>,
+  sample?: () => void,
+): Promise<{ latencies: number[]; vcpu: VcpuReport }> {
+  const control = new SharedArrayBuffer(4);
+  const worker = new Worker(vcpuWorkerUrl, { workerData: { ...program, control } });
+  const report = new Promise<VcpuReport>((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+  });
+  let sampler: NodeJS.Timeout | null = null;
+  let latencies: number[];
+  try {
+    if (sample) sampler = setInterval(sample, 50);
+    latencies = await measureGoodGuest(running.good, ATTACK_MS);
+  } finally {
+    if (sampler) clearInterval(sampler);
+    Atomics.store(new Int32Array(control), 0, 1);
+    Atomics.notify(new Int32Array(control), 0);
+  }
+  const vcpu = await report;
+  await worker.terminate();
+  const p50 = percentile(latencies, 50);
+  const p99 = percentile(latencies, 99);
+  const max = Math.max(...latencies);
+  const line =
+    `good guest round trip over ${latencies.length} flushes: p50 ${p50.toFixed(2)} ms, ` +
+    `p99 ${p99.toFixed(2)} ms, max ${max.toFixed(2)} ms; bad guest's vCPU: ` +
+    `${vcpu.completed} chains completed, ${vcpu.kicks} kicks, ${vcpu.scribbles} scribbles`;
+  t.diagnostic(line);
+  console.log(`${t.name}: ${line}`);
+  assert.ok(latencies.length >= 100, `only ${latencies.length} good flushes`);
+  assert.ok(p99 < P99_BOUND_MS, `good guest p99 ${p99.toFixed(2)} ms (bound ${P99_BOUND_MS})`);
+  return { latencies, vcpu };
+}
+
+/** Writes one indirect table [request, response] and points descriptors 0..size-1 at it. */
+function indirectHeads(
+  guest: TestGuest,
+  queue: number,
+  tables: { request: number; requestLength: number; response: number; responseLength: number }[],
+): number[] {
+  const ring = guest.rings[queue];
+  const heads: number[] = [];
+  for (let head = 0; head < ring.size; head++) {
+    const entry = tables[head % tables.length]!;
+    heads.push(head);
+    ring.writeDesc(head, tableFor(guest, entry), 32, DescFlag.INDIRECT, 0);
+  }
+  return heads;
+}
+
+const writtenTables = new WeakMap<object, number>();
+function tableFor(
+  guest: TestGuest,
+  entry: { request: number; requestLength: number; response: number; responseLength: number },
+): number {
+  let table = writtenTables.get(entry);
+  if (table === undefined) {
+    table = guest.alloc.reserve(32, 16);
+    const ring = guest.rings[0];
+    ring.writeDesc(0, entry.request, entry.requestLength, DescFlag.NEXT, 1, table);
+    ring.writeDesc(1, entry.response, entry.responseLength, DescFlag.WRITE, 0, table);
+    writtenTables.set(entry, table);
+  }
+  return table;
+}
+
+/** A request placed in guest RAM for the vCPU; returns its table entry. */
+function placed(guest: TestGuest, request: Uint8Array, responseLength = HDR_SIZE) {
+  const at = guest.alloc.reserve(request.length, 64);
+  guest.ram.set(request, at);
+  return {
+    request: at,
+    requestLength: request.length,
+    response: guest.alloc.reserve(Math.max(responseLength, HDR_SIZE), 64),
+    responseLength,
+  };
+}
+
+test('#1 ring flood: a vCPU refilling the control ring as fast as guestfb empties it', async (t) => {
+  await withCompositor(t, async (running) => {
+    const { bad } = running;
+    const displayInfo = placed(bad, encodeRequest(Cmd.GET_DISPLAY_INFO, []), 408);
+    const heads = indirectHeads(bad, 0, [displayInfo]);
+    // The vCPU also shrinks the response buffer under guestfb now and then (a dropped chain).
+    const responseLength = writtenTables.get(displayInfo)! + 16 + 8;
+    const { vcpu } = await attack(t, running, {
+      queue: bad.handOver(0),
+      heads,
+      scribble: [{ gpa: responseLength, values: [408, 408, 408, 408, 408, 408, 408, 8] }],
+    });
+    // Many slices' worth (256 chains each) went through: the flood really ran and was served.
+    assert.ok(vcpu.completed > 20 * 256, `${vcpu.completed} flood chains completed`);
+  });
+});
+
+test('#5 cursor flood: the cursor queue refilled without end keeps the Wayland connection', async (t) => {
+  await withCompositor(t, async (running) => {
+    const { bad } = running;
+    await bad.createResource(1, 320, 200);
+    await bad.expect(encodeRequest(Cmd.SET_SCANOUT, [0, 0, 320, 200, 0, 1]));
+    const cursorBase = await bad.createResource(2, 64, 64);
+    bad.ram.fill(0xff, cursorBase, cursorBase + 64 * 64 * 4);
+    // UPDATE_CURSOR on scanout 0 at (x, y) with resource 2; the vCPU flips it to MOVE_CURSOR
+    // and moves it between publishes.
+    const update = encodeRequest(Cmd.UPDATE_CURSOR, [0, 10, 10, 0, 2, 1, 1, 0]);
+    const at = bad.alloc.reserve(update.length, 64);
+    bad.ram.set(update, at);
+    const ring = bad.rings[1];
+    const heads: number[] = [];
+    for (let head = 0; head < ring.size; head++) {
+      ring.writeDesc(head, at, update.length, 0, 0);
+      heads.push(head);
+    }
+    const positions = Array.from({ length: 32 }, (_, i) => i * 9);
+    const { vcpu } = await attack(t, running, {
+      queue: bad.handOver(1),
+      heads,
+      scribble: [
+        { gpa: at, values: [Cmd.UPDATE_CURSOR, Cmd.MOVE_CURSOR] },
+        { gpa: at + HDR_SIZE + 4, values: positions },
+        { gpa: at + HDR_SIZE + 8, values: positions },
+      ],
+    });
+    // 1,400 updates in one loop turn broke the connection before coalescing.
+    assert.ok(vcpu.completed > 20 * 256, `${vcpu.completed} cursor chains completed`);
+  });
+});
+
+test('#8 log flood: create/unref churn is held to the per-guest line rate', async (t) => {
+  await withCompositor(t, async (running) => {
+    const { bad } = running;
+    const heads = indirectHeads(bad, 0, [
+      placed(bad, encodeRequest(Cmd.RESOURCE_CREATE_2D, [7, FORMAT_B8G8R8X8, 64, 64])),
+      placed(bad, encodeRequest(Cmd.RESOURCE_UNREF, [7, 0])),
+    ]);
+    const mark = running.mark();
+    const started = performance.now();
+    const { vcpu } = await attack(t, running, { queue: bad.handOver(0), heads });
+    const seconds = (performance.now() - started) / 1000;
+    const lines = running
+      .since(mark)
+      .split('\n')
+      .filter((line) => line.includes('guestfb bad:'));
+    const line = `${vcpu.completed} commands, ${lines.length} log lines of the bad guest in ${seconds.toFixed(1)} s`;
+    t.diagnostic(line);
+    assert.ok(vcpu.completed > 10_000, line);
+    // Burst 100, then 10 a second (plus one line in flight at the ends).
+    assert.ok(lines.length <= 100 + Math.ceil(10 * seconds) + 2, line);
+    assert.ok(
+      lines.some((l) =>
+        /guestfb bad: resource 7: 2D 64x64 \w+ \(virtio format 2\) \(\d+ earlier lines of this guest suppressed\)$/.test(
+          l,
+        ),
+      ),
+      `no line saying how many were suppressed:\n${lines.slice(-5).join('\n')}`,
+    );
+  });
+});
+
+test('#6 a second front-end on a live socket is refused; the first keeps its session', async (t) => {
+  await withCompositor(t, async (running) => {
+    const mark = running.mark();
+    const intruder = await VhostSocket.connect(path.join(running.runtime, 'bad.sock'));
+    try {
+      await intruder.closedByPeer();
+    } finally {
+      intruder.close();
+    }
+    await until(
+      () => running.since(mark).includes('guestfb bad: a second front-end connected; refusing it'),
+      'the refusal logged',
+    );
+    // The first front-end is still served.
+    await running.bad.expect(encodeRequest(Cmd.GET_DISPLAY_INFO, []), Resp.OK_DISPLAY_INFO);
+  });
+});
