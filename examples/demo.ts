@@ -30,6 +30,7 @@ import {
   qemuDbusDisplay,
   type VhostUserGpuBackend,
 } from '../plugin/sources/virtio-gpu/index.js';
+import { linesOf } from '../plugin/common/log.js';
 import { createSharedBarSource, type SharedBarSource } from '../plugin/sources/shared-bar/index.js';
 
 const HELP = `Usage: npm run demo -- [options]
@@ -173,9 +174,7 @@ async function main(): Promise<void> {
       step(`no resize: ${(error as Error).message}`);
     }
   }
-  const logGpu = (level: string, message: string) => {
-    if (level !== 'debug') step(`virtio-gpu ${level}: ${message}`);
-  };
+  const logGpu = linesOf(step, 'virtio-gpu ');
   const backend: VhostUserGpuBackend | null = useGpu
     ? createVhostUserGpuBackend({
         socketPath: gpuSocket,
@@ -194,9 +193,7 @@ async function main(): Promise<void> {
     ? createVhostUserInputBackend({
         socketPath: inputSocket,
         role: 'listen',
-        log: (level, message) => {
-          if (level !== 'debug') step(`virtio-input ${level}: ${message}`);
-        },
+        log: linesOf(step, 'virtio-input '),
       })
     : null;
   const inputs = input ? [{ name: 'demo', sink: input }] : [];
@@ -204,7 +201,7 @@ async function main(): Promise<void> {
     ? createSharedBarSource({
         ivshmemSocket,
         name: 'ivshmem',
-        log: (message) => step(`shared BAR: ${message}`),
+        log: (_level, message) => step(`shared BAR: ${message}`),
       })
     : null;
   const sources: NamedSource[] = [

@@ -6,6 +6,7 @@
  * never need the native addon. Usage errors exit with status 2.
  */
 import { parseArgs } from 'node:util';
+import { linesOf } from './common/log.js';
 
 export class UsageError extends Error {
   readonly exitCode = 2;
@@ -464,7 +465,7 @@ async function runCli(options: RunOptions): Promise<number> {
             ivshmemSocket: spec.socket,
             barSize: spec.barSize,
             name: spec.name,
-            log: (message) => log(`${spec.name}: ${message}`),
+            log: linesOf(log, `${spec.name}: `, { showLevel: false }),
           });
         } catch (error) {
           throw new Error(`--ivshmem ${spec.socket}: ${(error as Error).message}`);
@@ -490,9 +491,7 @@ async function runCli(options: RunOptions): Promise<number> {
         const sink = createVhostUserInputBackend({
           socketPath: spec.socket,
           role: 'listen',
-          log: (level, message) => {
-            if (level !== 'debug') log(`${spec.name} input: ${level}: ${message}`);
-          },
+          log: linesOf(log, `${spec.name} input: `),
         });
         inputs.push({ name: spec.name, sink });
       } catch (error) {
@@ -588,9 +587,7 @@ async function openVhostSource(
     socketPath: spec.socket,
     role: 'listen',
     name: spec.name,
-    log: (level, message) => {
-      if (level !== 'debug') log(`${spec.name}: ${level}: ${message}`);
-    },
+    log: linesOf(log, `${spec.name}: `),
   });
   log(
     `${spec.name}: vhost-user-gpu back-end listening on ${spec.socket} ` +

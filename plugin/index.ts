@@ -10,7 +10,8 @@
  */
 import { fd } from '../native/fd.js';
 import { WaylandClient, type ConnectionError } from './present/connection.js';
-import { Presenter, type Logger, type NamedSource } from './present/presenter.js';
+import { linesOf, type LineLog } from './common/log.js';
+import { Presenter, type NamedSource } from './present/presenter.js';
 import type { FramebufferSource } from './sources/types.js';
 import { PluginStats, type StatsSnapshot } from './stats.js';
 import type { UdmabufExporter } from './dmabuf/index.js';
@@ -32,6 +33,8 @@ export type { StatsSnapshot } from './stats.js';
 export { formatStats } from './stats.js';
 export type { NamedSource } from './present/presenter.js';
 export type { GuestInputSink } from './guest-input.js';
+export type { Logger, LogLevel, LineLog } from './common/log.js';
+export { linesOf } from './common/log.js';
 export {
   createVhostUserInputBackend,
   type VhostUserInputBackend,
@@ -52,7 +55,7 @@ export interface GuestfbPluginOptions {
   /** udmabuf device path, false to disable (wl_shm fallback), or an exporter to share. */
   udmabuf?: string | false | UdmabufExporter;
   /** Log lines (fallbacks, errors); default: the context's log or stderr. */
-  log?: Logger;
+  log?: LineLog;
   /** Called when the compositor connection fails (protocol error, hang-up). */
   onError?: (error: ConnectionError) => void;
   /** Highest zwp_linux_dmabuf_v1 version to bind (default 4). */
@@ -68,7 +71,7 @@ export interface GuestfbPluginOptions {
 export interface PluginContext {
   /** A connected Wayland socket; the plugin takes ownership. */
   waylandFd: number;
-  log?: (message: string) => void;
+  log?: LineLog;
   /** Aborted when the compositor stops or drops the plugin's client: the plugin stops. */
   signal?: AbortSignal;
 }
@@ -100,7 +103,7 @@ class GuestfbPluginImpl implements GuestfbPlugin {
   private readonly statsObject = new PluginStats();
   private presenterObject: Presenter | null = null;
   private clientObject: WaylandClient | null = null;
-  private log: Logger;
+  private log: LineLog;
   private stopped = false;
 
   constructor(private readonly options: GuestfbPluginOptions) {
@@ -142,7 +145,7 @@ class GuestfbPluginImpl implements GuestfbPlugin {
     try {
       const presenter = await Presenter.create(client, {
         stats: this.statsObject,
-        log: this.log,
+        log: linesOf(this.log, '', { showLevel: false }),
         udmabuf: this.options.udmabuf,
         maxDmabufVersion: this.options.maxDmabufVersion,
         inputs: new Map((this.options.inputs ?? []).map((input) => [input.name, input.sink])),

@@ -13,6 +13,7 @@ import {
   type GuestfbPlugin,
   type VhostUserInputBackend,
 } from '../../plugin/index.js';
+import { linesOf } from '../../plugin/common/log.js';
 import { createSharedBarSource } from '../../plugin/sources/shared-bar/index.js';
 import { createVhostUserGpuBackend } from '../../plugin/sources/virtio-gpu/index.js';
 import type { FramebufferSource } from '../../plugin/sources/types.js';
@@ -175,7 +176,7 @@ function startGuestfb(
         ivshmemSocket: spec.socket,
         barSize: spec.barSize,
         name: spec.name,
-        log: (message) => log(`guestfb ${spec.name}: ${message}`),
+        log: linesOf(log, `guestfb ${spec.name}: `, { showLevel: false }),
       }),
     );
     log(
@@ -190,9 +191,7 @@ function startGuestfb(
         socketPath: spec.socket,
         role: 'listen',
         name: spec.name,
-        log: (level, message) => {
-          if (level !== 'debug') log(`guestfb ${spec.name}: ${message}`);
-        },
+        log: linesOf(log, `guestfb ${spec.name}: `, { showLevel: false }),
       }),
     );
     log(
@@ -206,9 +205,7 @@ function startGuestfb(
       createVhostUserInputBackend({
         socketPath: spec.socket,
         role: 'listen',
-        log: (level, message) => {
-          if (level !== 'debug') log(`guestfb ${spec.name} input: ${message}`);
-        },
+        log: linesOf(log, `guestfb ${spec.name} input: `, { showLevel: false }),
       }),
     );
     log(

@@ -3,6 +3,7 @@
  * one more source of this process's presenter (its windows are titled with the domain's name),
  * and goes away with its session.
  */
+import { linesOf } from '../common/log.js';
 import type { GuestfbPlugin } from '../index.js';
 import type { FramebufferSource } from '../sources/types.js';
 import { createVhostUserGpuBackend } from '../sources/virtio-gpu/index.js';
@@ -53,9 +54,7 @@ export class LibvirtDomains {
       role: 'fd',
       fd: handed.fd,
       name,
-      log: (level, message) => {
-        if (level !== 'debug') this.log(`${name}: ${level}: ${message}`);
-      },
+      log: linesOf(this.log, `${name}: `),
     });
     const domain: Domain = { name, source, remove: presenter.addSource({ name, source }) };
     this.live.add(domain);

@@ -4,6 +4,7 @@
  */
 import { runBackendProgram, type BackendProgramSpec } from './conventions.js';
 import { connectChannel, domainName, handOffOrServe } from './program.js';
+import { linesOf } from '../common/log.js';
 
 export const gpuProgram: BackendProgramSpec = {
   program: 'guestfb-vhost-user-gpu',
@@ -38,9 +39,7 @@ async function serveGpuLocally(conn: number, name: string, stop: Promise<string>
     role: 'fd',
     fd: conn,
     name,
-    log: (level, message) => {
-      if (level !== 'debug') log(`${name}: ${level}: ${message}`);
-    },
+    log: linesOf(log, `${name}: `),
   });
   const disconnected = new Promise<string>((resolve) => backend.on('disconnected', resolve));
   let plugin: import('../index.js').GuestfbPlugin | null = null;

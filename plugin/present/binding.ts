@@ -13,6 +13,7 @@
  * `backingChanged` and `resourceDestroyed` only drop buffers and release the dma-buf.
  */
 import type { WlSurfaceProxy } from '../../build/protocols/index.js';
+import type { Logger } from '../common/log.js';
 import { headLayout, type GuestInputSink } from '../guest-input.js';
 import type {
   CursorUpdate,
@@ -151,7 +152,7 @@ export class HeadViews implements Iterable<HeadView> {
 export interface BindingServices {
   views: HeadViews;
   buffers: BufferFactory;
-  log: (message: string) => void;
+  log: Logger;
   /** Where input on this source's windows goes, or null. */
   input: GuestInputSink | null;
 }
@@ -182,7 +183,7 @@ export class SourceBinding {
     listen('resourceDestroyed', (resourceId) => this.invalidate(resourceId, true));
     listen('cursor', (update) => this.cursor(update));
     listen('disconnected', (reason) => {
-      this.services.log(`${named.name}: source disconnected (${reason})`);
+      this.services.log('info', `${named.name}: source disconnected (${reason})`);
       this.clear();
     });
     this.syncHeads(source.heads());
@@ -195,7 +196,7 @@ export class SourceBinding {
   private logOnce(key: string, message: string): void {
     if (this.loggedProblems.has(key)) return;
     this.loggedProblems.add(key);
-    this.services.log(message);
+    this.services.log('warn', message);
   }
 
   private syncHeads(heads: readonly HeadInfo[]): void {
@@ -210,12 +211,13 @@ export class SourceBinding {
       }
       const view = this.services.views.open(head, this.title(head), this.inputTarget(head.id), {
         close: () => {
-          this.services.log(`${this.title(head)}: window closed by the compositor`);
+          this.services.log('info', `${this.title(head)}: window closed by the compositor`);
           this.removeView(head.id);
         },
         resizeRequested: (width, height) => {
           const offered = this.named.source.requestHeadSize?.(head.id, width, height) ?? false;
           this.services.log(
+            'info',
             `${this.title(head)}: window configured to ${width}x${height}; ` +
               (offered ? 'offered to the guest' : 'the source cannot offer sizes to the guest'),
           );

@@ -10,6 +10,7 @@
 import { fd } from '../../native/fd.js';
 import { UdmabufExporter, isUdmabufError } from '../dmabuf/index.js';
 import { fourccName } from '../common/formats.js';
+import type { Logger } from '../common/log.js';
 import type { PluginStats } from '../stats.js';
 import { DmabufBuffer, ShmCopyBuffer, ShmDirectBuffer, type PresentedBuffer } from './buffers.js';
 import type { PresentGlobals } from './globals.js';
@@ -40,7 +41,7 @@ export class BufferFactory {
   constructor(
     private readonly globals: PresentGlobals,
     private readonly stats: PluginStats,
-    private readonly log: (message: string) => void,
+    private readonly log: Logger,
     udmabuf: UdmabufChoice = '/dev/udmabuf',
   ) {
     if (udmabuf === false) {
@@ -162,10 +163,10 @@ export class BufferFactory {
     if (this.loggedRefusals.has(message)) return;
     if (this.loggedRefusals.size >= LOGGED_REFUSALS_LIMIT) this.loggedRefusals.clear();
     this.loggedRefusals.add(message);
-    this.log(message);
+    this.log('warn', message);
   }
 
   private noteFallback(guest: string, reason: string): void {
-    if (this.stats.noteFallback(reason)) this.log(`${guest}: fallback: ${reason}`);
+    if (this.stats.noteFallback(reason)) this.log('warn', `${guest}: fallback: ${reason}`);
   }
 }

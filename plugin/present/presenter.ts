@@ -15,6 +15,7 @@ import type {
   WlPointerProxy,
   WlSurfaceProxy,
 } from '../../build/protocols/index.js';
+import type { Logger } from '../common/log.js';
 import type { GuestInputSink } from '../guest-input.js';
 import type { PluginStats } from '../stats.js';
 import { HeadViews, SourceBinding, type HeadView, type NamedSource } from './binding.js';
@@ -26,8 +27,6 @@ import { InputForwarder } from './input.js';
 import type { HeadWindow } from './window.js';
 
 export type { NamedSource } from './binding.js';
-
-export type Logger = (message: string) => void;
 
 export interface PresenterOptions {
   stats: PluginStats;
@@ -74,7 +73,7 @@ export class Presenter {
     );
     this.views = new HeadViews(globals, this.stats, (view) => this.forgetView(view));
     this.buffers = new BufferFactory(globals, this.stats, this.log, options.udmabuf);
-    for (const warning of globals.warnings) this.log(`compositor: ${warning}`);
+    for (const warning of globals.warnings) this.log('warn', `compositor: ${warning}`);
     this.watchSeat();
   }
 

@@ -7,7 +7,8 @@
  */
 import fs from 'node:fs';
 import type { FdAddon } from '../../native/fd.js';
-import type { DeviceIo, Logger, VhostUserDevice } from './vhost-user-device.js';
+import type { Logger } from '../common/log.js';
+import type { DeviceIo, VhostUserDevice } from './vhost-user-device.js';
 import { FrameReader, ProtocolError, requestName } from './vhost-user-protocol.js';
 
 /** A session as the server sees it. */

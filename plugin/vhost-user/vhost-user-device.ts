@@ -49,8 +49,7 @@ import {
 /** Chains between clock readings in a slice (see sliceSpent). */
 const CLOCK_EVERY = 16;
 
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
-export type Logger = (level: LogLevel, message: string) => void;
+import type { Logger } from '../common/log.js';
 
 export interface DeviceIo extends RegionMapper {
   close(fd: number): void;

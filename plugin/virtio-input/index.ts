@@ -14,7 +14,8 @@ import {
   VhostUserSession,
   type ServerSession,
 } from '../vhost-user/server.js';
-import { VhostUserDevice, type Logger } from '../vhost-user/vhost-user-device.js';
+import { linesOf, type Logger } from '../common/log.js';
+import { VhostUserDevice } from '../vhost-user/vhost-user-device.js';
 import {
   ABS_X,
   ABS_Y,
@@ -56,10 +57,7 @@ export interface VhostUserInputBackend extends GuestInputSink {
   close(): void;
 }
 
-function defaultLog(level: string, message: string): void {
-  if (level === 'debug') return;
-  console.error(`guestfb virtio-input ${level}: ${message}`);
-}
+const defaultLog = linesOf((line) => console.error(line), 'guestfb virtio-input ');
 
 export function createVhostUserInputBackend(
   options: VhostUserInputBackendOptions,

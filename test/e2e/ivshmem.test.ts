@@ -98,7 +98,10 @@ test('QEMU 10 ivshmem-doorbell on guestfb: barwriter pattern pixel-exact in the 
   const baselineFds = fd.openFdCount();
   const logs: string[] = [];
   const socketPath = path.join(workDir, 'ivshmem.sock');
-  const source = createSharedBarSource({ ivshmemSocket: socketPath, log: (m) => logs.push(m) });
+  const source = createSharedBarSource({
+    ivshmemSocket: socketPath,
+    log: (_level, m) => logs.push(m),
+  });
   const { compositor, plugin } = await showInCompositor(source, logs, width, height);
   const qemu = bootGuest(tier, guest, {
     ivshmemSocket: socketPath,
@@ -196,7 +199,10 @@ test('QEMU 10 ivshmem-doorbell on guestfb: barwriter pattern pixel-exact in the 
 test('QEMU 10 ivshmem-plain on a guestfb memfd (/proc/PID/fd): polled frames, pixel-exact', async (t) => {
   const baselineFds = fd.openFdCount();
   const logs: string[] = [];
-  const source = createSharedBarSource({ barSize: 16 * 1024 * 1024, log: (m) => logs.push(m) });
+  const source = createSharedBarSource({
+    barSize: 16 * 1024 * 1024,
+    log: (_level, m) => logs.push(m),
+  });
   const { compositor, plugin } = await showInCompositor(source, logs, width, height);
   const plainFrames = 5;
   const qemu = bootGuest(tier, guest, {
@@ -248,7 +254,10 @@ test('barwriter --mirror /dev/fb0: the guest console through the BAR equals QEMU
   const socketPath = path.join(workDir, 'mirror.sock');
   const qmpSocket = path.join(workDir, 'mirror-qmp.sock');
   const [consoleWidth, consoleHeight] = [1280, 800];
-  const source = createSharedBarSource({ ivshmemSocket: socketPath, log: (m) => logs.push(m) });
+  const source = createSharedBarSource({
+    ivshmemSocket: socketPath,
+    log: (_level, m) => logs.push(m),
+  });
   const { compositor, plugin } = await showInCompositor(source, logs, consoleWidth, consoleHeight);
   // QEMU's own virtio-gpu-pci drives fbcon; barwriter mirrors /dev/fb0 into guestfb's BAR.
   const qemu = bootGuest(tier, guest, {

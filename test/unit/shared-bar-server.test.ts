@@ -102,7 +102,7 @@ test('ivshmem server protocol: version, id, shm fd, eventfds, peer notices, fd b
     onDoorbell: (vector) => doorbells.push(vector),
     onConnect: (id) => events.push(`+${id}`),
     onDisconnect: (id, reason) => events.push(`-${id} ${reason}`),
-    log: (message) => events.push(`log ${message}`),
+    log: (_level, message) => events.push(`log ${message}`),
   });
   const first = new FakePeer(socketPath);
   try {
@@ -191,7 +191,7 @@ test('server refuses clients past maxClients', async () => {
     socketPath: path.join(dir, 's'),
     shmFd: shm,
     maxClients: 1,
-    log: (m) => logs.push(m),
+    log: (_level, m) => logs.push(m),
   });
   const a = new FakePeer(path.join(dir, 's'));
   const b = new FakePeer(path.join(dir, 's'));
@@ -217,7 +217,7 @@ test('shared BAR source: sealed memfd, header -> scanout, doorbell -> flush, bad
     ivshmemSocket: path.join(dir, 'bar.sock'),
     barSize,
     pollMs: 0,
-    log: (m) => logs.push(m),
+    log: (_level, m) => logs.push(m),
   });
   const flushes: Rect[][] = [];
   const scanouts: (ScanoutInfo | null)[] = [];

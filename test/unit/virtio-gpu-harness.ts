@@ -5,7 +5,8 @@
  */
 import type { SourceEvents } from '../../plugin/sources/types.js';
 import { TypedEmitter } from '../../plugin/common/emitter.js';
-import type { GpuLimits, LogLevel } from '../../plugin/sources/virtio-gpu/gpu-device.js';
+import type { LogLevel } from '../../plugin/common/log.js';
+import type { GpuLimits } from '../../plugin/sources/virtio-gpu/gpu-device.js';
 import { HDR_SIZE } from '../../plugin/sources/virtio-gpu/gpu-protocol.js';
 import {
   encodeMemTable,

@@ -19,6 +19,7 @@
  */
 import { fd as fdModule, Seal, type FdAddon } from '../../../native/fd.js';
 import { TypedEmitter } from '../../common/emitter.js';
+import { linesOf, type Logger } from '../../common/log.js';
 import { DrmFormat } from '../../common/formats.js';
 import type {
   CursorUpdate,
@@ -65,7 +66,7 @@ export interface SharedBarSourceOptions {
   pollMs?: number;
   /** Head (monitor) name, default "ivshmem". */
   name?: string;
-  log?: (message: string) => void;
+  log?: Logger;
   /** For tests: the fd module (default: the native addon). */
   fdModule?: FdAddon;
 }
@@ -114,7 +115,7 @@ class BarSource implements SharedBarSource {
   readonly server: IvshmemServer | null = null;
   private readonly fd: FdAddon;
   private readonly ownsMemfd: boolean;
-  private readonly log: (message: string) => void;
+  private readonly log: Logger;
   private readonly emitter: TypedEmitter<SourceEvents>;
   private readonly mapping: ArrayBuffer;
   private readonly live: DataView;
@@ -148,9 +149,13 @@ class BarSource implements SharedBarSource {
 
   constructor(options: SharedBarSourceOptions) {
     this.fd = options.fdModule ?? fdModule;
-    this.log = options.log ?? ((message) => process.stderr.write(`guestfb bar: ${message}\n`));
+    this.log =
+      options.log ??
+      linesOf((line) => process.stderr.write(`${line}\n`), 'guestfb bar: ', {
+        showLevel: false,
+      });
     this.emitter = new TypedEmitter<SourceEvents>((error, event) =>
-      this.log(`listener for ${String(event)} threw: ${String(error)}`),
+      this.log('error', `listener for ${String(event)} threw: ${String(error)}`),
     );
     this.name = options.name ?? 'ivshmem';
     this.pollMs = options.pollMs ?? DEFAULT_POLL_MS;
@@ -189,9 +194,9 @@ class BarSource implements SharedBarSource {
           socketPath: options.ivshmemSocket,
           shmFd: memfd,
           fdModule: this.fd,
-          log: (message) => this.log(`ivshmem: ${message}`),
+          log: (level, message) => this.log(level, `ivshmem: ${message}`),
           onDoorbell: () => this.doorbell(),
-          onConnect: (peer) => this.log(`ivshmem: peer ${peer} connected`),
+          onConnect: (peer) => this.log('info', `ivshmem: peer ${peer} connected`),
           onDisconnect: (peer, reason) => this.peerGone(peer, reason),
         });
         this.writeHostArea(this.server.hostPeerId);
@@ -239,7 +244,7 @@ class BarSource implements SharedBarSource {
 
   private peerGone(peer: number, reason: string): void {
     if (this.closed) return;
-    this.log(`ivshmem: peer ${peer} gone (${reason})`);
+    this.log('info', `ivshmem: peer ${peer} gone (${reason})`);
     if (this.server && this.server.peers().length > 0) return;
     // The guest is gone: forget its header so a new guest starts from a clean page.
     this.fd.pwrite(this.memfd, new Uint8Array(BAR_HEADER_SIZE_V1), 0);
@@ -266,12 +271,12 @@ class BarSource implements SharedBarSource {
     if (this.loggedProblems.has(message)) return;
     if (this.loggedProblems.size === MAX_LOGGED_PROBLEMS) {
       this.loggedProblems.add(message);
-      this.log('bad header: further distinct problems are not logged');
+      this.log('warn', 'bad header: further distinct problems are not logged');
       return;
     }
     if (this.loggedProblems.size > MAX_LOGGED_PROBLEMS) return;
     this.loggedProblems.add(message);
-    this.log(`bad header: ${message}; ignored`);
+    this.log('warn', `bad header: ${message}; ignored`);
   }
 
   poll(why: 'doorbell' | 'poll' | 'call' = 'call'): void {
@@ -347,6 +352,7 @@ class BarSource implements SharedBarSource {
       rect: { x: 0, y: 0, width, height },
     };
     this.log(
+      'info',
       `framebuffer ${width}x${height} stride ${stride} at BAR offset ${layout.offset} ` +
         `(${this.barSize}-byte BAR)`,
     );

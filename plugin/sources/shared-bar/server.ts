@@ -19,6 +19,7 @@
  */
 import fs from 'node:fs';
 import { fd as fdModule, type FdAddon } from '../../../native/fd.js';
+import { linesOf, type Logger } from '../../common/log.js';
 
 export const IVSHMEM_PROTOCOL_VERSION = 0;
 /** The Doorbell register has 16 bits for the peer id. */
@@ -37,7 +38,7 @@ export interface IvshmemServerOptions {
   onDoorbell?: (vector: number) => void;
   onConnect?: (peerId: number) => void;
   onDisconnect?: (peerId: number, reason: string) => void;
-  log?: (message: string) => void;
+  log?: Logger;
   /** For tests: the fd module (default: the native addon). */
   fdModule?: FdAddon;
 }
@@ -61,7 +62,7 @@ export class IvshmemServer {
   readonly vectors: number;
   readonly hostPeerId: number;
   private readonly fd: FdAddon;
-  private readonly log: (message: string) => void;
+  private readonly log: Logger;
   private readonly host: Peer;
   private readonly clients = new Map<number, Peer>();
   private readonly maxClients: number;
@@ -73,7 +74,11 @@ export class IvshmemServer {
 
   constructor(private readonly options: IvshmemServerOptions) {
     this.fd = options.fdModule ?? fdModule;
-    this.log = options.log ?? ((message) => process.stderr.write(`guestfb ivshmem: ${message}\n`));
+    this.log =
+      options.log ??
+      linesOf((line) => process.stderr.write(`${line}\n`), 'guestfb ivshmem: ', {
+        showLevel: false,
+      });
     this.vectors = options.vectors ?? 1;
     this.hostPeerId = options.hostPeerId ?? 0;
     this.maxClients = options.maxClients ?? 16;
@@ -104,7 +109,7 @@ export class IvshmemServer {
       this.hostWatches.push(
         this.fd.watchReadable(eventfd, (error) => {
           if (error) {
-            this.log(`doorbell eventfd ${vector}: ${error.message}`);
+            this.log('warn', `doorbell eventfd ${vector}: ${error.message}`);
             return;
           }
           if (this.fd.eventfdRead(eventfd) === 0) return;
@@ -143,7 +148,7 @@ export class IvshmemServer {
       try {
         conn = this.fd.unixAccept(listenFd);
       } catch (error) {
-        this.log(`accept failed: ${(error as Error).message}`);
+        this.log('warn', `accept failed: ${(error as Error).message}`);
         return;
       }
       if (conn < 0) return;
@@ -162,7 +167,7 @@ export class IvshmemServer {
     const id = this.clients.size < this.maxClients ? this.freeId() : null;
     if (id === null) {
       this.counters.refused++;
-      this.log(`refusing a client: ${this.maxClients} are connected`);
+      this.log('warn', `refusing a client: ${this.maxClients} are connected`);
       this.fd.close(conn);
       return;
     }
@@ -179,7 +184,7 @@ export class IvshmemServer {
     } catch (error) {
       for (const x of peer.eventfds) this.fd.close(x);
       this.fd.close(conn);
-      this.log(`client setup failed: ${(error as Error).message}`);
+      this.log('warn', `client setup failed: ${(error as Error).message}`);
       return;
     }
     this.clients.set(id, peer);

@@ -17,8 +17,7 @@ import type {
 import type { TypedEmitter } from '../../common/emitter.js';
 import { generateEdid } from './edid.js';
 import type { GuestMemory, Span } from '../../vhost-user/guest-memory.js';
-import type { Logger } from '../../vhost-user/vhost-user-device.js';
-import { rateLimitedLog, type LogLimits } from '../log-limit.js';
+import { rateLimitedLog, type Logger, type LogLimits } from '../../common/log.js';
 import {
   BlobFlag,
   BlobMem,
@@ -44,8 +43,6 @@ import {
   writeResponseHeader,
   type CtrlHeader,
 } from './gpu-protocol.js';
-
-export type { Logger, LogLevel } from '../../vhost-user/vhost-user-device.js';
 
 /**
  * What one guest may make guestfb hold. Each is per device (per guest); a command that would
@@ -120,7 +117,7 @@ export interface GpuDeviceOptions {
   emitter: TypedEmitter<SourceEvents>;
   log: Logger;
   limits?: Partial<GpuLimits>;
-  /** The per-guest log rate (see log-limit.ts). */
+  /** The per-guest log rate (see plugin/common/log.ts). */
   logLimits?: Partial<LogLimits>;
 }
 

@@ -23,7 +23,8 @@ import type {
   SourceStats,
 } from '../types.js';
 import { TypedEmitter } from '../../common/emitter.js';
-import type { GpuLimits, Logger } from './gpu-device.js';
+import { linesOf, type Logger } from '../../common/log.js';
+import type { GpuLimits } from './gpu-device.js';
 import { headsFromModes, QemuDisplayChannel } from './qemu-display.js';
 import { VhostUserGpuDevice } from './vhost-user-gpu.js';
 import { resolveQueueBudget, type QueueBudget } from '../../vhost-user/scheduler.js';
@@ -35,7 +36,7 @@ import {
   VhostUserSession,
 } from '../../vhost-user/server.js';
 
-export type { Logger, LogLevel } from './gpu-device.js';
+export type { Logger, LogLevel } from '../../common/log.js';
 
 export interface VhostUserGpuBackendOptions {
   /** The socket to listen on or connect to (roles 'listen' and 'connect'). */
@@ -103,10 +104,7 @@ export function validHeadSize(
 const DEFAULT_WIDTH = 1280;
 const DEFAULT_HEIGHT = 800;
 
-function defaultLog(level: string, message: string): void {
-  if (level === 'debug') return;
-  console.error(`guestfb virtio-gpu ${level}: ${message}`);
-}
+const defaultLog = linesOf((line) => console.error(line), 'guestfb virtio-gpu ');
 
 export function createVhostUserGpuBackend(
   options: VhostUserGpuBackendOptions,

@@ -9,7 +9,8 @@
  * The call goes through GLib's `gdbus` tool (Debian's libglib2.0-bin), one call per resize.
  */
 import { execFile } from 'node:child_process';
-import type { DisplayControl, Logger } from './index.js';
+import type { Logger } from '../../common/log.js';
+import type { DisplayControl } from './index.js';
 
 export interface QemuDbusDisplayOptions {
   /** D-Bus address QEMU was started with (`-display dbus,addr=ADDRESS`); default the session bus. */

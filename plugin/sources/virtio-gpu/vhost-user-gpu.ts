@@ -9,8 +9,8 @@ import {
   type DeviceContext,
   type DeviceIo,
   type DeviceModel,
-  type Logger,
 } from '../../vhost-user/vhost-user-device.js';
+import type { Logger } from '../../common/log.js';
 import {
   Feature,
   ProtocolError,

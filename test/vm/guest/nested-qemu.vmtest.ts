@@ -148,7 +148,7 @@ before(async () => {
   bar = createSharedBarSource({
     ivshmemSocket: path.join(workDir, 'ivshmem.sock'),
     name: 'bar',
-    log: (message) => logs.push(`bar: ${message}`),
+    log: (_level, message) => logs.push(`bar: ${message}`),
   });
   // The presenter's exporter, with the system calls that make dma-bufs recorded: the
   // test then knows which pages the compositor got, not just that some dma-buf was made.

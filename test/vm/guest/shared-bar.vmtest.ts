@@ -85,7 +85,7 @@ test('the ivshmem BAR memfd reaches the compositor as a dma-buf: pixel-exact, 0 
   const source = createSharedBarSource({
     ivshmemSocket: socketPath,
     pollMs: 0,
-    log: (m) => logs.push(m),
+    log: (_level, m) => logs.push(m),
   });
   const compositor = createCompositor({
     outputs: [{ name: OUTPUT, width, height, refreshMhz: 60000 }],

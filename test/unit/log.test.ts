@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { rateLimitedLog, type LogLevel } from '../../plugin/sources/log-limit.js';
+import { linesOf, rateLimitedLog, type LogLevel } from '../../plugin/common/log.js';
 
 test('a guest log passes a burst, then a rate; what was dropped is counted on the next line', () => {
   const lines: [LogLevel, string][] = [];
@@ -30,4 +30,20 @@ test('a guest log passes a burst, then a rate; what was dropped is counted on th
   onlyInfo('info', 'dropped');
   onlyInfo('warn', 'passes');
   assert.deepEqual(lines.at(-1), ['warn', 'passes']);
+});
+
+test('linesOf writes levelled messages as lines, with or without the level, and drops debug', () => {
+  const lines: string[] = [];
+  const withLevel = linesOf((line) => lines.push(line), 'vm0: ');
+  withLevel('info', 'scanout 0: 1280x800');
+  withLevel('debug', 'never written');
+  withLevel('error', 'session ended');
+  const plain = linesOf((line) => lines.push(line), 'bar: ', { showLevel: false });
+  plain('warn', 'bad header');
+  plain('debug', 'never written either');
+  assert.deepEqual(lines, [
+    'vm0: info: scanout 0: 1280x800',
+    'vm0: error: session ended',
+    'bar: bad header',
+  ]);
 });

@@ -1,4 +1,8 @@
 /**
+ * Logging, one signature for every part of the plugin: `Logger` takes a level and a message.
+ * Only the edges that face a user (the plugin's options, the CLI, a compositor's plugin context)
+ * deal in plain lines (`LineLog`); `linesOf` turns one into a Logger.
+ *
  * Per-guest log rate limiting. A guest controls how often guestfb has something to say about it
  * (every RESOURCE_CREATE_2D, scanout change or BAR layout change logs a line, and a bad command
  * repeated every frame logs a warning each time), so each guest's lines pass through a token
@@ -7,6 +11,24 @@
  * cannot hide the one line that says why a session ended.
  */
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+export type Logger = (level: LogLevel, message: string) => void;
+/** A plain line sink (stderr, a test's array, a compositor's log). */
+export type LineLog = (line: string) => void;
+
+/**
+ * A Logger that writes lines to `write`: `${prefix}${level}: ${message}`, or with
+ * `showLevel: false` `${prefix}${message}`. Debug lines are dropped.
+ */
+export function linesOf(
+  write: LineLog,
+  prefix = '',
+  { showLevel = true }: { showLevel?: boolean } = {},
+): Logger {
+  return (level, message) => {
+    if (level === 'debug') return;
+    write(showLevel ? `${prefix}${level}: ${message}` : `${prefix}${message}`);
+  };
+}
 
 export interface LogLimits {
   /** Lines that may pass at once (default 100). */
@@ -48,11 +70,11 @@ class Bucket {
  * unless asked for). `now` (milliseconds) is for tests.
  */
 export function rateLimitedLog(
-  log: (level: LogLevel, message: string) => void,
+  log: Logger,
   limits: Partial<LogLimits> = {},
   levels: readonly LogLevel[] = ['info', 'warn', 'error'],
   now: () => number = () => performance.now(),
-): (level: LogLevel, message: string) => void {
+): Logger {
   const resolved = { ...DEFAULT_LOG_LIMITS, ...limits };
   const lines = new Bucket(resolved, now());
   const errors = new Bucket(resolved, now());
