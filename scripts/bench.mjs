@@ -113,12 +113,15 @@ function printTables(zeroCopy) {
   out(`frame-cost: ${frameCost.note}`);
   out();
   out(
-    '| synthetic guest, 30 Hz | guestfb back-end | guestfb back-end + plugin | flush → commit p50 / p99 |',
+    '| synthetic guest, 30 Hz | guestfb back-end | guestfb back-end + plugin | wake-ups per frame (back-end / + plugin) | flush → commit p50 / p99 |',
   );
-  out('| --- | --- | --- | --- |');
+  out('| --- | --- | --- | --- | --- |');
+  const count = (v) => (v === undefined ? 'n/a' : v.toFixed(2));
   for (const [name, r] of Object.entries(frameCost.resolutions)) {
     out(
-      `| ${name} | ${us(r.backend.cpuUsPerFrame)} | ${us(r.plugin.cpuUsPerFrame)} | ${us(r.plugin.handoffP50Us)} / ${us(r.plugin.handoffP99Us)} |`,
+      `| ${name} | ${us(r.backend.cpuUsPerFrame)} | ${us(r.plugin.cpuUsPerFrame)} | ` +
+        `${count(r.backend.wakeUpsPerFrame)} / ${count(r.plugin.wakeUpsPerFrame)} | ` +
+        `${us(r.plugin.handoffP50Us)} / ${us(r.plugin.handoffP99Us)} |`,
     );
   }
   out();

@@ -7,7 +7,8 @@
  *
  * Reported, in one run:
  *   - CPU µs per guest frame at 1280x800, 1920x1080 and 3840x2160, back-end only and
- *     back-end + plugin, guest at 30 Hz, full-frame damage;
+ *     back-end + plugin, guest at 30 Hz, full-frame damage, in steady state (after 1000 frames
+ *     back to back; the snapshots' own GCs are not counted), and event-loop wake-ups per frame;
  *   - flush → commit handoff p50/p99 (wall, from the plugin's statistics) and the guest's
  *     kick → interrupt round trip;
  *   - syscalls per guest frame (strace -c -f on guestfb over a fixed number of frames);
@@ -26,7 +27,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { PerformanceObserver } from 'node:perf_hooks';
+import { performance, PerformanceObserver } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import v8 from 'node:v8';
 import { fd } from '../../native/fd.js';
@@ -59,7 +60,14 @@ const { values } = parseArgs({
 // --- child: guestfb (back-end, optionally + plugin) ---------------------------------------
 
 export interface GuestfbChildStats {
+  /** Process CPU (all threads) when the request came, before the snapshot's own GC. */
   cpuUs: number;
+  /** Process CPU after the snapshot's GC: a window starts here, so that GC is not counted. */
+  cpuUsAfterGc: number;
+  /** libuv loop iterations so far: each is one wake-up of the event loop. */
+  loopIterations: number;
+  /** Events (fd readiness) libuv delivered so far. */
+  loopEvents: number;
   flushes: number;
   framesPresented: number;
   bytesCopied: number;
@@ -74,6 +82,8 @@ export interface Allocation {
   bytes: number;
   /** Garbage collections since `mark` (the count is exact only when 0). */
   gcs: number;
+  /** Event-loop wake-ups (libuv loop iterations) since `mark`, this request's own included. */
+  loopIterations: number;
 }
 
 async function runChild(mode: string): Promise<void> {
@@ -99,12 +109,23 @@ async function runChild(mode: string): Promise<void> {
     });
   }
   const gc = (globalThis as { gc?: () => void }).gc;
-  const stats = (): GuestfbChildStats => {
-    gc?.();
+  const cpuNow = () => {
     const cpu = process.cpuUsage();
+    return cpu.user + cpu.system;
+  };
+  const stats = (): GuestfbChildStats => {
+    // A full GC costs milliseconds: read the CPU before it (a window ends here) and after it
+    // (a window starts there), so no window counts the measurement's own collection.
+    const cpuUs = cpuNow();
+    const loop = performance.nodeTiming.uvMetricsInfo;
+    gc?.();
+    const cpuUsAfterGc = cpuNow();
     const snapshot = plugin?.stats();
     return {
-      cpuUs: cpu.user + cpu.system,
+      cpuUs,
+      cpuUsAfterGc,
+      loopIterations: loop.loopCount,
+      loopEvents: loop.events,
       flushes: backends.reduce((sum, b) => sum + (b.stats()['cmd.RESOURCE_FLUSH'] ?? 0), 0),
       framesPresented: snapshot?.framesPresented ?? 0,
       bytesCopied: snapshot?.bytesCopied ?? 0,
@@ -128,6 +149,8 @@ async function runChild(mode: string): Promise<void> {
   const youngUsed = () =>
     v8.getHeapSpaceStatistics().find((space) => space.space_name === 'new_space')!.space_used_size;
   let youngAtMark = 0;
+  let loopsAtMark = 0;
+  const loops = () => performance.nodeTiming.uvMetricsInfo.loopCount;
   lines.on('line', (line) => {
     if (line === 'mark') {
       gc?.();
@@ -135,11 +158,16 @@ async function runChild(mode: string): Promise<void> {
       setTimeout(() => {
         gcsSinceMark = 0;
         youngAtMark = youngUsed();
+        loopsAtMark = loops();
         process.stdout.write('ok\n');
       }, 50);
     }
     if (line === 'allocated') {
-      const allocation: Allocation = { bytes: youngUsed() - youngAtMark, gcs: gcsSinceMark };
+      const allocation: Allocation = {
+        bytes: youngUsed() - youngAtMark,
+        gcs: gcsSinceMark,
+        loopIterations: loops() - loopsAtMark,
+      };
       process.stdout.write(`${JSON.stringify(allocation)}\n`);
     }
     if (line === 'stats') process.stdout.write(`${JSON.stringify(stats())}\n`);
@@ -331,6 +359,10 @@ async function startSetup(
 
 interface Measured {
   cpuUsPerFrame: number;
+  /** Event-loop wake-ups (libuv loop iterations) of guestfb per guest frame. */
+  wakeUpsPerFrame: number;
+  /** fd events libuv delivered per guest frame (kick, Wayland socket, ...). */
+  loopEventsPerFrame: number;
   /** guest frames (one TRANSFER_TO_HOST_2D + RESOURCE_FLUSH each) per guest */
   frames: number;
   flushes: number;
@@ -348,7 +380,7 @@ async function measure(
   fps: number,
   guests: number,
 ): Promise<Measured> {
-  await setup.run(30, fps); // warm-up
+  await warmUp(setup, fps);
   await setup.resetLatency();
   const before = await setup.stats();
   const run = await setup.run(frames, fps);
@@ -357,7 +389,10 @@ async function measure(
   const p50s = after.windows.map((w) => w.p50 ?? 0);
   const p99s = after.windows.map((w) => w.p99 ?? 0);
   return {
-    cpuUsPerFrame: (after.cpuUs - before.cpuUs) / guestFrames,
+    cpuUsPerFrame: (after.cpuUs - before.cpuUsAfterGc) / guestFrames,
+    // (the stats request itself is one wake-up, on stdin)
+    wakeUpsPerFrame: (after.loopIterations - before.loopIterations - 1) / guestFrames,
+    loopEventsPerFrame: (after.loopEvents - before.loopEvents - 1) / guestFrames,
     frames,
     flushes: after.flushes - before.flushes,
     framesPresented: after.framesPresented - before.framesPresented,
@@ -368,13 +403,25 @@ async function measure(
   };
 }
 
+/**
+ * Steady state before measuring: frames back to back until V8 has optimized the frame path (as
+ * minutes of a guest's use would; the first few hundred frames run in the interpreter and
+ * pay for compiling), then a second at the measured rate.
+ */
+async function warmUp(setup: Awaited<ReturnType<typeof startSetup>>, fps: number): Promise<void> {
+  await setup.run(WARM_UP_FRAMES, 0);
+  await setup.run(fps, fps);
+}
+
+const WARM_UP_FRAMES = 1000;
+
 /** Young-generation bytes guestfb allocates per guest frame, over `frames` frames. */
 async function measureAllocations(
   setup: Awaited<ReturnType<typeof startSetup>>,
   frames: number,
   fps: number,
 ) {
-  await setup.run(30, fps);
+  await warmUp(setup, fps);
   await setup.markAllocations();
   await setup.run(frames, fps);
   const allocated = await setup.allocated();
@@ -391,7 +438,7 @@ async function countSyscalls(
   if (spawnSync('strace', ['-V'], { stdio: 'ignore' }).status !== 0) {
     return 'strace not installed (scripts/setup.sh installs it)';
   }
-  await setup.run(30, fps);
+  await warmUp(setup, fps);
   const out = path.join(dir, 'strace.txt');
   const strace = spawn('strace', ['-c', '-f', '-o', out, '-p', String(setup.guestfbPid)], {
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -502,7 +549,7 @@ async function main(): Promise<void> {
     {
       const setup = await startSetup(dir, 'plugin', 640, 480, 1);
       try {
-        await setup.run(1000, 0);
+        await setup.run(WARM_UP_FRAMES, 0);
         const before = await setup.stats();
         const started = Date.now();
         await setup.run(longFrames, 0);
@@ -515,7 +562,7 @@ async function main(): Promise<void> {
           heapUsedAfter: after.heapUsed,
           fdsBefore: before.fds,
           fdsAfter: after.fds,
-          cpuUsPerFrame: (after.cpuUs - before.cpuUs) / longFrames,
+          cpuUsPerFrame: (after.cpuUs - before.cpuUsAfterGc) / longFrames,
         };
       } finally {
         await setup.stop();
@@ -563,7 +610,7 @@ function printTable(result: {
   out(result.note);
   out();
   out(
-    'resolution  back-end µs/frame  back-end+plugin µs/frame  handoff p50/p99 µs  kick→interrupt p50/p99 µs  bytes copied/frame',
+    'resolution  back-end µs/frame  back-end+plugin µs/frame  wake-ups/frame  handoff p50/p99 µs  kick→interrupt p50/p99 µs  bytes copied/frame',
   );
   for (const [name, r] of Object.entries(result.resolutions)) {
     const h = (v: number | null) => (v === null ? 'n/a' : v.toFixed(0));
@@ -572,7 +619,7 @@ function printTable(result: {
         .toFixed(0)
         .padStart(
           24,
-        )} ${`${h(r.plugin.handoffP50Us)}/${h(r.plugin.handoffP99Us)}`.padStart(19)} ${`${r.plugin.roundTripUs.p50.toFixed(0)}/${r.plugin.roundTripUs.p99.toFixed(0)}`.padStart(26)}  ${r.plugin.bytesCopiedPerFrame}`,
+        )} ${`${r.backend.wakeUpsPerFrame.toFixed(2)}/${r.plugin.wakeUpsPerFrame.toFixed(2)}`.padStart(15)} ${`${h(r.plugin.handoffP50Us)}/${h(r.plugin.handoffP99Us)}`.padStart(19)} ${`${r.plugin.roundTripUs.p50.toFixed(0)}/${r.plugin.roundTripUs.p99.toFixed(0)}`.padStart(26)}  ${r.plugin.bytesCopiedPerFrame}`,
     );
   }
   out();

@@ -43,6 +43,14 @@ const NOT_GUESTFB = new Set(['mmap', 'munmap', 'madvise', 'mprotect', 'futex', '
  * proxy objects, request argument arrays, event argument arrays, numbers boxed by baseline code)
  * is far below what the per-chain and per-command objects removed from the frame path took. */
 const ALLOCATED_BYTES_PER_FRAME_LIMIT = 4096;
+/**
+ * Event-loop wake-ups per frame, at most three: the guest's kick, the buffer release (the example
+ * compositor copies a wl_shm buffer at commit and releases it at once: 2.45 per frame measured
+ * with it, 2.0 with weston, which keeps the buffer) and the frame callback's `done` (the
+ * compositor repaints later). A wake-up of the loop costs more CPU on a busy machine than the
+ * frame's own work: one more (a timer, a poll that wakes for nothing) is a regression.
+ */
+const WAKE_UPS_PER_FRAME_LIMIT = 3;
 
 function lines(child: ChildProcess, what: string) {
   const iterator = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
@@ -59,6 +67,8 @@ interface Run {
   syscalls: Map<string, number>;
   allocatedBytes: number;
   gcs: number;
+  /** guestfb's event-loop wake-ups while the frames ran (the 'allocated' request's excluded) */
+  wakeUps: number;
 }
 
 async function runFrames(dir: string, display: string, frames: number): Promise<Run> {
@@ -107,13 +117,22 @@ async function runFrames(dir: string, display: string, frames: number): Promise<
     send(guest, `run ${frames} 60`);
     assert.match(await guestLine(), /^done /);
     send(guestfb, 'allocated');
-    const allocation = JSON.parse(await guestfbLine()) as { bytes: number; gcs: number };
+    const allocation = JSON.parse(await guestfbLine()) as {
+      bytes: number;
+      gcs: number;
+      loopIterations: number;
+    };
     guestfb.stdin!.end();
     await exited;
     const syscalls = new Map(
       parseStraceSummary(readFileSync(summary, 'utf8'), 1).map((s) => [s.name, s.calls]),
     );
-    return { syscalls, allocatedBytes: allocation.bytes, gcs: allocation.gcs };
+    return {
+      syscalls,
+      allocatedBytes: allocation.bytes,
+      gcs: allocation.gcs,
+      wakeUps: allocation.loopIterations - 1,
+    };
   } finally {
     guest?.kill('SIGKILL');
     if (guestfb.exitCode === null && guestfb.signalCode === null) {
@@ -123,7 +142,7 @@ async function runFrames(dir: string, display: string, frames: number): Promise<
   }
 }
 
-test('a guest frame costs its few syscalls and allocates only the frame callback', async (t) => {
+test('a guest frame costs its few syscalls and wake-ups and allocates only the frame callback', async (t) => {
   if (spawnSync('strace', ['-V'], { stdio: 'ignore' }).status !== 0) {
     assert.fail('strace is not installed (scripts/setup.sh installs it)');
   }
@@ -182,6 +201,13 @@ test('a guest frame costs its few syscalls and allocates only the frame callback
         `${name}: ${n.toFixed(2)} per frame (no other syscall belongs in a frame)`,
       );
     }
+    const wakeUpsPerFrame = many.wakeUps / MANY;
+    t.diagnostic(`event-loop wake-ups per frame: ${wakeUpsPerFrame.toFixed(2)}`);
+    assert.ok(wakeUpsPerFrame >= 0.9, `${wakeUpsPerFrame} wake-ups per frame: every kick woke it`);
+    assert.ok(
+      wakeUpsPerFrame <= WAKE_UPS_PER_FRAME_LIMIT,
+      `${wakeUpsPerFrame.toFixed(2)} event-loop wake-ups per frame > ${WAKE_UPS_PER_FRAME_LIMIT}`,
+    );
     const bytesPerFrame = many.allocatedBytes / MANY;
     t.diagnostic(`allocated per frame: ${bytesPerFrame.toFixed(0)} bytes (${many.gcs} GCs)`);
     assert.equal(many.gcs, 0, 'no GC ran while counting (the count would be short)');
