@@ -16,6 +16,7 @@ import type { FramebufferSource } from './sources/types.js';
 import { PluginStats, type StatsSnapshot } from './stats.js';
 import type { UdmabufExporter } from './dmabuf/index.js';
 import type { GuestInputSink } from './guest-input.js';
+import type { CopyLimits } from './present/copy-budget.js';
 
 export { createPatternSource, PatternSource, patternPixel } from './sources/pattern.js';
 export {
@@ -60,6 +61,18 @@ export interface GuestfbPluginOptions {
   onError?: (error: ConnectionError) => void;
   /** Highest zwp_linux_dmabuf_v1 version to bind (default 4). */
   maxDmabufVersion?: number;
+  /**
+   * Limits of each source's copy-fallback buffers: `maxBuffers` (default 16), `maxBytes` (512 MiB
+   * of shm), `maxMappings` (1024 mappings of guest memory). Least recently shown buffers are
+   * evicted first; a buffer that cannot fit is not shown (logged).
+   */
+  copyLimits?: Partial<CopyLimits>;
+  /**
+   * Without udmabuf, show contiguous guest RAM through a wl_shm pool on the guest memfd itself
+   * (no copy). Off by default: the compositor would see, read-write, the guest RAM from byte 0 of
+   * the memfd up to the framebuffer. Shared-BAR buffers need no opt-in (the BAR is display memory).
+   */
+  shmOnGuestRam?: boolean;
   /**
    * Input devices (e.g. `createVhostUserInputBackend`), by guest name: keyboard and pointer
    * input on every window of that guest goes to its sink. Owned by the caller.
@@ -148,6 +161,8 @@ class GuestfbPluginImpl implements GuestfbPlugin {
         log: linesOf(this.log, '', { showLevel: false }),
         udmabuf: this.options.udmabuf,
         maxDmabufVersion: this.options.maxDmabufVersion,
+        copyLimits: this.options.copyLimits,
+        shmOnGuestRam: this.options.shmOnGuestRam,
         inputs: new Map((this.options.inputs ?? []).map((input) => [input.name, input.sink])),
       });
       this.presenterObject = presenter;

@@ -72,6 +72,12 @@ export interface StatsSnapshot {
   fallbackReason: string | null;
   /** How many buffers were set up on a fallback path. */
   fallbacks: number;
+  /** Copy-fallback buffers alive, their shm bytes and their mappings of guest memory (all sources). */
+  copyBuffers: number;
+  copyBytes: number;
+  copyMappings: number;
+  /** Copy buffers destroyed to make room for newer ones (the per-source LRU). */
+  copyEvictions: number;
   /** Flush arrival to commit, in microseconds, over the last `handoffSamples` frames. */
   handoffP50Us: number | null;
   handoffP99Us: number | null;
@@ -84,6 +90,10 @@ export class PluginStats {
   dmabufsLive = 0;
   fallbackReason: string | null = null;
   fallbacks = 0;
+  copyBuffers = 0;
+  copyBytes = 0;
+  copyMappings = 0;
+  copyEvictions = 0;
   readonly handoff: LatencyRing;
 
   constructor(ringCapacity = 1024) {
@@ -112,6 +122,10 @@ export class PluginStats {
       dmabufsLive: this.dmabufsLive,
       fallbackReason: this.fallbackReason,
       fallbacks: this.fallbacks,
+      copyBuffers: this.copyBuffers,
+      copyBytes: this.copyBytes,
+      copyMappings: this.copyMappings,
+      copyEvictions: this.copyEvictions,
       handoffP50Us: this.handoff.percentile(50),
       handoffP99Us: this.handoff.percentile(99),
       handoffSamples: this.handoff.count,
@@ -130,6 +144,7 @@ export function formatStats(stats: StatsSnapshot): string {
     `bytes copied:     ${stats.bytesCopied}`,
     `dma-bufs live:    ${stats.dmabufsLive}`,
     `fallback:         ${stats.fallbackReason === null ? 'none (zero-copy)' : `${stats.fallbackReason} (${stats.fallbacks} buffer(s))`}`,
+    `copy buffers:     ${stats.copyBuffers} (${stats.copyBytes} bytes, ${stats.copyMappings} mapping(s) of guest memory, ${stats.copyEvictions} evicted)`,
     `handoff latency:  p50 ${formatMicros(stats.handoffP50Us)}, p99 ${formatMicros(stats.handoffP99Us)} over ${stats.handoffSamples} frame(s)`,
   ];
   return lines.join('\n');

@@ -29,6 +29,12 @@ export interface GuestBuffer {
   format: number;
   modifier: bigint;
   ranges: readonly BackingRange[];
+  /**
+   * True when the ranges' fds hold nothing but memory the guest shares for display (a shared
+   * BAR), so showing a compositor a prefix of them exposes no other guest memory. Absent: guest
+   * RAM.
+   */
+  displayMemoryOnly?: boolean;
 }
 
 /** Total bytes of a backing list. */

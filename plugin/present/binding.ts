@@ -27,6 +27,7 @@ import type {
 } from '../sources/types.js';
 import type { PluginStats } from '../stats.js';
 import type { BufferFactory } from './buffer-factory.js';
+import { CopyBudget, type CopyLimits } from './copy-budget.js';
 import type { PresentedBuffer } from './buffers.js';
 import { HeadCursor } from './cursor.js';
 import type { PresentGlobals } from './globals.js';
@@ -155,6 +156,10 @@ export interface BindingServices {
   log: Logger;
   /** Where input on this source's windows goes, or null. */
   input: GuestInputSink | null;
+  /** Limits of this source's copy buffers (defaults: DEFAULT_COPY_LIMITS). */
+  copyLimits?: Partial<CopyLimits>;
+  /** Where the copy budgets of all sources add up (the plugin's statistics). */
+  stats?: PluginStats;
 }
 
 export class SourceBinding {
@@ -164,6 +169,8 @@ export class SourceBinding {
   private readonly generations = new Map<number, number>();
   private readonly listeners: { off(): void }[] = [];
   private readonly loggedProblems = new Set<string>();
+  /** This device's copy buffers (every head's), least recently shown first. */
+  private readonly copies: CopyBudget;
 
   /** @param index this source's slot in the dma-buf key space (unique per presenter). */
   constructor(
@@ -171,6 +178,7 @@ export class SourceBinding {
     private readonly named: NamedSource,
     private readonly services: BindingServices,
   ) {
+    this.copies = new CopyBudget(services.copyLimits, services.stats);
     const source = named.source;
     const listen = <K extends SourceEventName>(event: K, listener: SourceListener<K>) => {
       source.on(event, listener);
@@ -306,7 +314,10 @@ export class SourceBinding {
     if (!resource || resource.backing.length === 0) return null;
     const key = `${scanout.fourcc}:${scanout.modifier}:${scanout.width}x${scanout.height}:${scanout.stride}+${scanout.offset}`;
     const cached = view.buffers.get(resource.id);
-    if (cached && cached.key === key) return cached.buffer;
+    if (cached && cached.key === key) {
+      this.copies.touch(cached.buffer);
+      return cached.buffer;
+    }
     // A new layout for the same resource: the old buffer retires once the new one shows.
     if (cached) view.dropBuffer(resource.id);
     const rect = scanout.rect;
@@ -325,11 +336,22 @@ export class SourceBinding {
     // Known from now on, so clear() releases its dma-buf even if no backing event ever came.
     const generation = this.generations.get(resource.id) ?? 0;
     this.generations.set(resource.id, generation);
+    const resourceId = resource.id;
     const buffer = this.services.buffers.create(
       this.named.name,
       exporterKey,
       generation,
       toGuestBuffer(scanout, resource),
+      {
+        budget: this.copies,
+        ownerFor: (made) => ({
+          inUse: () => view.window.buffer === made,
+          evict: () => {
+            if (view.buffers.get(resourceId)?.buffer === made) view.dropBuffer(resourceId);
+            else made.destroy();
+          },
+        }),
+      },
     );
     if (buffer) view.buffers.set(resource.id, { key, buffer });
     return buffer;
@@ -360,5 +382,6 @@ function toGuestBuffer(scanout: ScanoutInfo, resource: SourceResource): GuestBuf
     format: scanout.fourcc,
     modifier: scanout.modifier,
     ranges: resource.backing,
+    ...(resource.displayMemoryOnly ? { displayMemoryOnly: true } : {}),
   };
 }

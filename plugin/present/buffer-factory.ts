@@ -13,6 +13,8 @@ import { fourccName } from '../common/formats.js';
 import type { Logger } from '../common/log.js';
 import type { PluginStats } from '../stats.js';
 import { DmabufBuffer, ShmCopyBuffer, ShmDirectBuffer, type PresentedBuffer } from './buffers.js';
+import type { CopyBudget, CopyOwner } from './copy-budget.js';
+import { planCopyMappings } from './copy.js';
 import type { PresentGlobals } from './globals.js';
 import {
   backingBeyondFds,
@@ -20,7 +22,17 @@ import {
   planShm,
   validateGuestBuffer,
   type GuestBuffer,
+  type ShmPolicy,
 } from './plan.js';
+
+/**
+ * Where a copy buffer is accounted: the device's budget (which may evict older copy buffers to
+ * admit it, or refuse it), and how the budget reaches the buffer's owner once it is made.
+ */
+export interface CopyAccounting {
+  budget: CopyBudget;
+  ownerFor(buffer: PresentedBuffer): CopyOwner;
+}
 
 /**
  * udmabuf: a device path to open, false to never use it (forces the wl_shm fallback), or an
@@ -43,6 +55,7 @@ export class BufferFactory {
     private readonly stats: PluginStats,
     private readonly log: Logger,
     udmabuf: UdmabufChoice = '/dev/udmabuf',
+    private readonly shmPolicy: ShmPolicy = {},
   ) {
     if (udmabuf === false) {
       this.udmabufRefusal = 'udmabuf disabled by the caller';
@@ -66,13 +79,15 @@ export class BufferFactory {
   /**
    * Makes a wl_buffer for `buffer` on the best path; null (logged) when impossible. On the
    * dma-buf path this is where the dma-buf of `key` at `generation` is created (or taken from
-   * the exporter's cache). `guest` names the guest in log lines.
+   * the exporter's cache). `guest` names the guest in log lines. A copy buffer is admitted by
+   * `copies` (without it, it is made unaccounted: tests).
    */
   create(
     guest: string,
     key: number,
     generation: number,
     buffer: GuestBuffer,
+    copies?: CopyAccounting,
   ): PresentedBuffer | null {
     let invalid = validateGuestBuffer(buffer);
     if (!invalid) {
@@ -117,7 +132,7 @@ export class BufferFactory {
       );
       return null;
     }
-    const shmPlan = planShm(buffer, reason, this.globals.shmFormats);
+    const shmPlan = planShm(buffer, reason, this.globals.shmFormats, this.shmPolicy);
     switch (shmPlan.path) {
       case 'unpresentable':
         this.logRefusal(`${guest}: cannot show the buffer: ${shmPlan.reason}`);
@@ -132,14 +147,26 @@ export class BufferFactory {
           buffer,
           shmPlan.shmFormat,
         );
-      case 'shm-copy':
+      case 'shm-copy': {
         this.noteFallback(guest, shmPlan.reason);
-        return ShmCopyBuffer.create(
+        const plan = planCopyMappings(buffer, shmPlan.bytesPerPixel);
+        const bytes = buffer.width * shmPlan.bytesPerPixel * buffer.height;
+        const refusal = copies?.budget.admit(bytes, plan.mappings.length) ?? null;
+        if (refusal !== null) {
+          this.logRefusal(`${guest}: cannot show the buffer by copying: ${refusal}`);
+          return null;
+        }
+        const made = ShmCopyBuffer.create(
           this.globals.shm,
           buffer,
           shmPlan.shmFormat,
           shmPlan.bytesPerPixel,
+          plan,
+          (destroyed) => copies?.budget.untrack(destroyed),
         );
+        copies?.budget.track(made, bytes, made.mappingCount, copies.ownerFor(made));
+        return made;
+      }
     }
   }
 

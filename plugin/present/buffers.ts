@@ -14,7 +14,7 @@ import type {
   WlShmProxy,
   ZwpLinuxDmabufV1Proxy,
 } from '../../build/protocols/index.js';
-import { DamageCopier } from './copy.js';
+import { DamageCopier, type CopyPlan } from './copy.js';
 import type { DamageAccumulator } from './damage.js';
 import { modifierHi, modifierLo } from '../common/formats.js';
 import type { GuestBuffer } from './plan.js';
@@ -146,13 +146,20 @@ export class ShmDirectBuffer extends BufferBase {
 export class ShmCopyBuffer extends BufferBase {
   readonly path = 'shm-copy' as const;
 
+  /**
+   * Maps what `plan` (default: planCopyMappings of `buffer`) says and makes the shm buffer. The shm memfd
+   * is closed before returning (the pool and the mapping keep its pages). `onDestroy` runs once,
+   * after the mappings are gone.
+   */
   static create(
     shm: WlShmProxy,
     buffer: GuestBuffer,
     shmFormat: number,
     bytesPerPixel: number,
+    plan?: CopyPlan,
+    onDestroy: (buffer: ShmCopyBuffer) => void = () => undefined,
   ): ShmCopyBuffer {
-    const copier = new DamageCopier(buffer, bytesPerPixel);
+    const copier = new DamageCopier(buffer, bytesPerPixel, plan);
     let memfd = -1;
     let mapping: ArrayBuffer | null = null;
     try {
@@ -168,7 +175,7 @@ export class ShmCopyBuffer extends BufferBase {
         shmFormat as never,
       );
       pool.destroy();
-      return new ShmCopyBuffer(wlBuffer, buffer.width, buffer.height, copier, mapping);
+      return new ShmCopyBuffer(wlBuffer, buffer.width, buffer.height, copier, mapping, onDestroy);
     } catch (error) {
       copier.close();
       if (mapping) fd.munmap(mapping);
@@ -187,9 +194,20 @@ export class ShmCopyBuffer extends BufferBase {
     height: number,
     private readonly copier: DamageCopier,
     private readonly mapping: ArrayBuffer,
+    private readonly onDestroy: (buffer: ShmCopyBuffer) => void,
   ) {
     super(wlBuffer, width, height);
     this.target = Buffer.from(mapping);
+  }
+
+  /** Bytes of the packed copy (the shm buffer). */
+  get targetSize(): number {
+    return this.copier.targetSize;
+  }
+
+  /** Mappings of guest memory the copier holds (0 once destroyed). */
+  get mappingCount(): number {
+    return this.copier.mappingCount;
   }
 
   override prepare(damage: DamageAccumulator): number {
@@ -209,5 +227,6 @@ export class ShmCopyBuffer extends BufferBase {
   protected override release(): void {
     this.copier.close();
     fd.munmap(this.mapping);
+    this.onDestroy(this);
   }
 }

@@ -3,7 +3,8 @@
  *
  *   dmabuf      the backing pages wrapped by udmabuf, imported by the compositor: no copy.
  *   shm-direct  the backing is one contiguous span of one memfd: wl_shm pool on that memfd
- *               itself, no copy (the compositor maps guest RAM from 0 to the span's end).
+ *               itself, no copy (the compositor maps the fd from 0 to the framebuffer's end,
+ *               so this is taken only where that shows nothing but display memory).
  *   shm-copy    anything else: a private shm buffer; each flush copies only the damaged rects.
  */
 import {
@@ -136,14 +137,31 @@ export type ShmPlan =
   | { path: 'shm-copy'; reason: string; shmFormat: number; bytesPerPixel: number }
   | { path: 'unpresentable'; reason: string };
 
+export interface ShmPolicy {
+  /**
+   * Allow a wl_shm pool on guest RAM although it shows the compositor (read-write) every byte of
+   * the memfd before the framebuffer. Default false: such buffers are copied instead. Buffers
+   * in display-only memory (a shared BAR) or starting at byte 0 of their fd need no opt-in.
+   */
+  shmOnGuestRam?: boolean;
+}
+
 /**
  * Second stage, after the dma-buf path was refused for `reason`: a wl_shm path if one exists.
  * `shmFormats` are the DRM fourccs the compositor's wl_shm advertised.
+ *
+ * A wl_shm pool always starts at byte 0 of its fd, and the compositor maps it read-write. The
+ * pool is cut where the framebuffer's last row ends, so nothing after the framebuffer is visible;
+ * what lies before it is visible too, which is harmless only when the fd holds nothing but
+ * display memory (`displayMemoryOnly`) or the framebuffer starts at byte 0. On guest RAM the
+ * zero-copy pool is therefore opt-in (`shmOnGuestRam`); udmabuf is what exposes exactly the
+ * buffer's pages without a copy.
  */
 export function planShm(
   buffer: GuestBuffer,
   reason: string,
   shmFormats: ReadonlySet<number>,
+  policy: ShmPolicy = {},
 ): ShmPlan {
   const name = fourccName(buffer.format);
   if (buffer.modifier !== DRM_FORMAT_MOD_LINEAR && buffer.modifier !== DRM_FORMAT_MOD_INVALID) {
@@ -158,16 +176,24 @@ export function planShm(
   }
   const shmFormat = drmToShmFormat(buffer.format);
   const spans = coalesceRanges(buffer.ranges);
+  let why = `${spans.length} backing spans`;
   if (spans.length === 1) {
     const span = spans[0];
     const bufferOffset = span.offset + buffer.offset;
-    const poolSize = span.offset + span.length;
-    // wl_shm checks offset + stride * height against the pool in int32 arithmetic.
-    const end = bufferOffset + buffer.stride * buffer.height;
-    if (poolSize <= INT32_MAX && end <= poolSize) {
+    // wl_shm checks offset + stride * height against the pool in int32 arithmetic; the pool
+    // ends right there, so no byte after the framebuffer's last row is in it.
+    const poolSize = bufferOffset + buffer.stride * buffer.height;
+    if (poolSize > INT32_MAX || poolSize > span.offset + span.length) {
+      why = 'contiguous backing that wl_shm cannot address (past 2 GiB or short last row)';
+    } else if (bufferOffset > 0 && !buffer.displayMemoryOnly && !policy.shmOnGuestRam) {
+      why =
+        `contiguous backing at byte ${bufferOffset} of guest RAM (a wl_shm pool there would ` +
+        `show the compositor the guest RAM before the framebuffer; shmOnGuestRam allows it)`;
+    } else {
+      const where = buffer.displayMemoryOnly ? 'display memory' : 'the guest memfd';
       return {
         path: 'shm-direct',
-        reason: `${reason}; contiguous backing: wl_shm on the guest memfd, no copy`,
+        reason: `${reason}; contiguous backing: wl_shm on ${where}, no copy`,
         memfd: span.fd,
         poolSize,
         bufferOffset,
@@ -175,10 +201,6 @@ export function planShm(
       };
     }
   }
-  const why =
-    spans.length === 1
-      ? 'contiguous backing that wl_shm cannot address (past 2 GiB or short last row)'
-      : `${spans.length} backing spans`;
   return {
     path: 'shm-copy',
     reason: `${reason}; ${why}: copying damaged rects into wl_shm`,

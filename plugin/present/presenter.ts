@@ -20,6 +20,7 @@ import type { GuestInputSink } from '../guest-input.js';
 import type { PluginStats } from '../stats.js';
 import { HeadViews, SourceBinding, type HeadView, type NamedSource } from './binding.js';
 import { BufferFactory, type UdmabufChoice } from './buffer-factory.js';
+import { copyLimits, type CopyLimits } from './copy-budget.js';
 import type { WaylandClient } from './connection.js';
 import type { HeadCursor } from './cursor.js';
 import { bindGlobals, type PresentGlobals } from './globals.js';
@@ -40,6 +41,13 @@ export interface PresenterOptions {
   maxDmabufVersion?: number;
   /** Input devices by guest name: every window of that guest feeds its sink. */
   inputs?: ReadonlyMap<string, GuestInputSink>;
+  /** Per-source limits of the copy fallback's buffers (defaults: DEFAULT_COPY_LIMITS). */
+  copyLimits?: Partial<CopyLimits>;
+  /**
+   * Show contiguous guest RAM through a wl_shm pool on the guest memfd (no copy) although the
+   * compositor then sees the guest RAM before the framebuffer. Default false: copied instead.
+   */
+  shmOnGuestRam?: boolean;
 }
 
 export class Presenter {
@@ -56,6 +64,7 @@ export class Presenter {
   readonly input: InputForwarder;
   private nextSourceIndex = 0;
   private closed = false;
+  private readonly copyLimits: CopyLimits;
   readonly stats: PluginStats;
   readonly log: Logger;
 
@@ -72,7 +81,10 @@ export class Presenter {
       () => (this.pointer?.version ?? 0) >= 5,
     );
     this.views = new HeadViews(globals, this.stats, (view) => this.forgetView(view));
-    this.buffers = new BufferFactory(globals, this.stats, this.log, options.udmabuf);
+    this.copyLimits = copyLimits(options.copyLimits);
+    this.buffers = new BufferFactory(globals, this.stats, this.log, options.udmabuf, {
+      shmOnGuestRam: options.shmOnGuestRam ?? false,
+    });
     for (const warning of globals.warnings) this.log('warn', `compositor: ${warning}`);
     this.watchSeat();
   }
@@ -100,6 +112,8 @@ export class Presenter {
       buffers: this.buffers,
       log: this.log,
       input: named.input ?? this.inputs.get(named.name) ?? null,
+      copyLimits: this.copyLimits,
+      stats: this.stats,
     });
     this.bindings.push(binding);
     this.client.flush();

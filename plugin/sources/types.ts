@@ -56,6 +56,12 @@ export interface SourceResource {
   size: number;
   /** Where the bytes live, in order; empty when the guest has not attached backing. */
   backing: readonly BackingRange[];
+  /**
+   * True when the backing fds hold nothing but display memory the guest shares on purpose (a
+   * shared BAR); absent for guest RAM. Decides whether a zero-copy wl_shm pool, which shows the
+   * compositor its fd from byte 0, may be used without the caller's opt-in.
+   */
+  displayMemoryOnly?: boolean;
 }
 
 /** What a head shows: a resource (with its layout for this scanout) and the part of it. */

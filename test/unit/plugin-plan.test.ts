@@ -105,26 +105,48 @@ test('the dma-buf path needs udmabuf and an advertised format/modifier', () => {
   });
 });
 
-test('contiguous backing uses the guest memfd as the shm pool', () => {
-  const plan = planShm(
-    buffer({
-      offset: 128,
-      height: 63,
-      ranges: [
-        { fd: 5, offset: PAGE, length: 2 * PAGE },
-        { fd: 5, offset: 3 * PAGE, length: 2 * PAGE },
-      ],
-    }),
-    'no /dev/udmabuf',
+test('a wl_shm pool on the backing fd ends at the framebuffer and shows guest RAM only on opt-in', () => {
+  // 63 rows of 256 bytes at byte 128 of a span at page 1: the framebuffer ends at
+  // PAGE + 128 + 63 * 256, well before the span (and the fd) does.
+  const contiguous = buffer({
+    offset: 128,
+    height: 63,
+    ranges: [
+      { fd: 5, offset: PAGE, length: 2 * PAGE },
+      { fd: 5, offset: 3 * PAGE, length: 2 * PAGE },
+    ],
+  });
+  const framebufferEnd = PAGE + 128 + 63 * 256;
+
+  // Guest RAM: the pool would show the compositor bytes 0..PAGE+128 of it: copied instead.
+  const guarded = planShm(contiguous, 'no /dev/udmabuf', shmFormats);
+  assert.equal(guarded.path, 'shm-copy');
+  assert.match(
+    guarded.reason,
+    /^no \/dev\/udmabuf; contiguous backing at byte 4224 of guest RAM .*shmOnGuestRam allows it\): copying damaged rects/,
+  );
+
+  for (const [variant, plan] of [
+    ['opt-in', planShm(contiguous, 'no /dev/udmabuf', shmFormats, { shmOnGuestRam: true })],
+    ['BAR', planShm({ ...contiguous, displayMemoryOnly: true }, 'no /dev/udmabuf', shmFormats)],
+  ] as const) {
+    assert.equal(plan.path, 'shm-direct', variant);
+    if (plan.path !== 'shm-direct') return;
+    assert.equal(plan.memfd, 5);
+    assert.equal(plan.poolSize, framebufferEnd, `${variant}: nothing past the last row`);
+    assert.equal(plan.bufferOffset, PAGE + 128);
+    assert.equal(plan.shmFormat, 1);
+    assert.match(plan.reason, /^no \/dev\/udmabuf; contiguous backing: wl_shm on/);
+  }
+
+  // A framebuffer at byte 0 of its fd: the pool is exactly the framebuffer, no opt-in needed.
+  const atZero = planShm(
+    buffer({ ranges: [{ fd: 5, offset: 0, length: 8 * PAGE }] }),
+    'r',
     shmFormats,
   );
-  assert.equal(plan.path, 'shm-direct');
-  if (plan.path !== 'shm-direct') return;
-  assert.equal(plan.memfd, 5);
-  assert.equal(plan.poolSize, 5 * PAGE);
-  assert.equal(plan.bufferOffset, PAGE + 128);
-  assert.equal(plan.shmFormat, 1);
-  assert.match(plan.reason, /^no \/dev\/udmabuf; contiguous backing/);
+  assert.equal(atZero.path, 'shm-direct');
+  if (atZero.path === 'shm-direct') assert.equal(atZero.poolSize, 64 * 256);
 });
 
 test('scattered backing, short last rows and far offsets copy', () => {

@@ -17,7 +17,11 @@ import {
   nativeUdmabufSyscalls,
   type UdmabufSyscalls,
 } from '../../plugin/dmabuf/index.js';
-import { createGuestfbPlugin, type GuestfbPlugin } from '../../plugin/index.js';
+import {
+  createGuestfbPlugin,
+  type GuestfbPlugin,
+  type GuestfbPluginOptions,
+} from '../../plugin/index.js';
 import { DRM_FORMAT_MOD_LINEAR, DrmFormat } from '../../plugin/common/formats.js';
 import {
   PatternSource,
@@ -78,6 +82,7 @@ async function withPlugin(
   udmabufOption: string | false | (() => UdmabufExporter),
   body: (setup: Setup) => Promise<void>,
   maxDmabufVersion?: number,
+  pluginOptions: Partial<GuestfbPluginOptions> = {},
 ): Promise<void> {
   const baseline = fd.openFdCount();
   const udmabuf = typeof udmabufOption === 'function' ? udmabufOption() : udmabufOption;
@@ -93,6 +98,7 @@ async function withPlugin(
     udmabuf,
     log: (line) => logs.push(line),
     maxDmabufVersion,
+    ...pluginOptions,
   });
   try {
     assert.equal(await compositor.use(plugin), true, `plugin started: ${logs.join('; ')}`);
@@ -144,18 +150,43 @@ test('no udmabuf: scattered guest pages are copied, damaged rects only, and coun
   });
 });
 
-test('no udmabuf: contiguous guest pages are shown from the guest memfd, no copy', async (t) => {
+test('no udmabuf: contiguous guest RAM is copied, not shown to the compositor from byte 0', async (t) => {
+  // The framebuffer starts 3 pages into "guest RAM": a pool on that memfd would expose them.
   await withPlugin(t, { layout: 'contiguous' }, false, async (s) => {
     await s.presented(1);
     assert.equal(mismatches(s.compositor, 0), 0);
-    assert.equal(s.plugin.presenter!.windows()[0].buffer?.path, 'shm-direct');
+    assert.equal(s.plugin.presenter!.windows()[0].buffer?.path, 'shm-copy');
+    assert.match(
+      s.plugin.stats().fallbackReason ?? '',
+      /udmabuf disabled.*contiguous backing at byte 12288 of guest RAM/,
+    );
     s.source.showFrame(4);
     await s.presented(2);
     assert.equal(mismatches(s.compositor, 4), 0);
-    const stats = s.plugin.stats();
-    assert.equal(stats.bytesCopied, 0);
-    assert.match(stats.fallbackReason ?? '', /udmabuf disabled.*contiguous backing/);
+    assert.equal(s.plugin.stats().copyMappings, 1, 'one mapping of the one span');
   });
+});
+
+test('no udmabuf, shmOnGuestRam: contiguous guest pages are shown from the guest memfd, no copy', async (t) => {
+  await withPlugin(
+    t,
+    { layout: 'contiguous' },
+    false,
+    async (s) => {
+      await s.presented(1);
+      assert.equal(mismatches(s.compositor, 0), 0);
+      assert.equal(s.plugin.presenter!.windows()[0].buffer?.path, 'shm-direct');
+      s.source.showFrame(4);
+      await s.presented(2);
+      assert.equal(mismatches(s.compositor, 4), 0);
+      const stats = s.plugin.stats();
+      assert.equal(stats.bytesCopied, 0);
+      assert.equal(stats.copyBuffers, 0);
+      assert.match(stats.fallbackReason ?? '', /udmabuf disabled.*contiguous backing: wl_shm/);
+    },
+    undefined,
+    { shmOnGuestRam: true },
+  );
 });
 
 test('dma-buf path: the guest pages are imported once, flushes copy nothing', async (t) => {

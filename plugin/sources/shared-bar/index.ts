@@ -339,6 +339,8 @@ class BarSource implements SharedBarSource {
       offset: 0,
       size: layout.span,
       backing: [{ fd: this.memfd, offset: layout.offset, length: layout.span }],
+      // The BAR is memory the guest shares for display only, not its RAM.
+      displayMemoryOnly: true,
     };
     this.scanoutInfo = {
       headId: 0,
