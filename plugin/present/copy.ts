@@ -116,7 +116,11 @@ export function planCopyMappings(buffer: GuestBuffer, bytesPerPixel: number): Co
     const spanMapping = new Int32Array(spanCount).fill(-1);
     let current: CopyMapping | null = null;
     for (const part of parts) {
-      if (current && current.fd === part.fd && part.offset <= current.offset + current.length + gap) {
+      if (
+        current &&
+        current.fd === part.fd &&
+        part.offset <= current.offset + current.length + gap
+      ) {
         const end = Math.max(current.offset + current.length, part.end);
         current.length = end - current.offset;
       } else {

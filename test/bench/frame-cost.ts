@@ -17,7 +17,8 @@
  *     worst guest's flush → commit p99.
  *
  * On a host without /dev/udmabuf the guest's framebuffer is one contiguous span, which the
- * plugin shows through wl_shm on the guest memfd itself: no pixel is copied, as with a dma-buf.
+ * plugin shows through wl_shm on the guest memfd itself (the shmOnGuestRam opt-in): no pixel is
+ * copied, as with a dma-buf.
  *
  *   node dist/test/bench/frame-cost.js [--json] [--frames 300] [--long-frames 100000] [--quick]
  */
@@ -106,6 +107,9 @@ async function runChild(mode: string): Promise<void> {
       display: values.display!,
       sources: backends.map((source, i) => ({ name: `guest${i}`, source })),
       log: (line) => process.stderr.write(`plugin: ${line}\n`),
+      // Without udmabuf, the pool on the guest memfd is the zero-copy stand-in (opt-in: it shows
+      // the compositor the synthetic guest's RAM before the framebuffer).
+      shmOnGuestRam: true,
     });
   }
   const gc = (globalThis as { gc?: () => void }).gc;

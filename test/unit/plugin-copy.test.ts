@@ -28,8 +28,7 @@ const PAGE = 4096;
 function mapsOf(name: string): number {
   return readFileSync('/proc/self/maps', 'utf8')
     .split('\n')
-    .filter((line) => line.includes(`/memfd:${name} `) || line.endsWith(`/memfd:${name}`))
-    .length;
+    .filter((line) => line.includes(`/memfd:${name} `) || line.endsWith(`/memfd:${name}`)).length;
 }
 
 /** A pixel value that names its position (never 0, so an unwritten page shows up). */

@@ -45,7 +45,13 @@ class ManyResourceSource implements FramebufferSource {
 
   constructor() {
     for (let id = 1; id <= RESOURCES; id++) {
-      const guest = new PatternGuest({ width: W, height: H, layout: 'scattered', seed: id, maxRun: 4 });
+      const guest = new PatternGuest({
+        width: W,
+        height: H,
+        layout: 'scattered',
+        seed: id,
+        maxRun: 4,
+      });
       guest.drawFrame(id);
       this.guests.set(id, guest);
     }
