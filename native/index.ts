@@ -246,6 +246,7 @@ export interface NativeProxy {
    * Checks like postEvent (TypeError/RangeError, ERR_WAYLAND_VERSION). On a dead proxy: requests
    * without a new_id do nothing; requests with one throw ERR_WAYLAND_DESTROYED. After a fatal
    * connection error libwayland drops requests silently (new proxies are still returned).
+   * `dispatch`, when given, becomes the new proxy's dispatcher (as setDispatcher, in the same call).
    */
   marshal(
     opcode: number,
@@ -253,6 +254,7 @@ export interface NativeProxy {
     newInterface?: string,
     newVersion?: number,
     destroy?: boolean,
+    dispatch?: (opcode: number, args: WireValue[]) => void,
   ): NativeProxy | undefined;
   /** Sets (or replaces) the event dispatcher; events arrive decoded, with the proxy as `this`.
    * Throws ERR_WAYLAND_DESTROYED on a dead proxy. */

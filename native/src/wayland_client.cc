@@ -507,7 +507,15 @@ Napi::Value ProxyWrap::Marshal(const Napi::CallbackInfo& info) {
   if (destroy) connection->Forget(data);
   if (newIface == nullptr) return env.Undefined();
   if (created == nullptr) ThrowErrno(env, "wl_proxy_marshal_array_flags", err != 0 ? err : ENOMEM);
-  return connection->Adopt(created, newIface);
+  Napi::Object wrapper = connection->Adopt(created, newIface);
+  // The new proxy's dispatcher in the same call: a frame callback is a new proxy per frame, and
+  // each separate call into the addon costs more than the request itself on a busy machine.
+  if (info.Length() > 5 && info[5].IsFunction()) {
+    ProxyData* createdData = ProxyWrap::Unwrap(wrapper)->Data();
+    createdData->dispatch = Napi::Persistent(info[5].As<Napi::Function>());
+    wl_proxy_add_dispatcher(created, ClientDispatch, nullptr, createdData);
+  }
+  return wrapper;
 }
 
 void ProxyWrap::SetDispatcher(const Napi::CallbackInfo& info) {

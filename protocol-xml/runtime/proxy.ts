@@ -27,10 +27,12 @@ export abstract class ClientProxy {
   /** Wraps a NativeProxy and takes over its event dispatch. */
   constructor(native: NativeProxy) {
     this.native = native;
+    // A proxy made by marshalConstructor has its dispatcher already (no call into the addon).
+    const dispatching = native.owner === DISPATCHER_SET;
     native.owner = this;
     // libwayland itself handles wl_display's events (error, delete_id): the display wrapper only
     // sends requests, and the addon refuses a dispatcher on it.
-    if (!(this.id === 1 && this.interfaceName === 'wl_display')) {
+    if (!dispatching && !(this.id === 1 && this.interfaceName === 'wl_display')) {
       native.setDispatcher(dispatchToOwner);
     }
   }
@@ -91,10 +93,18 @@ export abstract class ClientProxy {
     destroy: boolean,
   ): NativeProxy {
     ensureInterfacesDefined();
-    const created = this.native.marshal(opcode, args, newInterface, newVersion, destroy);
+    const created = this.native.marshal(
+      opcode,
+      args,
+      newInterface,
+      newVersion,
+      destroy,
+      dispatchToOwner,
+    );
     if (created === undefined) {
       throw new Error(`${this.interfaceName}: request ${opcode} returned no ${newInterface} proxy`);
     }
+    created.owner = DISPATCHER_SET;
     return created;
   }
 
@@ -108,6 +118,9 @@ export abstract class ClientProxy {
     throw new Error(`${this.interfaceName} has no event ${opcode}`);
   }
 }
+
+/** `NativeProxy.owner` between marshalConstructor and the wrapper's constructor. */
+const DISPATCHER_SET = Symbol('dispatcher set');
 
 /**
  * The dispatcher of every proxy: the addon calls it with the NativeProxy as `this`, so one shared
