@@ -8,9 +8,10 @@
  * Seat-less: it needs DRM master (root on a VT without another compositor, or a test device such
  * as vkms). Ownership: the backend owns the device it opened (not one handed in), its dumb
  * buffers, framebuffers, GEM handles and the mode blob, and releases them all in close().
+ * The cursor plane (cursor-plane.ts) and writeback capture (writeback.ts) are parts it drives.
  */
 import { statSync } from 'node:fs';
-import { fd, waitReadable } from '../../../native/fd.js';
+import { fd } from '../../../native/fd.js';
 import {
   AtomicFlag,
   AtomicRequest,
@@ -27,19 +28,21 @@ import type { FrameCallbackSink, PresentationSink, Surface } from '../core/surfa
 import type { FeedbackFdOps } from '../dmabuf/feedback.js';
 import { fourccName, type FormatModifierSet } from '../dmabuf/formats.js';
 import { Region } from '../render/region.js';
+import { CursorPlane } from './cursor-plane.js';
+import { createDumbFramebuffer, destroyDumbFramebuffer, type DumbFramebuffer } from './dumb.js';
 import { ScanoutFeedback } from './feedback.js';
 import { FramebufferCache, isDmabufBuffer } from './framebuffers.js';
 import { restoreKmsState, saveKmsState, type SavedKmsState } from './kms-state.js';
 import {
   chooseScanout,
   planeFormatSet,
-  splitCursorLayer,
   type CursorCandidate,
   type FixedRect,
   type PlaneFormats,
   type ScanoutDecision,
 } from './scanout.js';
 import { modeRefreshMhz, selectKms, type KmsSelection, type ModeRequest } from './select.js';
+import { WritebackCapture, type AttachedCapture } from './writeback.js';
 
 export interface DrmBackendOptions {
   /** A card node path ("/dev/dri/card0"), a driver name ("vkms"), or an open device (borrowed:
@@ -75,14 +78,6 @@ export interface DrmBackendStats {
   framebuffers: number;
 }
 
-interface DumbFramebuffer {
-  handle: number;
-  pitch: number;
-  size: number;
-  map: ArrayBuffer;
-  fbId: number;
-}
-
 interface SurfaceFrame {
   surface: Surface;
   /** What the frame showed of the surface. */
@@ -93,17 +88,11 @@ interface SurfaceFrame {
   zeroCopy: boolean;
 }
 
-interface CaptureRequest {
-  resolve: (pixels: Uint8Array) => void;
-  reject: (error: Error) => void;
-}
-
 interface PendingFrame {
   fbId: number;
   surfaces: SurfaceFrame[];
 }
 
-const CAPTURE_FENCE_GUARD_MS = 120_000;
 /** DRM_CAP_CURSOR_WIDTH / HEIGHT (the kernel answers 64 when the driver says nothing). */
 const CAP_CURSOR_WIDTH = 0x8;
 const CAP_CURSOR_HEIGHT = 0x9;
@@ -145,14 +134,10 @@ export class DrmBackend {
   private readonly savedState: SavedKmsState;
   private readonly modeBlob: number;
   private readonly buffers: DumbFramebuffer[] = [];
-  private captureBuffer: DumbFramebuffer | null = null;
-  private cursorFormats: PlaneFormats | null = null;
-  private cursorMax = { width: 0, height: 0 };
-  /** Two ARGB8888 cursor buffers (made on first use); the one on screen is cursorFront. */
-  private readonly cursorBuffers: DumbFramebuffer[] = [];
-  private cursorFront = -1;
-  /** Whether the cursor plane is on (the last commit set it). */
-  private cursorOn = false;
+  /** The cursor plane, when the CRTC has one (cursor-plane.ts). */
+  private readonly cursorPlane: CursorPlane | null = null;
+  /** Captures of a writeback connector (writeback.ts), made on the first capture(). */
+  private writeback: WritebackCapture | null = null;
   private readonly framebuffers: FramebufferCache;
   private scene: Scene | null = null;
   private output: Output | null = null;
@@ -164,8 +149,6 @@ export class DrmBackend {
   private frontBuffer = -1;
   /** Damage kept while frames bypass composition (the output image is behind by this much). */
   private readonly deferredDamage = new Region();
-  private readonly captures: CaptureRequest[] = [];
-  private captureInFlight = false;
   private lastReason: string | null = null;
   private lastLoggedPath = '';
   private frameNumber = 0;
@@ -199,11 +182,16 @@ export class DrmBackend {
     this.deviceId = statSync(`/proc/self/fd/${device.fd}`, { bigint: true }).rdev;
     this.primaryFormats = formatsOf(primary);
     if (this.selection.cursor) {
-      this.cursorFormats = formatsOf(this.selection.cursor);
-      this.cursorMax = {
-        width: Number(device.getCap(CAP_CURSOR_WIDTH)),
-        height: Number(device.getCap(CAP_CURSOR_HEIGHT)),
-      };
+      this.cursorPlane = new CursorPlane(
+        device,
+        this.selection.cursor,
+        crtc.id,
+        formatsOf(this.selection.cursor),
+        {
+          width: Number(device.getCap(CAP_CURSOR_WIDTH)),
+          height: Number(device.getCap(CAP_CURSOR_HEIGHT)),
+        },
+      );
     }
     const refreshMhz = Math.min(1_000_000, Math.max(1000, modeRefreshMhz(mode)));
     this.outputConfig = {
@@ -287,11 +275,13 @@ export class DrmBackend {
       return Promise.reject(new Error(`${this.connector.name} is not a writeback connector`));
     }
     if (this.closed) return Promise.reject(new Error('the DRM backend is closed'));
-    this.captureBuffer ??= this.createDumbFramebuffer();
-    return new Promise((resolve, reject) => {
-      this.captures.push({ resolve, reject });
-      this.wake();
-    });
+    const { width, height } = this.outputConfig;
+    this.writeback ??= new WritebackCapture(this.device, this.connector, width, height, () =>
+      this.wake(),
+    );
+    const captured = this.writeback.request();
+    this.wake();
+    return captured;
   }
 
   /** Before a screenshot: the output image must catch up with frames that bypassed it. */
@@ -323,9 +313,7 @@ export class DrmBackend {
     this.idleTimer = null;
     this.unwatch?.();
     this.unwatch = null;
-    for (const capture of this.captures.splice(0)) {
-      capture.reject(new Error('the DRM backend closed'));
-    }
+    this.writeback?.rejectAll(new Error('the DRM backend closed'));
     try {
       // Blocking: waits for a queued flip, then puts the saved state back.
       restoreKmsState(this.device, this.savedState);
@@ -357,47 +345,18 @@ export class DrmBackend {
 
   // --- frames -------------------------------------------------------------------------------
 
-  private createDumbFramebuffer(
-    width = this.selection.mode.hdisplay,
-    height = this.selection.mode.vdisplay,
-    format = DrmFormat.XRGB8888,
-  ): DumbFramebuffer {
-    const dumb = this.device.createDumb(width, height, 32);
-    let map: ArrayBuffer | null = null;
-    try {
-      map = this.device.mapDumb(dumb.handle, dumb.size);
-      const fbId = this.device.addFramebuffer({
-        width,
-        height,
-        format,
-        handles: [dumb.handle],
-        pitches: [dumb.pitch],
-        offsets: [0],
-      });
-      return { ...dumb, map, fbId };
-    } catch (error) {
-      if (map) fd.munmap(map);
-      this.device.destroyDumb(dumb.handle);
-      throw error;
-    }
+  /** A frame-sized XRGB8888 dumb buffer to compose into. */
+  private createDumbFramebuffer(): DumbFramebuffer {
+    const { hdisplay, vdisplay } = this.selection.mode;
+    return createDumbFramebuffer(this.device, hdisplay, vdisplay, DrmFormat.XRGB8888);
   }
 
   private releaseDumbBuffers(): void {
-    const all = [
-      ...this.buffers.splice(0),
-      ...this.cursorBuffers.splice(0),
-      ...(this.captureBuffer ? [this.captureBuffer] : []),
-    ];
-    this.captureBuffer = null;
-    for (const buffer of all) {
-      try {
-        fd.munmap(buffer.map);
-        this.device.removeFramebuffer(buffer.fbId);
-        this.device.destroyDumb(buffer.handle);
-      } catch (error) {
-        this.log(`drm: freeing a dumb buffer failed: ${errorText(error)}`);
-      }
+    for (const buffer of this.buffers.splice(0)) {
+      destroyDumbFramebuffer(this.device, buffer, this.log);
     }
+    this.cursorPlane?.release(this.log);
+    this.writeback?.release(this.log);
   }
 
   /** Planes other than the primary that sit on our CRTC go off; other connectors leave it. */
@@ -460,7 +419,7 @@ export class DrmBackend {
   private hasWork(): boolean {
     const scene = this.scene!;
     const output = this.output!;
-    if (this.captures.length > 0 && !this.captureInFlight) return true;
+    if (this.writeback?.due) return true;
     if (!output.damage.isEmpty()) return true;
     for (const surface of scene.surfaces) {
       if (surface.frameCallbacks.length === 0 && surface.feedbacks.length === 0) continue;
@@ -491,14 +450,8 @@ export class DrmBackend {
       x: layer.x - output.x,
       y: layer.y - output.y,
     }));
-    const { cursor, rest: layers } = this.cursorFormats
-      ? splitCursorLayer(
-          all,
-          output.config.width,
-          output.config.height,
-          this.cursorMax,
-          this.cursorFormats,
-        )
+    const { cursor, rest: layers } = this.cursorPlane
+      ? this.cursorPlane.split(all, output.config.width, output.config.height)
       : { cursor: null, rest: all };
     const decision = chooseScanout(
       layers,
@@ -512,64 +465,6 @@ export class DrmBackend {
     );
     // The cursor plane only joins a direct frame; a composed frame draws the cursor itself.
     return { decision, cursor: decision.kind === 'direct' ? cursor : null };
-  }
-
-  private setCursor(request: AtomicRequest, cursor: CursorCandidate | null, fbId: number): void {
-    const plane = this.selection.cursor;
-    if (!plane) return;
-    if (!cursor) {
-      if (this.cursorOn) request.set(plane, 'FB_ID', 0).set(plane, 'CRTC_ID', 0);
-      return;
-    }
-    request
-      .set(plane, 'FB_ID', fbId)
-      .set(plane, 'CRTC_ID', this.selection.crtc.id)
-      .set(plane, 'SRC_X', 0)
-      .set(plane, 'SRC_Y', 0)
-      .set(plane, 'SRC_W', cursor.width * 65536)
-      .set(plane, 'SRC_H', cursor.height * 65536)
-      .set(plane, 'CRTC_X', cursor.layer.x)
-      .set(plane, 'CRTC_Y', cursor.layer.y)
-      .set(plane, 'CRTC_W', cursor.width)
-      .set(plane, 'CRTC_H', cursor.height);
-  }
-
-  /** Copies the cursor layer into the back cursor buffer; returns its index, or a reason. */
-  private fillCursor(cursor: CursorCandidate): number | string {
-    if (this.cursorBuffers.length === 0) {
-      for (let i = 0; i < 2; i++) {
-        this.cursorBuffers.push(
-          this.createDumbFramebuffer(
-            this.cursorMax.width,
-            this.cursorMax.height,
-            DrmFormat.ARGB8888,
-          ),
-        );
-      }
-    }
-    const index = this.cursorFront === 0 ? 1 : 0;
-    const target = this.cursorBuffers[index]!;
-    const buffer = cursor.layer.buffer;
-    const planes = buffer.beginRead();
-    if (!planes) return 'cursor surface unreadable';
-    try {
-      const source = planes[0]!;
-      const rowBytes = cursor.width * 4;
-      const end = source.offset + source.stride * (cursor.height - 1) + rowBytes;
-      if (source.stride < rowBytes || end > source.bytes.byteLength)
-        return 'cursor buffer too short';
-      const bytes = new Uint8Array(target.map);
-      const opaque = buffer.format === DrmFormat.XRGB8888;
-      for (let y = 0; y < cursor.height; y++) {
-        const from = source.offset + y * source.stride;
-        bytes.set(source.bytes.subarray(from, from + rowBytes), y * target.pitch);
-        // XRGB's X byte is undefined: the ARGB cursor buffer needs it opaque.
-        if (opaque) for (let x = 3; x < rowBytes; x += 4) bytes[y * target.pitch + x] = 0xff;
-      }
-    } finally {
-      buffer.endRead();
-    }
-    return index;
   }
 
   /** The framebuffer to scan out for a direct decision, or why the frame must be composed. */
@@ -603,9 +498,8 @@ export class DrmBackend {
         decision.source,
         decision.destination,
       );
-      if (cursor) {
-        if (this.cursorBuffers.length === 0) this.fillCursor(cursor);
-        this.setCursor(request, cursor, this.cursorBuffers[0]?.fbId ?? 0);
+      if (cursor && this.cursorPlane) {
+        this.cursorPlane.set(request, cursor, this.cursorPlane.testFramebuffer(cursor));
       }
       try {
         this.commit(request, AtomicFlag.TEST_ONLY);
@@ -629,8 +523,8 @@ export class DrmBackend {
     const { decision, cursor: cursorCandidate } = this.decide();
     let direct = this.directFramebuffer(decision, cursorCandidate);
     let cursorIndex = -1;
-    if (typeof direct === 'number' && cursorCandidate) {
-      const filled = this.fillCursor(cursorCandidate);
+    if (typeof direct === 'number' && cursorCandidate && this.cursorPlane) {
+      const filled = this.cursorPlane.fill(cursorCandidate);
       if (typeof filled === 'string') direct = filled;
       else cursorIndex = filled;
     }
@@ -643,7 +537,11 @@ export class DrmBackend {
       fbId = direct;
       path = 'direct';
       request = this.setPrimary(request, primary, fbId, decision.source, decision.destination);
-      this.setCursor(request, cursor, cursor ? this.cursorBuffers[cursorIndex]!.fbId : 0);
+      this.cursorPlane?.set(
+        request,
+        cursor,
+        cursor ? this.cursorPlane.framebuffer(cursorIndex) : 0,
+      );
       this.deferredDamage.union(output.damage).simplify();
       output.damage.clear();
     } else {
@@ -667,15 +565,9 @@ export class DrmBackend {
         { x: 0, y: 0, width: full.width * 65536, height: full.height * 65536 },
         full,
       );
-      this.setCursor(request, null, 0);
+      this.cursorPlane?.set(request, null, 0);
     }
-    let capture: CaptureRequest | null = null;
-    let fenceIndex = -1;
-    if (this.captures.length > 0 && !this.captureInFlight && this.captureBuffer) {
-      capture = this.captures.shift()!;
-      request.set(this.connector, 'WRITEBACK_FB_ID', this.captureBuffer.fbId);
-      fenceIndex = request.outFence(this.connector, 'WRITEBACK_OUT_FENCE_PTR');
-    }
+    const capture: AttachedCapture | null = this.writeback?.attach(request) ?? null;
 
     const surfaces = this.takeSurfaceFrames(path === 'direct' ? decision : null);
     const flags =
@@ -685,7 +577,7 @@ export class DrmBackend {
       fences = this.commit(request, flags);
     } catch (error) {
       this.log(`drm: ${path} commit failed: ${errorText(error)}`);
-      capture?.reject(new Error(`commit failed: ${errorText(error)}`));
+      capture?.request.reject(new Error(`commit failed: ${errorText(error)}`));
       // Nothing will flip: answer the frame's callbacks now so clients keep going.
       this.complete({ fbId: this.onScreenFb, surfaces }, process.hrtime.bigint(), null);
       if (modeset) throw error;
@@ -693,11 +585,8 @@ export class DrmBackend {
       return;
     }
     this.pending = { fbId, surfaces };
-    this.cursorOn = cursor !== null;
-    if (cursor) {
-      this.cursorFront = cursorIndex;
-      this.counters.cursorPlaneFrames++;
-    }
+    this.cursorPlane?.committed(cursor ? cursorIndex : -1);
+    if (cursor) this.counters.cursorPlaneFrames++;
     if (composedInto >= 0) this.frontBuffer = composedInto;
     else if (path === 'direct') this.frontBuffer = -1;
     this.frameNumber++;
@@ -716,7 +605,7 @@ export class DrmBackend {
       this.lastLoggedPath = pathKey;
       if (!this.options.debugFrames) this.log(`drm: now ${description}`);
     }
-    if (capture) this.finishCapture(capture, fences[fenceIndex] ?? -1);
+    if (capture) this.writeback!.finish(capture, fences);
   }
 
   private idleRetry(): void {
@@ -728,37 +617,6 @@ export class DrmBackend {
       },
       Math.max(1, this.output!.refreshNs / 1e6),
     );
-  }
-
-  private finishCapture(capture: CaptureRequest, fence: number): void {
-    if (fence < 0) {
-      capture.reject(new Error('the kernel returned no writeback fence'));
-      return;
-    }
-    this.captureInFlight = true;
-    const buffer = this.captureBuffer!;
-    const { width, height } = this.outputConfig;
-    waitReadable(fence, CAPTURE_FENCE_GUARD_MS)
-      .then(
-        () => {
-          const source = new Uint8Array(buffer.map);
-          const pixels = new Uint8Array(width * height * 4);
-          for (let y = 0; y < height; y++) {
-            pixels.set(
-              source.subarray(y * buffer.pitch, y * buffer.pitch + width * 4),
-              y * width * 4,
-            );
-          }
-          capture.resolve(pixels);
-        },
-        (error: unknown) =>
-          capture.reject(error instanceof Error ? error : new Error(String(error))),
-      )
-      .finally(() => {
-        fd.close(fence);
-        this.captureInFlight = false;
-        this.wake();
-      });
   }
 
   private copyImage(target: DumbFramebuffer): void {
