@@ -98,8 +98,19 @@ export interface FdAddon {
   /** socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (nonBlocking ? SOCK_NONBLOCK : 0));
    * nonBlocking defaults to true. Pass false for an end handed to a child process. */
   socketpair(nonBlocking?: boolean): [number, number];
-  /** A listening AF_UNIX stream socket bound to `path` (non-blocking). */
-  unixListen(path: string, backlog?: number): number;
+  /**
+   * A listening AF_UNIX stream socket bound to `path` (non-blocking). With `mode`, the socket
+   * inode gets it (fchmod) before bind, so the file is created with at most `mode` (less the
+   * umask) and never wider.
+   */
+  unixListen(path: string, backlog?: number, mode?: number): number;
+  /**
+   * A non-blocking connect() to `path`, closed at once; the errno name connect() gave ("OK" when
+   * it connected). EAGAIN: a live listener with a full backlog. ECONNREFUSED: nobody listens.
+   */
+  unixProbe(path: string): string;
+  /** getgrnam_r: the gid of a group name, null when the group does not exist. */
+  groupId(name: string): number | null;
   /** accept4(SOCK_CLOEXEC | SOCK_NONBLOCK); -1 when nothing is pending. Borrows the listener. */
   unixAccept(listenFd: number): number;
   /** connect to an AF_UNIX stream socket path (blocking connect, then non-blocking fd). */

@@ -7,6 +7,7 @@
  */
 import { parseArgs } from 'node:util';
 import { linesOf } from './common/log.js';
+import { parseSocketMode, type SocketAccess } from './common/unix-socket.js';
 
 export class UsageError extends Error {
   readonly exitCode = 2;
@@ -41,6 +42,10 @@ export interface RunOptions {
   guestName: string | undefined;
   /** Take the VMs libvirt's back-end helpers hand over on the control socket. */
   libvirt: boolean;
+  /** Mode and group of every socket guestfb listens on for QEMU (--socket-mode/--socket-group). */
+  socketAccess: SocketAccess;
+  /** ivshmem clients at once per --ivshmem (--ivshmem-peers; default 1). */
+  ivshmemPeers: number | undefined;
 }
 
 export interface DoctorOptions {
@@ -84,6 +89,8 @@ Sources (at least one, repeatable):
                                 -chardev socket,id=ivsh,path=SOCKET
                                 -device ivshmem-doorbell,chardev=ivsh,vectors=1)
   --bar-size SIZE               the ivshmem BAR size, a power of two (default 64M)
+  --ivshmem-peers N             ivshmem clients at once (default 1: the one QEMU); each gets the
+                                read-write BAR, so more are refused
   --libvirt                     show every libvirt domain whose video is guestfb's
                                 vhost-user GPU: the helper libvirt starts per domain hands
                                 its connection to this process over
@@ -97,6 +104,12 @@ Input (repeatable):
                                 keyboard and pointer on every window of that guest go to it.
                                 QEMU: -chardev socket,id=inp,path=SOCKET
                                 -device vhost-user-input-pci,chardev=inp
+
+Who may connect (every socket above; whoever connects is the guest's QEMU):
+  --socket-mode OCTAL           permission bits of the socket files (default 0600: your user
+                                only; connecting needs write permission, e.g. 0660 + a group)
+  --socket-group NAME|GID       group of the socket files (default: yours)
+  A socket path where another process listens is refused ("in use"); a stale one is replaced.
 
 Options:
   --display NAME                Wayland display (default: $WAYLAND_DISPLAY)
@@ -232,6 +245,45 @@ export function parseIvshmemSpec(spec: string, index: number, barSize?: string):
   return { kind: 'ivshmem', name, socket, barSize: size };
 }
 
+/** The `--socket-mode`/`--socket-group` values as a SocketAccess. Throws UsageError. */
+export function parseSocketAccess(
+  mode: string | undefined,
+  group: string | undefined,
+): SocketAccess {
+  const access: SocketAccess = {};
+  if (mode !== undefined) {
+    access.mode = parseSocketMode(mode);
+    if (Number.isNaN(access.mode)) {
+      throw new UsageError(`--socket-mode: "${mode}" is not an octal mode 0..0777 (e.g. 0660)`);
+    }
+  }
+  if (group !== undefined) {
+    if (/^\d{1,10}$/.test(group)) {
+      const gid = Number(group);
+      if (gid > 0xfffffffe) throw new UsageError(`--socket-group: gid ${group} is out of range`);
+      access.group = gid;
+    } else if (/^[A-Za-z_][\w.-]{0,31}\$?$/.test(group)) {
+      access.group = group;
+    } else {
+      throw new UsageError(`--socket-group: "${group}" is neither a group name nor a gid`);
+    }
+  }
+  return access;
+}
+
+/** `--ivshmem-peers N`: 1..64 (undefined when not given). Throws UsageError. */
+export function parseIvshmemPeers(
+  text: string | undefined,
+  hasIvshmem: boolean,
+): number | undefined {
+  if (text === undefined) return undefined;
+  if (!hasIvshmem) throw new UsageError('--ivshmem-peers needs --ivshmem');
+  if (!/^\d{1,2}$/.test(text) || Number(text) < 1 || Number(text) > 64) {
+    throw new UsageError(`--ivshmem-peers: "${text}" is not a number of peers 1..64`);
+  }
+  return Number(text);
+}
+
 /** Parses argv (without node and script). Throws UsageError on any mistake. */
 export function parseCommandLine(argv: readonly string[]): Command {
   const args = [...argv];
@@ -250,6 +302,9 @@ export function parseCommandLine(argv: readonly string[]): Command {
         'vhost-user-input': { type: 'string', multiple: true },
         ivshmem: { type: 'string', multiple: true },
         'bar-size': { type: 'string' },
+        'ivshmem-peers': { type: 'string' },
+        'socket-mode': { type: 'string' },
+        'socket-group': { type: 'string' },
         display: { type: 'string' },
         name: { type: 'string' },
         rate: { type: 'string' },
@@ -307,6 +362,8 @@ export function parseCommandLine(argv: readonly string[]): Command {
       values.duration === undefined ? 0 : parseNumber('duration', values.duration, 0, 31536000),
     guestName,
     libvirt: values.libvirt ?? false,
+    socketAccess: parseSocketAccess(values['socket-mode'], values['socket-group']),
+    ivshmemPeers: parseIvshmemPeers(values['ivshmem-peers'], values.ivshmem !== undefined),
   };
 }
 
@@ -465,6 +522,8 @@ async function runCli(options: RunOptions): Promise<number> {
             ivshmemSocket: spec.socket,
             barSize: spec.barSize,
             name: spec.name,
+            socketAccess: options.socketAccess,
+            maxPeers: options.ivshmemPeers,
             log: linesOf(log, `${spec.name}: `, { showLevel: false }),
           });
         } catch (error) {
@@ -478,7 +537,7 @@ async function runCli(options: RunOptions): Promise<number> {
       } else {
         let source;
         try {
-          source = await openVhostSource(spec, log);
+          source = await openVhostSource(spec, options.socketAccess, log);
         } catch (error) {
           throw new Error(`--vhost-user-gpu ${spec.socket}: ${(error as Error).message}`);
         }
@@ -491,6 +550,8 @@ async function runCli(options: RunOptions): Promise<number> {
         const sink = createVhostUserInputBackend({
           socketPath: spec.socket,
           role: 'listen',
+          socketAccess: options.socketAccess,
+          guestName: spec.name,
           log: linesOf(log, `${spec.name} input: `),
         });
         inputs.push({ name: spec.name, sink });
@@ -580,6 +641,7 @@ async function runCli(options: RunOptions): Promise<number> {
 
 async function openVhostSource(
   spec: Extract<SourceSpec, { kind: 'vhost-user-gpu' }>,
+  socketAccess: SocketAccess,
   log: (message: string) => void,
 ): Promise<import('./sources/types.js').FramebufferSource> {
   const { createVhostUserGpuBackend } = await import('./sources/virtio-gpu/index.js');
@@ -587,6 +649,7 @@ async function openVhostSource(
     socketPath: spec.socket,
     role: 'listen',
     name: spec.name,
+    socketAccess,
     log: linesOf(log, `${spec.name}: `),
   });
   log(

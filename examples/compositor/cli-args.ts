@@ -7,12 +7,15 @@ import type { OutputConfig } from './core/scene.js';
 import type { ModeRequest } from './drm/index.js';
 import {
   parseInputSpecs,
+  parseIvshmemPeers,
   parseIvshmemSpec,
+  parseSocketAccess,
   parseVhostSpec,
   type InputSpec,
   UsageError as PluginUsageError,
   type SourceSpec,
 } from '../../plugin/cli.js';
+import type { SocketAccess } from '../../plugin/common/unix-socket.js';
 
 export const USAGE = `Usage: guestfb-compositor [options]
 
@@ -35,6 +38,8 @@ Options:
                              -chardev socket,id=ivsh,path=SOCKET
                              -device ivshmem-doorbell,chardev=ivsh,vectors=1)
   --bar-size SIZE            the ivshmem BAR size, a power of two (default 64M)
+  --ivshmem-peers N          ivshmem clients at once (default 1: the one QEMU); each gets the
+                             read-write BAR, so more are refused
   --vhost-user-gpu [NAME=]SOCKET
                              load guestfb as QEMU's vhost-user GPU back-end on SOCKET
                              (repeatable; QEMU: -chardev socket,id=gpu,path=SOCKET
@@ -45,6 +50,10 @@ Options:
                              the seat's keyboard and pointer on that guest's windows go to it
                              (QEMU: -chardev socket,id=inp,path=SOCKET
                              -device vhost-user-input-pci,chardev=inp)
+  --socket-mode OCTAL        permission bits of guestfb's sockets (--ivshmem, --vhost-user-*;
+                             default 0600: your user only; connecting needs write permission)
+  --socket-group NAME|GID    group of those sockets (default: yours). A path where another
+                             process listens is refused ("in use"); a stale socket is replaced.
   --input-script FILE        apply scripted input lines from FILE ("-" = stdin, or a FIFO) as
                              they arrive: move X Y | button left|right|middle press|release |
                              key KEY_NAME press|release | type TEXT | wheel N | wait MS |
@@ -68,6 +77,10 @@ export interface CliOptions {
   vhostUserInput: InputSpec[];
   /** Scripted input (--input-script): a path, or "-" for stdin. */
   inputScript: string | undefined;
+  /** Mode and group of guestfb's sockets (--socket-mode, --socket-group). */
+  socketAccess: SocketAccess;
+  /** ivshmem clients at once per --ivshmem (--ivshmem-peers; default 1). */
+  ivshmemPeers: number | undefined;
 }
 
 export type IvshmemSpec = Extract<SourceSpec, { kind: 'ivshmem' }>;
@@ -109,6 +122,9 @@ export function parseCli(argv: string[]): CliOptions {
         'drm-debug': { type: 'boolean', default: false },
         ivshmem: { type: 'string', multiple: true },
         'bar-size': { type: 'string' },
+        'ivshmem-peers': { type: 'string' },
+        'socket-mode': { type: 'string' },
+        'socket-group': { type: 'string' },
         'vhost-user-gpu': { type: 'string', multiple: true },
         'vhost-user-input': { type: 'string', multiple: true },
         'input-script': { type: 'string' },
@@ -157,7 +173,11 @@ export function parseCli(argv: string[]): CliOptions {
   let ivshmem: IvshmemSpec[];
   let vhostUserGpu: VhostSpec[];
   let vhostUserInput: InputSpec[];
+  let socketAccess: SocketAccess;
+  let ivshmemPeers: number | undefined;
   try {
+    socketAccess = parseSocketAccess(values['socket-mode'], values['socket-group']);
+    ivshmemPeers = parseIvshmemPeers(values['ivshmem-peers'], values.ivshmem !== undefined);
     ivshmem = (values.ivshmem ?? []).map(
       (spec, i) => parseIvshmemSpec(spec, i, values['bar-size']) as IvshmemSpec,
     );
@@ -184,5 +204,7 @@ export function parseCli(argv: string[]): CliOptions {
     vhostUserGpu,
     vhostUserInput,
     inputScript: values['input-script'],
+    socketAccess,
+    ivshmemPeers,
   };
 }

@@ -156,7 +156,10 @@ interface LoadedGuestfb {
  */
 function startGuestfb(
   compositor: Compositor,
-  options: Pick<CliOptions, 'ivshmem' | 'vhostUserGpu' | 'vhostUserInput'>,
+  options: Pick<
+    CliOptions,
+    'ivshmem' | 'vhostUserGpu' | 'vhostUserInput' | 'socketAccess' | 'ivshmemPeers'
+  >,
   log: (message: string) => void,
 ): LoadedGuestfb | null {
   const sources: { name: string; source: FramebufferSource }[] = [];
@@ -176,6 +179,8 @@ function startGuestfb(
         ivshmemSocket: spec.socket,
         barSize: spec.barSize,
         name: spec.name,
+        socketAccess: options.socketAccess,
+        maxPeers: options.ivshmemPeers,
         log: linesOf(log, `guestfb ${spec.name}: `, { showLevel: false }),
       }),
     );
@@ -191,6 +196,7 @@ function startGuestfb(
         socketPath: spec.socket,
         role: 'listen',
         name: spec.name,
+        socketAccess: options.socketAccess,
         log: linesOf(log, `guestfb ${spec.name}: `, { showLevel: false }),
       }),
     );
@@ -205,6 +211,8 @@ function startGuestfb(
       createVhostUserInputBackend({
         socketPath: spec.socket,
         role: 'listen',
+        socketAccess: options.socketAccess,
+        guestName: spec.name,
         log: linesOf(log, `guestfb ${spec.name} input: `, { showLevel: false }),
       }),
     );

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/dma-buf.h>
 #include <linux/udmabuf.h>
 #include <poll.h>
@@ -11,6 +12,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 #include <uv.h>
@@ -351,8 +353,18 @@ Napi::Value UnixListen(const Napi::CallbackInfo& info) {
   sockaddr_un address = UnixAddress(env, StringArg(info[0], "path"));
   uint64_t backlog = info[1].IsUndefined() ? 16 : SizeArg(info[1], "backlog");
   if (backlog > 4096) ThrowRangeError(env, "backlog must be at most 4096");
+  bool has_mode = !info[2].IsUndefined();
+  uint64_t mode = has_mode ? SizeArg(info[2], "mode") : 0;
+  if (mode > 07777) ThrowRangeError(env, "mode must be at most 07777");
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) ThrowErrno(env, "socket", errno);
+  // bind() creates the socket file with the socket inode's mode minus the umask: set it first,
+  // so the file never exists with wider permissions than asked for.
+  if (has_mode && fchmod(fd, static_cast<mode_t>(mode)) < 0) {
+    int err = errno;
+    close(fd);
+    ThrowErrno(env, "fchmod", err);
+  }
   if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) < 0) {
     int err = errno;
     close(fd);
@@ -391,6 +403,41 @@ Napi::Value UnixConnect(const Napi::CallbackInfo& info) {
   }
   SetNonBlocking(env, fd);
   return Napi::Number::New(env, fd);
+}
+
+// A non-blocking connect() to a socket path, closed at once: the errno name of connect ("OK"
+// when it connected). EAGAIN means a live listener with a full backlog; ECONNREFUSED a stale file.
+Napi::Value UnixProbe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  sockaddr_un address = UnixAddress(env, StringArg(info[0], "path"));
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) ThrowErrno(env, "socket", errno);
+  int result;
+  do {
+    result = connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+  } while (result < 0 && errno == EINTR);
+  int err = result < 0 ? errno : 0;
+  close(fd);
+  return Napi::String::New(env, err == 0 ? "OK" : ErrnoName(err));
+}
+
+// getgrnam_r: the gid of a group name, or null when there is no such group.
+Napi::Value GroupId(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = StringArg(info[0], "name");
+  std::vector<char> buffer(1024);
+  for (;;) {
+    group entry = {};
+    group* found = nullptr;
+    int err = getgrnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found);
+    if (err == ERANGE && buffer.size() < (1u << 20)) {
+      buffer.resize(buffer.size() * 4);
+      continue;
+    }
+    if (err != 0) ThrowErrno(env, "getgrnam_r", err);
+    if (found == nullptr) return env.Null();
+    return Napi::Number::New(env, found->gr_gid);
+  }
 }
 
 // SO_PEERCRED of a connected AF_UNIX socket: the peer's pid, uid and gid at connect time.
@@ -660,6 +707,8 @@ void InitFd(Napi::Env env, Napi::Object exports) {
   add("unixListen", UnixListen);
   add("unixAccept", UnixAccept);
   add("unixConnect", UnixConnect);
+  add("unixProbe", UnixProbe);
+  add("groupId", GroupId);
   add("unixSend", UnixSend);
   add("unixRecv", UnixRecv);
   add("peerCredentials", PeerCredentials);

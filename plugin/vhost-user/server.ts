@@ -3,11 +3,18 @@
  * connect (QEMU listens with `server=on`) or fd (an already-connected socket, e.g. the --fd=N
  * libvirt gives a back-end program), one front-end at a time, and a session that reads
  * messages from the connection, hands them to a `VhostUserDevice` and sends its replies.
- * In 'listen' role a new connection is accepted after a disconnect.
+ * In 'listen' role a new connection is accepted after a disconnect; the socket file is the
+ * owner's only unless `socketAccess` says otherwise, an existing live socket at the path is never
+ * taken over, and a front-end connecting while a session is live is closed at once (the live
+ * session goes on).
  */
-import fs from 'node:fs';
 import type { FdAddon } from '../../native/fd.js';
 import type { Logger } from '../common/log.js';
+import {
+  listenUnixSocket,
+  type ListeningSocket,
+  type SocketAccess,
+} from '../common/unix-socket.js';
 import type { DeviceIo, VhostUserDevice } from './vhost-user-device.js';
 import { FrameReader, ProtocolError, requestName } from './vhost-user-protocol.js';
 
@@ -24,15 +31,21 @@ export interface VhostUserServerOptions<S extends ServerSession> {
   connectedFd?: number;
   fd: FdAddon;
   log: Logger;
+  /** Role 'listen': who may connect (default: the owner only, mode 0600). */
+  socketAccess?: SocketAccess;
+  /** The guest's name in log lines (default: the socket path). */
+  name?: string;
   /** Starts a session on a connected socket (takes `conn`); it calls `ended` once when it ends. */
   startSession(conn: number, ended: (reason: string) => void): S;
 }
 
 export class VhostUserServer<S extends ServerSession> {
-  private listenFd: number | null = null;
+  private listener: ListeningSocket | null = null;
   private stopListenWatch: (() => void) | null = null;
   private current: S | null = null;
   private closed = false;
+  /** Front-ends refused because a session was live. */
+  refused = 0;
 
   constructor(private readonly options: VhostUserServerOptions<S>) {
     if (options.role === 'fd') {
@@ -57,13 +70,8 @@ export class VhostUserServer<S extends ServerSession> {
 
   private listen(path: string): void {
     const { fd, log } = this.options;
-    try {
-      if (fs.lstatSync(path).isSocket()) fs.unlinkSync(path); // a stale socket of an earlier run
-    } catch {
-      // nothing there
-    }
-    this.listenFd = fd.unixListen(path, 1);
-    const listenFd = this.listenFd;
+    this.listener = listenUnixSocket(fd, path, 1, this.options.socketAccess);
+    const listenFd = this.listener.fd;
     this.stopListenWatch = fd.watchReadable(listenFd, (error) => {
       if (error) {
         log('error', `listening socket failed: ${error.message}; no more connections`);
@@ -79,13 +87,32 @@ export class VhostUserServer<S extends ServerSession> {
         }
         if (conn < 0) return;
         if (this.current) {
-          log('warn', 'a second front-end connected; refusing it');
-          fd.close(conn);
+          this.refuse(conn, path);
           continue;
         }
         this.startSession(conn);
       }
     });
+  }
+
+  /** Closes a front-end that connected while a session is live (takes conn). */
+  private refuse(conn: number, path: string): void {
+    this.refused++;
+    let peer = 'an unknown process';
+    try {
+      const credentials = this.options.fd.peerCredentials(conn);
+      peer = `pid ${credentials.pid}, uid ${credentials.uid}`;
+    } catch {
+      // the peer is gone already
+    }
+    this.options.fd.close(conn);
+    // Whoever may connect can repeat it: the first ten are logged, then every hundredth.
+    if (this.refused > 10 && this.refused % 100 !== 0) return;
+    this.options.log(
+      'warn',
+      `refused a second front-end (${peer}) on ${path}: guest ${this.options.name ?? path} ` +
+        `has a live session (${this.refused} refused so far)`,
+    );
   }
 
   private startSession(conn: number): void {
@@ -103,15 +130,8 @@ export class VhostUserServer<S extends ServerSession> {
     this.closed = true;
     this.current?.end('backend closed');
     this.stopListenWatch?.();
-    if (this.listenFd !== null) {
-      this.options.fd.close(this.listenFd);
-      this.listenFd = null;
-      try {
-        if (this.options.socketPath) fs.unlinkSync(this.options.socketPath);
-      } catch {
-        // already gone
-      }
-    }
+    this.listener?.close();
+    this.listener = null;
   }
 }
 

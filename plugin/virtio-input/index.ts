@@ -8,6 +8,7 @@
  */
 import { fd as fdModule, type FdAddon } from '../../native/fd.js';
 import type { GuestInputSink } from '../guest-input.js';
+import type { SocketAccess } from '../common/unix-socket.js';
 import {
   nativeDeviceIo,
   VhostUserServer,
@@ -43,6 +44,10 @@ export interface VhostUserInputBackendOptions {
   serial?: string;
   /** Most events held for the guest before old ones are dropped (default 1024). */
   maxHeldEvents?: number;
+  /** Role 'listen': who may connect to the socket (default: the owner only, mode 0600). */
+  socketAccess?: SocketAccess;
+  /** The guest's name in log lines (default: the socket path). */
+  guestName?: string;
   log?: Logger;
   /** For tests: the fd module to use (default: the native addon). */
   fdModule?: FdAddon;
@@ -125,6 +130,8 @@ class InputBackend implements VhostUserInputBackend {
       role: options.role,
       fd,
       log: this.log,
+      socketAccess: options.socketAccess,
+      name: options.guestName,
       startSession: (conn, ended) => {
         this.totals.connections++;
         const session: InputSession = new InputSession(

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { UsageError, parseCli, parseOutput } from '../../examples/compositor/cli-args.js';
+import { USAGE, UsageError, parseCli, parseOutput } from '../../examples/compositor/cli-args.js';
 
 test('compositor CLI options', () => {
   const options = parseCli([
@@ -27,6 +27,20 @@ test('compositor CLI options', () => {
   assert.equal(parseCli([]).outputs[0].width, 1920);
   assert.equal(parseCli(['--help']).help, true);
   assert.equal(parseOutput('640x480@59.94', 0).refreshMhz, 59940);
+  const sockets = parseCli([
+    '--ivshmem',
+    '/s',
+    '--ivshmem-peers',
+    '2',
+    '--socket-mode',
+    '0660',
+    '--socket-group',
+    '1000',
+  ]);
+  assert.deepEqual(sockets.socketAccess, { mode: 0o660, group: 1000 });
+  assert.equal(sockets.ivshmemPeers, 2);
+  assert.deepEqual(parseCli([]).socketAccess, {});
+  assert.match(USAGE, /--socket-mode OCTAL .*default 0600/s);
 });
 
 test('compositor CLI rejects bad input with a usage error', () => {
@@ -39,6 +53,10 @@ test('compositor CLI rejects bad input with a usage error', () => {
     ['--screenshot-dir', 'd', '--screenshot-every', '-5'],
     ['--bogus'],
     ['positional'],
+    ['--socket-mode', '888'],
+    ['--socket-group', 'x/y'],
+    ['--ivshmem-peers', '2'],
+    ['--ivshmem', '/s', '--ivshmem-peers', '100'],
   ]) {
     assert.throws(() => parseCli(argv), UsageError, argv.join(' '));
   }

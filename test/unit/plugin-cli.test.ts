@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseCommandLine, UsageError } from '../../plugin/cli.js';
+import { parseCommandLine, RUN_HELP, UsageError } from '../../plugin/cli.js';
 
 test('run options parse with defaults', () => {
   const command = parseCommandLine(['--source', 'pattern']);
@@ -16,6 +16,8 @@ test('run options parse with defaults', () => {
     duration: 0,
     guestName: undefined,
     libvirt: false,
+    socketAccess: {},
+    ivshmemPeers: undefined,
   });
   const full = parseCommandLine([
     'run',
@@ -71,6 +73,14 @@ test('usage mistakes throw UsageError with a message that names the problem', ()
       /guest "a" has two input devices/,
     ],
     [['doctor', '--frobnicate'], /doctor: .*frobnicate/],
+    [['--source', 'pattern', '--socket-mode', '0668'], /--socket-mode: "0668" is not an octal/],
+    [['--source', 'pattern', '--socket-mode', '1777'], /--socket-mode: "1777" is not an octal/],
+    [['--source', 'pattern', '--socket-mode', 'rw'], /--socket-mode: "rw"/],
+    [['--source', 'pattern', '--socket-group', 'a b'], /--socket-group: "a b" is neither/],
+    [['--source', 'pattern', '--socket-group', '4294967295'], /gid 4294967295 is out of range/],
+    [['--source', 'pattern', '--ivshmem-peers', '2'], /--ivshmem-peers needs --ivshmem/],
+    [['--ivshmem', '/b', '--ivshmem-peers', '0'], /--ivshmem-peers: "0" is not a number/],
+    [['--ivshmem', '/b', '--ivshmem-peers', '65'], /--ivshmem-peers: "65"/],
   ];
   for (const [args, message] of cases) {
     assert.throws(
@@ -98,6 +108,27 @@ test('--vhost-user-input belongs to a guest by NAME, or to the n-th unnamed GPU'
     { name: 'vm0', socket: '/run/input.sock' },
     { name: 'bar', socket: './in=put.sock' },
   ]);
+});
+
+test('--socket-mode, --socket-group and --ivshmem-peers', () => {
+  const parse = (...args: string[]) => {
+    const command = parseCommandLine(['--ivshmem', '/b', ...args]);
+    assert.equal(command.command, 'run');
+    return command.command === 'run' ? command : null;
+  };
+  assert.deepEqual(parse('--socket-mode', '0660', '--socket-group', 'kvm')?.socketAccess, {
+    mode: 0o660,
+    group: 'kvm',
+  });
+  assert.deepEqual(parse('--socket-mode', '600', '--socket-group', '0')?.socketAccess, {
+    mode: 0o600,
+    group: 0,
+  });
+  assert.deepEqual(parse('--socket-mode', '0o640')?.socketAccess, { mode: 0o640 });
+  assert.equal(parse('--ivshmem-peers', '3')?.ivshmemPeers, 3);
+  assert.match(RUN_HELP, /--socket-mode OCTAL .*\(default 0600/s);
+  assert.match(RUN_HELP, /--socket-group NAME\|GID/);
+  assert.match(RUN_HELP, /--ivshmem-peers N .*\(default 1/s);
 });
 
 test('help and doctor parse', () => {

@@ -99,6 +99,7 @@ test('ivshmem server protocol: version, id, shm fd, eventfds, peer notices, fd b
     socketPath,
     shmFd: shm,
     vectors: 2,
+    maxClients: 2,
     onDoorbell: (vector) => doorbells.push(vector),
     onConnect: (id) => events.push(`+${id}`),
     onDisconnect: (id, reason) => events.push(`-${id} ${reason}`),
@@ -181,24 +182,34 @@ test('ivshmem server protocol: version, id, shm fd, eventfds, peer notices, fd b
   rmSync(dir, { recursive: true, force: true });
 });
 
-test('server refuses clients past maxClients', async () => {
+test('one ivshmem client by default: a further one is refused with a log line, the first goes on', async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'guestfb-ivshmem-'));
   const baseline = fd.openFdCount();
   const shm = fd.memfdCreate('test-shm', true);
   fd.ftruncate(shm, 8192);
   const logs: string[] = [];
-  const server = new IvshmemServer({
-    socketPath: path.join(dir, 's'),
-    shmFd: shm,
-    maxClients: 1,
-    log: (_level, m) => logs.push(m),
-  });
-  const a = new FakePeer(path.join(dir, 's'));
-  const b = new FakePeer(path.join(dir, 's'));
+  const socketPath = path.join(dir, 's');
+  const server = new IvshmemServer({ socketPath, shmFd: shm, log: (_level, m) => logs.push(m) });
+  const a = new FakePeer(socketPath);
+  await until(() => server.peers().length === 1, 'the first client', { intervalMs: 1 });
+  const setup = a.read(5);
+  const b = new FakePeer(socketPath);
   await until(() => server.counters.refused === 1, 'the refusal', { intervalMs: 1 });
   assert.ok(fd.pollReadable(b.conn, 5000));
-  assert.equal(fd.unixRecv(b.conn, 8)?.data.length, 0, 'refused client sees end of stream');
-  assert.match(logs.join('\n'), /refusing a client: 1 are connected/);
+  const refusal = fd.unixRecv(b.conn, 8);
+  assert.equal(refusal?.data.length, 0, 'refused client sees end of stream');
+  assert.deepEqual(refusal?.fds, [], 'refused client got no fd (no BAR memfd)');
+  assert.equal(logs.length, 1);
+  assert.match(
+    logs[0]!,
+    new RegExp(
+      `^refused a client \\(pid ${process.pid}, uid \\d+\\) on ${socketPath}: 1 of 1 peers connected`,
+    ),
+  );
+  // The first client is unaffected: still a peer, still interrupted through its eventfd.
+  assert.deepEqual(server.peers(), [1]);
+  assert.equal(server.ring(1, 0), true);
+  assert.equal(fd.eventfdRead(setup[4]!.fd!), 1);
   a.close();
   b.close();
   await tick();
@@ -206,6 +217,20 @@ test('server refuses clients past maxClients', async () => {
   fd.close(shm);
   assert.equal(fd.openFdCount(), baseline);
   rmSync(dir, { recursive: true, force: true });
+});
+
+test('ivshmem peers: 1..64', () => {
+  const shm = fd.memfdCreate('test-shm', true);
+  try {
+    for (const maxClients of [0, 65, 1.5]) {
+      assert.throws(
+        () => new IvshmemServer({ socketPath: '/nonexistent/s', shmFd: shm, maxClients }),
+        /ivshmem peers must be 1\.\.64/,
+      );
+    }
+  } finally {
+    fd.close(shm);
+  }
 });
 
 test('shared BAR source: sealed memfd, header -> scanout, doorbell -> flush, bad header once', async () => {

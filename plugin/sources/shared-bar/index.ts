@@ -20,6 +20,7 @@
 import { fd as fdModule, Seal, type FdAddon } from '../../../native/fd.js';
 import { TypedEmitter } from '../../common/emitter.js';
 import { linesOf, type Logger } from '../../common/log.js';
+import type { SocketAccess } from '../../common/unix-socket.js';
 import { DrmFormat } from '../../common/formats.js';
 import type {
   CursorUpdate,
@@ -66,6 +67,10 @@ export interface SharedBarSourceOptions {
   pollMs?: number;
   /** Head (monitor) name, default "ivshmem". */
   name?: string;
+  /** Who may connect to the ivshmem socket (default: the owner only, mode 0600). */
+  socketAccess?: SocketAccess;
+  /** ivshmem clients at once (default 1); further ones are refused with a log line. */
+  maxPeers?: number;
   log?: Logger;
   /** For tests: the fd module (default: the native addon). */
   fdModule?: FdAddon;
@@ -193,6 +198,8 @@ class BarSource implements SharedBarSource {
         this.server = new IvshmemServer({
           socketPath: options.ivshmemSocket,
           shmFd: memfd,
+          socketAccess: options.socketAccess,
+          maxClients: options.maxPeers,
           fdModule: this.fd,
           log: (level, message) => this.log(level, `ivshmem: ${message}`),
           onDoorbell: () => this.doorbell(),

@@ -17,13 +17,20 @@
  * runs). The server owns the listening socket, each client connection, and every eventfd
  * (its own and each client's); close() releases them all.
  */
-import fs from 'node:fs';
 import { fd as fdModule, type FdAddon } from '../../../native/fd.js';
 import { linesOf, type Logger } from '../../common/log.js';
+import {
+  listenUnixSocket,
+  type ListeningSocket,
+  type SocketAccess,
+} from '../../common/unix-socket.js';
 
 export const IVSHMEM_PROTOCOL_VERSION = 0;
 /** The Doorbell register has 16 bits for the peer id. */
 export const MAX_PEER_ID = 0xffff;
+/** Clients at once by default: the one QEMU that shows this BAR. */
+export const DEFAULT_IVSHMEM_PEERS = 1;
+export const MAX_IVSHMEM_PEERS = 64;
 
 export interface IvshmemServerOptions {
   socketPath: string;
@@ -33,8 +40,11 @@ export interface IvshmemServerOptions {
   vectors?: number;
   /** guestfb's own peer id (default 0). */
   hostPeerId?: number;
-  /** Clients at once (default 16); more are refused. */
+  /** Clients at once (default 1: the one QEMU; every client gets the read-write BAR memfd and
+   * every peer's eventfds, so a further one is refused with a log line). */
   maxClients?: number;
+  /** Who may connect to the socket (default: the owner only, mode 0600). */
+  socketAccess?: SocketAccess;
   onDoorbell?: (vector: number) => void;
   onConnect?: (peerId: number) => void;
   onDisconnect?: (peerId: number, reason: string) => void;
@@ -66,7 +76,7 @@ export class IvshmemServer {
   private readonly host: Peer;
   private readonly clients = new Map<number, Peer>();
   private readonly maxClients: number;
-  private listenFd: number;
+  private readonly listener: ListeningSocket;
   private stopListen: (() => void) | null;
   private readonly hostWatches: (() => void)[] = [];
   private closed = false;
@@ -81,7 +91,14 @@ export class IvshmemServer {
       });
     this.vectors = options.vectors ?? 1;
     this.hostPeerId = options.hostPeerId ?? 0;
-    this.maxClients = options.maxClients ?? 16;
+    this.maxClients = options.maxClients ?? DEFAULT_IVSHMEM_PEERS;
+    if (
+      !Number.isInteger(this.maxClients) ||
+      this.maxClients < 1 ||
+      this.maxClients > MAX_IVSHMEM_PEERS
+    ) {
+      throw new RangeError(`ivshmem peers must be 1..${MAX_IVSHMEM_PEERS}, got ${this.maxClients}`);
+    }
     if (!Number.isInteger(this.vectors) || this.vectors < 1 || this.vectors > 64) {
       throw new RangeError(`vectors must be 1..64, got ${this.vectors}`);
     }
@@ -95,12 +112,7 @@ export class IvshmemServer {
     this.host = { id: this.hostPeerId, conn: -1, eventfds: [], stopWatch: null };
     try {
       for (let v = 0; v < this.vectors; v++) this.host.eventfds.push(this.fd.eventfd(0));
-      try {
-        if (fs.lstatSync(options.socketPath).isSocket()) fs.unlinkSync(options.socketPath);
-      } catch {
-        // nothing there (or not ours to remove: unixListen reports it)
-      }
-      this.listenFd = this.fd.unixListen(options.socketPath, 4);
+      this.listener = listenUnixSocket(this.fd, options.socketPath, 4, options.socketAccess);
     } catch (error) {
       for (const x of this.host.eventfds) this.fd.close(x);
       throw error;
@@ -118,7 +130,7 @@ export class IvshmemServer {
         }),
       );
     });
-    const listenFd = this.listenFd;
+    const listenFd = this.listener.fd;
     this.stopListen = this.fd.watchReadable(listenFd, () => this.acceptAll(listenFd));
   }
 
@@ -167,8 +179,23 @@ export class IvshmemServer {
     const id = this.clients.size < this.maxClients ? this.freeId() : null;
     if (id === null) {
       this.counters.refused++;
-      this.log('warn', `refusing a client: ${this.maxClients} are connected`);
+      let peer = 'an unknown process';
+      try {
+        const credentials = this.fd.peerCredentials(conn);
+        peer = `pid ${credentials.pid}, uid ${credentials.uid}`;
+      } catch {
+        // the peer is gone already
+      }
       this.fd.close(conn);
+      // Whoever may connect can repeat it: the first ten are logged, then every hundredth.
+      const refused = this.counters.refused;
+      if (refused <= 10 || refused % 100 === 0) {
+        this.log(
+          'warn',
+          `refused a client (${peer}) on ${this.options.socketPath}: ${this.clients.size} of ` +
+            `${this.maxClients} peers connected (${refused} refused so far)`,
+        );
+      }
       return;
     }
     const peer: Peer = { id, conn, eventfds: [], stopWatch: null };
@@ -257,13 +284,7 @@ export class IvshmemServer {
     }
     this.stopListen?.();
     this.stopListen = null;
-    this.fd.close(this.listenFd);
-    this.listenFd = -1;
-    try {
-      fs.unlinkSync(this.options.socketPath);
-    } catch {
-      // already gone
-    }
+    this.listener.close();
     for (const stop of this.hostWatches) stop();
     for (const x of this.host.eventfds) this.fd.close(x);
     this.host.eventfds = [];

@@ -25,6 +25,7 @@ import type {
 import { TypedEmitter } from '../../common/emitter.js';
 import { linesOf, type Logger } from '../../common/log.js';
 import type { GpuLimits } from './gpu-device.js';
+import type { SocketAccess } from '../../common/unix-socket.js';
 import { headsFromModes, QemuDisplayChannel } from './qemu-display.js';
 import { VhostUserGpuDevice } from './vhost-user-gpu.js';
 import { resolveQueueBudget, type QueueBudget } from '../../vhost-user/scheduler.js';
@@ -65,6 +66,8 @@ export interface VhostUserGpuBackendOptions {
    * sizes are not offered. See qemuDbusDisplay (QEMU's `-display dbus`).
    */
   displayControl?: DisplayControl;
+  /** Role 'listen': who may connect to the socket (default: the owner only, mode 0600). */
+  socketAccess?: SocketAccess;
   log?: Logger;
   /** For tests: the fd module to use (default: the native addon). */
   fdModule?: FdAddon;
@@ -157,6 +160,8 @@ class Backend implements VhostUserGpuBackend {
       connectedFd: options.fd,
       fd: this.fd,
       log: this.log,
+      socketAccess: options.socketAccess,
+      name: options.name,
       startSession: (conn, ended) => this.startSession(conn, ended),
     });
   }
