@@ -57,7 +57,8 @@ Options:
   --input-script FILE        apply scripted input lines from FILE ("-" = stdin, or a FIFO) as
                              they arrive: move X Y | button left|right|middle press|release |
                              key KEY_NAME press|release | type TEXT | wheel N | wait MS |
-                             screenshot NAME  (see the README: headless guest automation)
+                             screenshot NAME | wait-window MS TITLE | place X Y TITLE |
+                             focus TITLE|none  (see the README: headless guest automation)
   --help                     show this help
 `;
 

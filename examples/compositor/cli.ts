@@ -4,8 +4,7 @@
 import { createCompositor, type Compositor } from './index.js';
 import { USAGE, UsageError, parseCli, type CliOptions } from './cli-args.js';
 import { runInputScript } from './input-script.js';
-import fs from 'node:fs';
-import path from 'node:path';
+import { compositorScriptTarget } from './script-target.js';
 import {
   createGuestfbPlugin,
   createVhostUserInputBackend,
@@ -81,30 +80,9 @@ function main(): void {
   if (options.inputScript !== undefined) {
     const script = options.inputScript;
     const directory = options.screenshotDir ?? process.cwd();
-    const seat = compositor.seat;
-    const running = compositor;
     void runInputScript(
       script,
-      {
-        moveTo: (x, y) => seat.moveTo(x, y),
-        button: (code, pressed) => seat.button(code, pressed),
-        key: (code, pressed) => seat.key(code, pressed),
-        wheel: (notches) => seat.wheel(notches),
-        flush: () => seat.flush(),
-        screenshot: (name) => {
-          fs.mkdirSync(directory, { recursive: true });
-          const outputs = running.scene.outputs;
-          return outputs.map((output) => {
-            const file = path.join(
-              directory,
-              outputs.length > 1 ? `${name}-${output.name}.png` : `${name}.png`,
-            );
-            fs.writeFileSync(file, running.screenshot(output.name));
-            log(`input script: screenshot ${file}`);
-            return file;
-          });
-        },
-      },
+      compositorScriptTarget(compositor, directory, log),
       log,
     ).then(
       ({ lines, errors }) =>

@@ -10,6 +10,9 @@
  *   wheel N                               N notches, positive = down
  *   wait MS                               pause before the next line
  *   screenshot NAME                       NAME.png of every output (NAME-<output>.png if several)
+ *   wait-window MS TITLE                  wait up to MS for a window titled TITLE (xdg title)
+ *   place X Y TITLE                       move that window's top-left to output coordinates
+ *   focus TITLE | focus none              keyboard focus to that window (raised), or to none
  *
  * Blank lines and lines starting with # are skipped. A bad line is reported with its number and
  * skipped; it never stops the compositor.
@@ -32,6 +35,9 @@ export type ScriptCommand =
   | { kind: 'wheel'; notches: number }
   | { kind: 'wait'; ms: number }
   | { kind: 'screenshot'; name: string }
+  | { kind: 'wait-window'; ms: number; title: string }
+  | { kind: 'place'; x: number; y: number; title: string }
+  | { kind: 'focus'; title: string | null }
   | { kind: 'none' };
 
 export class ScriptError extends Error {}
@@ -51,6 +57,13 @@ function integer(word: string | undefined, what: string, min: number, max: numbe
   const value = Number(word);
   if (value < min || value > max) throw new ScriptError(`${what}: ${value} outside ${min}..${max}`);
   return value;
+}
+
+/** The words of `line` after its first `skip` words (a title may hold any spaces). */
+function restAfter(line: string, skip: number): string {
+  let rest = line.trim();
+  for (let i = 0; i < skip; i++) rest = rest.replace(/^\S+\s*/, '');
+  return rest;
 }
 
 /** Parses one line; throws ScriptError naming the problem. */
@@ -106,6 +119,26 @@ export function parseScriptLine(line: string): ScriptCommand {
         throw new ScriptError(`screenshot NAME "${args[0]}" may use letters, digits, . _ -`);
       }
       return { kind: 'screenshot', name: args[0]! };
+    case 'wait-window': {
+      const title = restAfter(trimmed, 2);
+      if (title === '') throw new ScriptError('wait-window takes MS and a TITLE');
+      return { kind: 'wait-window', ms: integer(args[0], 'wait-window MS', 0, 3_600_000), title };
+    }
+    case 'place': {
+      const title = restAfter(trimmed, 3);
+      if (title === '') throw new ScriptError('place takes X, Y and a TITLE');
+      return {
+        kind: 'place',
+        x: integer(args[0], 'place X', -65535, 65535),
+        y: integer(args[1], 'place Y', -65535, 65535),
+        title,
+      };
+    }
+    case 'focus': {
+      const title = restAfter(trimmed, 1);
+      if (title === '') throw new ScriptError('focus takes a TITLE or "none"');
+      return { kind: 'focus', title: title === 'none' ? null : title };
+    }
     default:
       throw new ScriptError(`unknown command "${command}"`);
   }
@@ -119,6 +152,12 @@ export interface ScriptTarget {
   wheel(notches: number): void;
   /** Writes NAME's screenshots; returns the files written. */
   screenshot(name: string): string[];
+  /** Whether a window titled `title` is mapped. */
+  hasWindow(title: string): boolean;
+  /** Moves the window titled `title` to output coordinates; throws when there is none. */
+  place(title: string, x: number, y: number): void;
+  /** Keyboard focus to the window titled `title` (raised), or to none; throws when none has it. */
+  focus(title: string | null): void;
   /** Sends what the commands queued to the clients. */
   flush(): void;
 }
@@ -154,6 +193,22 @@ export async function applyCommand(command: ScriptCommand, target: ScriptTarget)
       break;
     case 'screenshot':
       target.screenshot(command.name);
+      break;
+    case 'wait-window': {
+      const deadline = Date.now() + command.ms;
+      while (!target.hasWindow(command.title)) {
+        if (Date.now() >= deadline) {
+          throw new Error(`no window "${command.title}" after ${command.ms} ms`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      break;
+    }
+    case 'place':
+      target.place(command.title, command.x, command.y);
+      break;
+    case 'focus':
+      target.focus(command.title);
       break;
     case 'none':
       break;

@@ -28,7 +28,6 @@ import {
   hostAptSources,
   hostCodename,
   readManifest,
-  removeOtherTrees,
   withCacheLock,
   writeFileAtomic,
   writeManifest,
@@ -56,8 +55,11 @@ export interface GuestImage {
   programs: string[];
 }
 
-/** Modules the guest needs; their dependencies are added from modinfo. */
-const rootModules = ['virtio_pci', 'virtio-gpu', 'virtio_console'];
+/**
+ * Modules the guest needs; their dependencies are added from modinfo. virtio_input and evdev
+ * give a vhost-user-input device its /dev/input/event node (examples/guest/evdump.c reads it).
+ */
+const rootModules = ['virtio_pci', 'virtio-gpu', 'virtio_console', 'virtio_input', 'evdev'];
 const kernelMetapackage = 'linux-image-amd64';
 const busyboxPath = '/bin/busybox';
 
@@ -166,8 +168,10 @@ async function ensureKernel(
   guestDir: string,
   progress?: (msg: string) => void,
 ): Promise<KernelManifest> {
-  const manifestFile = path.join(guestDir, 'kernel.json');
   const wantedKey = sha256(rootModules.join(','));
+  // One manifest and tree per module set: checkouts with another set (other branches sharing
+  // the cache) keep theirs instead of replacing each other's on every boot.
+  const manifestFile = path.join(guestDir, `guest-kernel-${wantedKey}.json`);
   const cached = readManifest<KernelManifest & { key: string }>(
     manifestFile,
     (m) =>
@@ -226,7 +230,7 @@ async function ensureKernel(
       }
     }
     const modules = orderModules(rootModules, (name) => depends.get(normalize(name)) ?? []);
-    const kernelDir = `kernel-${release}-${wantedKey}`;
+    const kernelDir = `guest-kernel-${release}-${wantedKey}`;
     const target = path.join(guestDir, kernelDir);
     await rm(target, { recursive: true, force: true });
     await mkdir(path.join(target, 'modules'), { recursive: true });
@@ -251,7 +255,12 @@ async function ensureKernel(
       modules,
     };
     writeManifest(manifestFile, manifest);
-    await removeOtherTrees(guestDir, 'kernel-', kernelDir);
+    // Trees of an older kernel release with this module set are no longer used.
+    for (const old of readdirSync(guestDir)) {
+      if (old.startsWith('guest-kernel-') && old.endsWith(`-${wantedKey}`) && old !== kernelDir) {
+        await rm(path.join(guestDir, old), { recursive: true, force: true });
+      }
+    }
     return manifest;
   } finally {
     await rm(scratch, { recursive: true, force: true });

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { fd } from '../../native/fd.js';
 import { createCompositor } from '../../examples/compositor/index.js';
 import { parseScriptLine, runInputScript } from '../../examples/compositor/input-script.js';
+import { compositorScriptTarget } from '../../examples/compositor/script-target.js';
 import { createGuestfbPlugin, type GuestInputSink } from '../../plugin/index.js';
 import { PatternSource } from '../../plugin/sources/pattern.js';
 import { settleUntil } from '../helpers/wait.js';
@@ -79,32 +80,33 @@ test('input script -> compositor seat -> guestfb window -> exact guest input cal
       'button left release',
       'key KEY_C release',
       'screenshot shot',
+      // Windows by title: wait for one, place it, move the keyboard focus without a click.
+      'wait-window 1000 guest — pattern',
+      'place 10 20 guest — pattern',
+      'move 15 30',
+      'focus guest — pattern',
+      'key KEY_D press',
+      'focus none',
+      'key KEY_D release',
+      'focus nobody',
+      'wait-window 0 nobody',
     ];
     const file = path.join(directory, 'script');
     fs.writeFileSync(file, `${script.join('\n')}\n`);
-    const seat = compositor.seat;
     const problems: string[] = [];
     const result = await runInputScript(
       file,
-      {
-        moveTo: (x, y) => seat.moveTo(x, y),
-        button: (code, pressed) => seat.button(code, pressed),
-        key: (code, pressed) => seat.key(code, pressed),
-        wheel: (notches) => seat.wheel(notches),
-        flush: () => seat.flush(),
-        screenshot: (name) => {
-          const target = path.join(directory, `${name}.png`);
-          fs.writeFileSync(target, compositor.screenshot('HEADLESS-1'));
-          return [target];
-        },
-      },
+      compositorScriptTarget(compositor, directory, () => undefined),
       (message) => problems.push(message),
     );
-    assert.deepEqual(result, { lines: script.length, errors: 2 });
     assert.deepEqual(problems, [
       `input script ${file} line 12: unknown command "frobnicate": "frobnicate 3"`,
       `input script ${file} line 13: unknown key "KEY_NOPE" (evdev names, e.g. KEY_A): "key KEY_NOPE press"`,
+      `input script ${file} line 29: no window "nobody"`,
+      `input script ${file} line 30: no window "nobody" after 0 ms`,
     ]);
+    assert.deepEqual(result, { lines: script.length, errors: 4 });
+    assert.deepEqual([window.x, window.y], [10, 20], 'placed');
     assert.ok(fs.statSync(path.join(directory, 'shot.png')).size > 0);
     const expected = [
       'at 100 50 of 320x200',
@@ -137,6 +139,12 @@ test('input script -> compositor seat -> guestfb window -> exact guest input cal
       // A click outside takes keyboard focus away with KEY_C down: released.
       'key 46 1',
       'key 46 0',
+      // Placed at 10,20: output 15,30 is 5,10 in the window.
+      'at 5 10 of 320x200',
+      'frame',
+      // Focus given by title, then taken away with KEY_D down: released.
+      'key 32 1',
+      'key 32 0',
     ];
     await settleUntil(
       plugin,
@@ -165,6 +173,19 @@ test('input script lines: parse errors name the problem', () => {
     ],
   });
   assert.deepEqual(parseScriptLine('# comment'), { kind: 'none' });
+  assert.deepEqual(parseScriptLine('wait-window 500  A — A-0 '), {
+    kind: 'wait-window',
+    ms: 500,
+    title: 'A — A-0',
+  });
+  assert.deepEqual(parseScriptLine('place -5 7 my  window'), {
+    kind: 'place',
+    x: -5,
+    y: 7,
+    title: 'my  window',
+  });
+  assert.deepEqual(parseScriptLine('focus none'), { kind: 'focus', title: null });
+  assert.deepEqual(parseScriptLine('focus A — A-1'), { kind: 'focus', title: 'A — A-1' });
   for (const [line, message] of [
     ['move 10', /move takes 2 argument/],
     ['move -1 5', /move X: -1 outside/],
@@ -174,6 +195,11 @@ test('input script lines: parse errors name the problem', () => {
     ['wait 1.5', /not an integer/],
     ['screenshot ../x', /may use letters/],
     ['type é', /no US-layout key types "é"/],
+    ['wait-window 100', /wait-window takes MS and a TITLE/],
+    ['wait-window x title', /wait-window MS: "x" is not an integer/],
+    ['place 1 2', /place takes X, Y and a TITLE/],
+    ['place 1 y title', /place Y: "y" is not an integer/],
+    ['focus', /focus takes a TITLE or "none"/],
   ] as const) {
     assert.throws(() => parseScriptLine(line), message, line);
   }
