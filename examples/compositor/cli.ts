@@ -80,11 +80,7 @@ function main(): void {
   if (options.inputScript !== undefined) {
     const script = options.inputScript;
     const directory = options.screenshotDir ?? process.cwd();
-    void runInputScript(
-      script,
-      compositorScriptTarget(compositor, directory, log),
-      log,
-    ).then(
+    void runInputScript(script, compositorScriptTarget(compositor, directory, log), log).then(
       ({ lines, errors }) =>
         log(`input script ${script}: ended after ${lines} line(s), ${errors} bad`),
       (error: unknown) => log(`input script ${script}: ${String(error)}`),

@@ -68,9 +68,8 @@ static int drain(FILE* out, const struct node* n) {
 int main(int argc, char** argv) {
   const char* out_path = NULL;
   int wait_s = 30;
-  static const struct option options[] = {{"out", required_argument, 0, 'o'},
-                                          {"wait", required_argument, 0, 'w'},
-                                          {0, 0, 0, 0}};
+  static const struct option options[] = {
+      {"out", required_argument, 0, 'o'}, {"wait", required_argument, 0, 'w'}, {0, 0, 0, 0}};
   int c;
   while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
     if (c == 'o') {
@@ -105,7 +104,7 @@ int main(int argc, char** argv) {
     fprintf(out, "evdump: device %d %s\n", number, name);
     unsigned long ev_bits = 0;
     if (ioctl(fd, EVIOCGBIT(0, sizeof ev_bits), &ev_bits) >= 0 && (ev_bits & (1UL << EV_REP))) {
-      unsigned int rep[2] = {250, 0};  // delay, period: a zero period disables autorepeat
+      unsigned int rep[2] = {500, 0};  // delay, period: a zero period disables autorepeat
       struct input_event syn = {.type = EV_SYN, .code = SYN_REPORT, .value = 0};
       if (ioctl(fd, EVIOCSREP, rep) < 0 || write(fd, &syn, sizeof syn) != (ssize_t)sizeof syn) {
         fprintf(out, "evdump: event%d: cannot switch autorepeat off: %s\n", number,
