@@ -6,8 +6,11 @@
 //   frame-cost    guestfb's whole cost per guest frame driven by a synthetic QEMU + guest: CPU per
 //                 frame, syscalls, allocations, heap and fds over a long run, 8 guests (gets
 //                 --json, --quick)
+//   input         guestfb's input round trip under a real two-head guest: 200 key events, one at
+//                 a time, script line -> guest evdev read -> the guest's line back (the input
+//                 e2e, test/e2e/evdev.test.ts, whose report this parses)
 // With --json the results are printed as one object: {"handoff", "vhostVsQemu", "frameCost",
-// "zeroCopy"}. `zeroCopy` is, per resolution, guestfb's back-end alone plus the plugin's
+// "zeroCopy", "inputLatency"}. `zeroCopy` is, per resolution, guestfb's back-end alone plus the plugin's
 // zero-copy handoff (both measured in this run) against QEMU's back-end: on a host without
 // /dev/udmabuf the plugin under a real guest takes its copying fallback, so that sum is the
 // zero-copy path's cost.
@@ -60,6 +63,7 @@ function run(file, fileArgs) {
 const handoff = run('handoff.js', handoffArgs);
 const frameCost = run('frame-cost.js', frameArgs);
 const vhostVsQemu = run('vhost-vs-qemu.js', vhostArgs);
+const inputLatency = runInputLatency();
 {
   const zeroCopy = vhostVsQemu.resolutions.map((r) => {
     const handoffUs = handoff.resolutions[r.resolution]?.zeroCopy.usPerFrame ?? null;
@@ -77,10 +81,39 @@ const vhostVsQemu = run('vhost-vs-qemu.js', vhostArgs);
     };
   });
   if (json) {
-    process.stdout.write(`${JSON.stringify({ handoff, vhostVsQemu, frameCost, zeroCopy })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ handoff, vhostVsQemu, frameCost, zeroCopy, inputLatency })}\n`,
+    );
   } else {
     printTables(zeroCopy);
   }
+}
+
+/** Runs the input e2e and takes its round-trip report (it asserts the events it times). */
+function runInputLatency() {
+  const file = 'dist/test/e2e/evdev.test.js';
+  if (!json) process.stderr.write(`bench: ${file}\n`);
+  const result = spawnSync(process.execPath, ['--test', '--test-reporter=tap', file], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'inherit'],
+    encoding: 'utf8',
+    maxBuffer: 64 << 20,
+  });
+  const report =
+    /round trip \((.*?)\), (\d+) key events: p50 ([\d.]+) ms, p99 ([\d.]+) ms, max ([\d.]+) ms/.exec(
+      result.stdout,
+    );
+  if (result.status !== 0 || !report) {
+    process.stderr.write(`${result.stdout}\nbench: ${file} failed (status ${result.status})\n`);
+    process.exit(result.status || 1);
+  }
+  return {
+    what: report[1],
+    events: Number(report[2]),
+    p50Ms: Number(report[3]),
+    p99Ms: Number(report[4]),
+    maxMs: Number(report[5]),
+  };
 }
 
 function printTables(zeroCopy) {
@@ -148,5 +181,11 @@ function printTables(zeroCopy) {
   out(
     `long run, ${l.frames} frames: heap used ${(l.heapUsedBefore / 1e6).toFixed(2)} → ${(l.heapUsedAfter / 1e6).toFixed(2)} MB, ` +
       `open fds ${l.fdsBefore} → ${l.fdsAfter}`,
+  );
+  const i = inputLatency;
+  out();
+  out(
+    `input round trip (${i.what}), ${i.events} key events: p50 ${i.p50Ms} ms, p99 ${i.p99Ms} ms, ` +
+      `max ${i.maxMs} ms`,
   );
 }
