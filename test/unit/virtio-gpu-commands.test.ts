@@ -169,7 +169,8 @@ test('ATTACH_BACKING merges contiguous pages and rejects ranges outside the tabl
     [[base, W * H * 4]],
   );
 
-  create2d(bench, 2);
+  // Large enough for both entries: the size limit (checked first) must not be what refuses them.
+  create2d(bench, 2, W, 4 * H);
   const bad: [string, { addr: number | bigint; length: number }][] = [
     ['in the 640K-1M hole', { addr: LOW_END, length: 4096 }],
     ['crossing the end of low RAM', { addr: LOW_END - 4096, length: 8192 }],

@@ -95,11 +95,25 @@ interface Resource {
   /** Blob size (blob) or 0. */
   blobSize: number;
   /** Guest-physical entries as attached, or null without backing. */
-  entries: { gpa: number; length: number }[] | null;
+  entries: BackingEntries | null;
   spans: Span[];
   /** Start of each span within the backing (for the copy fallback). */
   spanStarts: number[];
   size: number;
+}
+
+/**
+ * A guest's mem entries, in its order: two typed arrays rather than an object per entry, since
+ * a guest may send 16,384 of them per command, as often as it likes.
+ */
+interface BackingEntries {
+  gpa: Float64Array;
+  length: Float64Array;
+}
+
+/** A copy of scratch entries that a resource keeps. */
+function keptEntries(entries: BackingEntries): BackingEntries {
+  return { gpa: entries.gpa.slice(), length: entries.length.slice() };
 }
 
 class CommandError extends Error {
@@ -459,12 +473,20 @@ export class GpuDevice {
     this.options.emitter.emit('resourceCreated', this.describe(res));
   }
 
-  /** Reads `count` mem entries at byte `at` of the request. */
-  private readEntries(
-    request: Uint8Array,
-    at: number,
-    count: number,
-  ): { gpa: number; length: number }[] {
+  /**
+   * Scratch arrays for the entries of the command being executed and their sorted starts and
+   * ends; grown to the largest count seen. Entries are copied out only when a backing is kept.
+   */
+  private entryScratch = new Float64Array(0);
+
+  private scratch(count: number): [Float64Array, Float64Array, Float64Array, Float64Array] {
+    if (this.entryScratch.length < 4 * count) this.entryScratch = new Float64Array(4 * count);
+    const part = (i: number) => this.entryScratch.subarray(i * count, (i + 1) * count);
+    return [part(0), part(1), part(2), part(3)];
+  }
+
+  /** Reads `count` mem entries at byte `at` of the request (into the scratch arrays). */
+  private readEntries(request: Uint8Array, at: number, count: number): BackingEntries {
     if (count === 0 || count > this.limits.maxBackingEntries) {
       throw new CommandError(Resp.ERR_UNSPEC, `${count} backing entries`);
     }
@@ -472,7 +494,8 @@ export class GpuDevice {
       throw new CommandError(Resp.ERR_UNSPEC, `${count} entries do not fit the request`);
     }
     const view = new DataView(request.buffer, request.byteOffset + at, count * MEM_ENTRY_SIZE);
-    const entries: { gpa: number; length: number }[] = [];
+    const [gpa, length] = this.scratch(count);
+    const entries: BackingEntries = { gpa, length };
     for (let i = 0; i < count; i++) {
       const high = view.getUint32(i * 16 + 4, true);
       const low = view.getUint32(i * 16, true);
@@ -480,24 +503,22 @@ export class GpuDevice {
       if (high >= 0x20_0000)
         throw new CommandError(Resp.ERR_UNSPEC, `entry ${i} beyond guest memory`);
       if (length === 0) throw new CommandError(Resp.ERR_INVALID_PARAMETER, `entry ${i} is empty`);
-      entries.push({ gpa: high * 0x1_0000_0000 + low, length });
+      entries.gpa[i] = high * 0x1_0000_0000 + low;
+      entries.length[i] = length;
     }
     return entries;
   }
 
-  private translate(entries: { gpa: number; length: number }[]): Span[] | null {
+  private translate(entries: BackingEntries): Span[] | null {
     const spans: Span[] = [];
-    for (const entry of entries) {
-      if (!this.options.memory.appendSpans(entry.gpa, entry.length, spans)) return null;
+    const memory = this.options.memory;
+    for (let i = 0; i < entries.gpa.length; i++) {
+      if (!memory.appendSpans(entries.gpa[i]!, entries.length[i]!, spans)) return null;
     }
     return spans;
   }
 
-  private setSpans(
-    res: Resource,
-    spans: Span[],
-    entries: { gpa: number; length: number }[] | null,
-  ): void {
+  private setSpans(res: Resource, spans: Span[], entries: BackingEntries | null): void {
     this.totalSpans += spans.length - res.spans.length;
     this.totalBackingBytes -= res.size;
     res.entries = entries;
@@ -513,25 +534,28 @@ export class GpuDevice {
   }
 
   /**
-   * The limits every new backing meets before it is kept: no overlapping entries, at most the
-   * resource's own size rounded up to pages, and the device's span and byte totals.
+   * The limits a guest's entries meet before anything is made of them: no two overlap, and
+   * together they hold at most `needed` bytes rounded up to pages. Checked on the entries alone
+   * (two sorted copies, no object per entry), so a refused list costs little.
    */
-  private checkBacking(
-    res: { id: number },
-    entries: { gpa: number; length: number }[],
-    spans: Span[],
-    needed: number,
-  ): void {
-    const sorted = entries.map((e) => [e.gpa, e.length] as const).sort((a, b) => a[0] - b[0]);
+  private checkEntries(id: number, entries: BackingEntries, needed: number): void {
+    const count = entries.gpa.length;
+    // Entries are disjoint exactly when, with starts and ends sorted separately, each end is at
+    // or before the next start (at most one entry covers any address).
+    const [, , starts, ends] = this.scratch(count);
+    starts.set(entries.gpa);
+    starts.sort();
     let total = 0;
-    for (let i = 0; i < sorted.length; i++) {
-      const [gpa, length] = sorted[i]!;
-      total += length;
-      const next = sorted[i + 1];
-      if (next && gpa + length > next[0]) {
+    for (let i = 0; i < count; i++) {
+      ends[i] = entries.gpa[i]! + entries.length[i]!;
+      total += entries.length[i]!;
+    }
+    ends.sort();
+    for (let i = 0; i + 1 < count; i++) {
+      if (ends[i]! > starts[i + 1]!) {
         throw new CommandError(
           Resp.ERR_INVALID_PARAMETER,
-          `limit: backing entries of resource ${res.id} overlap at guest address 0x${next[0].toString(16)}`,
+          `limit: backing entries of resource ${id} overlap at guest address 0x${starts[i + 1]!.toString(16)}`,
         );
       }
     }
@@ -539,19 +563,25 @@ export class GpuDevice {
     if (total > allowed) {
       throw new CommandError(
         Resp.ERR_INVALID_PARAMETER,
-        `limit: resource ${res.id} backing of ${total} bytes exceeds its size rounded to pages (${allowed})`,
+        `limit: resource ${id} backing of ${total} bytes exceeds its size rounded to pages (${allowed})`,
       );
     }
+  }
+
+  /** The device's span and byte totals, with the spans a new backing would add. */
+  private checkTotals(id: number, spans: Span[]): void {
+    let total = 0;
+    for (const span of spans) total += span.length;
     if (this.totalSpans + spans.length > this.limits.maxTotalSpans) {
       throw new CommandError(
         Resp.ERR_OUT_OF_MEMORY,
-        `limit maxTotalSpans (${this.limits.maxTotalSpans}) reached: resource ${res.id} brings ${spans.length} spans to the ${this.totalSpans} held`,
+        `limit maxTotalSpans (${this.limits.maxTotalSpans}) reached: resource ${id} brings ${spans.length} spans to the ${this.totalSpans} held`,
       );
     }
     if (this.totalBackingBytes + total > this.limits.maxTotalBackingBytes) {
       throw new CommandError(
         Resp.ERR_OUT_OF_MEMORY,
-        `limit maxTotalBackingBytes (${this.limits.maxTotalBackingBytes}) reached: resource ${res.id} brings ${total} bytes to the ${this.totalBackingBytes} held`,
+        `limit maxTotalBackingBytes (${this.limits.maxTotalBackingBytes}) reached: resource ${id} brings ${total} bytes to the ${this.totalBackingBytes} held`,
       );
     }
   }
@@ -575,10 +605,11 @@ export class GpuDevice {
       throw new CommandError(Resp.ERR_INVALID_PARAMETER, `blob size ${size}`);
     }
     const entries = this.readEntries(request, RequestSize[Cmd.RESOURCE_CREATE_BLOB]!, count);
+    const blobSize = Number(size);
+    this.checkEntries(id, entries, blobSize);
     const spans = this.translate(entries);
     if (!spans) throw new CommandError(Resp.ERR_UNSPEC, 'blob backing outside guest memory');
-    const blobSize = Number(size);
-    this.checkBacking({ id }, entries, spans, blobSize);
+    this.checkTotals(id, spans);
     const total = spans.reduce((sum, s) => sum + s.length, 0);
     if (total < blobSize) {
       throw new CommandError(
@@ -600,7 +631,7 @@ export class GpuDevice {
       spanStarts: [],
       size: 0,
     };
-    this.setSpans(res, trimSpans(spans, blobSize), entries);
+    this.setSpans(res, trimSpans(spans, blobSize), keptEntries(entries));
     this.resources.set(id, res);
     this.log(
       'info',
@@ -627,10 +658,11 @@ export class GpuDevice {
     if (res.entries)
       throw new CommandError(Resp.ERR_UNSPEC, `resource ${res.id} already has backing`);
     const entries = this.readEntries(request, RequestSize[Cmd.RESOURCE_ATTACH_BACKING]!, count);
+    this.checkEntries(res.id, entries, res.stride * res.height);
     const spans = this.translate(entries);
     if (!spans) throw new CommandError(Resp.ERR_UNSPEC, 'backing outside guest memory');
-    this.checkBacking(res, entries, spans, res.stride * res.height);
-    this.setSpans(res, spans, entries);
+    this.checkTotals(res.id, spans);
+    this.setSpans(res, spans, keptEntries(entries));
     this.log(
       'debug',
       `resource ${res.id}: ${count} entries -> ${spans.length} fd spans, ${res.size} bytes`,

@@ -17,7 +17,7 @@ import {
   Request,
   type Message,
 } from '../../vhost-user/vhost-user-protocol.js';
-import { gatherReadable, scatterWritable, type Chain } from '../../vhost-user/virtqueue.js';
+import { scatterWritable, type Chain } from '../../vhost-user/virtqueue.js';
 import type { QueueBudget, QueueScheduler } from '../../vhost-user/scheduler.js';
 import type { TypedEmitter } from '../../common/emitter.js';
 import { GpuDevice, MAX_REQUEST_BYTES, type GpuLimits } from './gpu-device.js';
@@ -106,11 +106,28 @@ export class GpuDeviceModel implements DeviceModel {
   /**
    * Small requests (every per-frame command) are gathered into one preallocated buffer, seen
    * through a view and a DataView of their exact length, made once per length: a frame's
-   * commands allocate nothing. Larger ones (ATTACH_BACKING's entries) get a buffer of their own.
+   * commands allocate nothing. Larger ones (ATTACH_BACKING's entries) share a second buffer
+   * that grows to the largest seen (at most MAX_REQUEST_BYTES): a guest repeating 256 KiB
+   * requests then allocates nothing each time. Such allocations are memory outside V8's heap,
+   * and their churn drove V8 into full collections that stalled every guest for 100+ ms.
    */
   private readonly smallRequest = new Uint8Array(SMALL_REQUEST_BYTES);
   private readonly smallViews: (Uint8Array | undefined)[] = [];
   private readonly smallDataViews: (DataView | undefined)[] = [];
+  private largeRequest = new Uint8Array(0);
+
+  /** The chain's readable bytes in the shared large buffer, or null past MAX_REQUEST_BYTES. */
+  private gatherLarge(chain: Chain): Uint8Array | null {
+    const length = chain.readableLength;
+    if (length > MAX_REQUEST_BYTES) return null;
+    if (this.largeRequest.length < length) {
+      const grown = Math.max(length, 2 * this.largeRequest.length);
+      this.largeRequest = new Uint8Array(Math.min(MAX_REQUEST_BYTES, grown));
+    }
+    const request = this.largeRequest.subarray(0, length);
+    chain.gather(request);
+    return request;
+  }
 
   /** Executes one control chain; returns the bytes written into it. */
   private runControl(chain: Chain): number {
@@ -133,7 +150,7 @@ export class GpuDeviceModel implements DeviceModel {
       }
       return this.responseDidNotFit(chain, request, response);
     }
-    let request = gatherReadable(chain, MAX_REQUEST_BYTES);
+    let request = this.gatherLarge(chain);
     if (!request) {
       // Too long to be any command: answer from its header alone (the command then fails
       // its size check, or is a header-only command).
@@ -182,7 +199,7 @@ export class GpuDeviceModel implements DeviceModel {
   }
 
   private runCursor(chain: Chain): number {
-    const request = gatherReadable(chain, MAX_REQUEST_BYTES);
+    const request = this.gatherLarge(chain);
     if (!request) {
       this.context.counters.dropped++;
       this.log('warn', `cursor request of ${chain.readableLength} bytes dropped`);
