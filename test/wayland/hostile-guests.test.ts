@@ -10,20 +10,21 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import {
   Cmd,
+  encodeMemEntries,
   encodeRequest,
   HDR_SIZE,
   Resp,
 } from '../../plugin/sources/virtio-gpu/gpu-protocol.js';
 import { DescFlag } from '../../plugin/vhost-user/virtqueue.js';
 import { until } from '../helpers/wait.js';
-import { FORMAT_B8G8R8X8, TestGuest, VhostSocket } from '../helpers/vhost-frontend.js';
+import { FORMAT_B8G8R8X8, PAGE, TestGuest, VhostSocket } from '../helpers/vhost-frontend.js';
 import { vcpuWorkerUrl, type VcpuProgram, type VcpuReport } from '../helpers/vcpu-worker.js';
 import { waylandInfo } from './native-helpers.js';
 
@@ -258,6 +259,12 @@ function placed(guest: TestGuest, request: Uint8Array, responseLength = HDR_SIZE
   };
 }
 
+function vmRssBytes(pid: number): number {
+  const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!match) throw new Error(`no VmRSS for ${pid}`);
+  return Number(match[1]) * 1024;
+}
+
 test('#1 ring flood: a vCPU refilling the control ring as fast as guestfb empties it', async (t) => {
   await withCompositor(t, async (running) => {
     const { bad } = running;
@@ -273,6 +280,92 @@ test('#1 ring flood: a vCPU refilling the control ring as fast as guestfb emptie
     // Many slices' worth (256 chains each) went through: the flood really ran and was served.
     assert.ok(vcpu.completed > 20 * 256, `${vcpu.completed} flood chains completed`);
   });
+});
+
+test('#2 backing attack: overlapping, oversized and too many spans; RSS bounded', async (t) => {
+  const GiB = 1024 * MiB;
+  await withCompositor(
+    t,
+    async (running) => {
+      const { bad } = running;
+      const pid = running.child.pid!;
+      const ENTRIES = 16384;
+      const alternating = encodeMemEntries(
+        Array.from({ length: ENTRIES }, (_, i) => ({
+          addr: 512 * MiB + (i % 2) * PAGE,
+          length: PAGE,
+        })),
+      );
+      // Single pages two pages apart: nothing merges, every entry is its own span.
+      const scattered = encodeMemEntries(
+        Array.from({ length: ENTRIES }, (_, i) => ({
+          addr: 256 * MiB + 2 * PAGE * i,
+          length: PAGE,
+        })),
+      );
+      const attach = (id: number, entries: Uint8Array, count = ENTRIES) =>
+        encodeRequest(Cmd.RESOURCE_ATTACH_BACKING, [id, count], {}, entries);
+      const create = (id: number, w: number, h: number) =>
+        encodeRequest(Cmd.RESOURCE_CREATE_2D, [id, FORMAT_B8G8R8X8, w, h]);
+      const mark = running.mark();
+      const rssBefore = vmRssBytes(pid);
+      // The issue's attack: a 1x1 resource with two page addresses alternating 16,384 times.
+      await bad.expect(create(100, 1, 1));
+      await bad.expect(attach(100, alternating), Resp.ERR_INVALID_PARAMETER);
+      await bad.expect(attach(100, scattered), Resp.ERR_INVALID_PARAMETER);
+      // Bytes first: eight contiguous 256 MiB backings reach the device's 2 GiB, a ninth not.
+      const contiguous = encodeMemEntries([{ addr: 600 * MiB, length: 256 * MiB }]);
+      for (let id = 11; id <= 19; id++) await bad.expect(create(id, 8192, 8192));
+      for (let id = 11; id <= 18; id++) await bad.expect(attach(id, contiguous, 1));
+      await bad.expect(attach(19, contiguous, 1), Resp.ERR_OUT_OF_MEMORY);
+      await bad.expect(encodeRequest(Cmd.RESOURCE_DETACH_BACKING, [18, 0]));
+      // Spans: 256 MiB resources each given 16,384 single pages (64 MiB, unmergeable); three fit
+      // beside the seven spans held, the fourth would pass the device's 65,536.
+      for (let id = 1; id <= 4; id++) await bad.expect(create(id, 8192, 8192));
+      for (let id = 1; id <= 3; id++) await bad.expect(attach(id, scattered));
+      await bad.expect(attach(4, scattered), Resp.ERR_OUT_OF_MEMORY);
+      const refused = running.since(mark);
+      for (const line of [
+        'guestfb bad: RESOURCE_ATTACH_BACKING: ERR_INVALID_PARAMETER: limit: backing entries of resource 100 overlap at guest address 0x20000000',
+        `guestfb bad: RESOURCE_ATTACH_BACKING: ERR_INVALID_PARAMETER: limit: resource 100 backing of ${ENTRIES * PAGE} bytes exceeds its size rounded to pages (4096)`,
+        `guestfb bad: RESOURCE_ATTACH_BACKING: ERR_OUT_OF_MEMORY: limit maxTotalBackingBytes (${2 * GiB}) reached: resource 19 brings ${256 * MiB} bytes to the ${2 * GiB} held`,
+        `guestfb bad: RESOURCE_ATTACH_BACKING: ERR_OUT_OF_MEMORY: limit maxTotalSpans (65536) reached: resource 4 brings ${ENTRIES} spans to the ${7 + 3 * ENTRIES} held`,
+      ]) {
+        assert.ok(refused.includes(line), `log line missing: ${line}\n${refused}`);
+      }
+      // Then the vCPU keeps throwing them: the alternating list at resources whose id it
+      // rewrites under guestfb, the scattered one at the 1x1 resource, and at resource 4 with one
+      // entry it moves back and forth onto its neighbour (refused for overlap, or for spans).
+      const tables = [
+        placed(bad, attach(100, alternating)),
+        placed(bad, attach(100, scattered)),
+        placed(bad, attach(4, scattered)),
+      ];
+      const idWord = tables[0]!.request + HDR_SIZE;
+      const movingEntry = tables[2]!.request + HDR_SIZE + 8 + 16 * 100;
+      let peak = vmRssBytes(pid);
+      await attack(
+        t,
+        running,
+        {
+          queue: bad.handOver(0),
+          heads: indirectHeads(bad, 0, tables).slice(0, 48),
+          scribble: [
+            { gpa: idWord, values: [100, 4, 19, 1, 0xffffffff] },
+            { gpa: movingEntry, values: [256 * MiB + 2 * PAGE * 100, 256 * MiB + 2 * PAGE * 101] },
+          ],
+        },
+        () => (peak = Math.max(peak, vmRssBytes(pid))),
+      );
+      peak = Math.max(peak, vmRssBytes(pid));
+      const growth = peak - rssBefore;
+      const line = `RSS ${(rssBefore / MiB).toFixed(0)} MiB before, peak ${(peak / MiB).toFixed(0)} MiB: growth ${(growth / MiB).toFixed(1)} MiB`;
+      t.diagnostic(line);
+      console.log(`${t.name}: ${line}`);
+      assert.ok(growth < 256 * MiB, line);
+    },
+    1024 * MiB,
+  );
 });
 
 test('#5 cursor flood: the cursor queue refilled without end keeps the Wayland connection', async (t) => {
