@@ -10,7 +10,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -432,19 +432,21 @@ test('#8 log flood: create/unref churn is held to the per-guest line rate', asyn
   });
 });
 
-test('#6 a second front-end on a live socket is refused; the first keeps its session', async (t) => {
+test('#6 sockets are 0600; a second front-end on a live socket is refused; the first keeps its session', async (t) => {
   await withCompositor(t, async (running) => {
+    const socketPath = path.join(running.runtime, 'bad.sock');
+    assert.equal(statSync(socketPath).mode & 0o777, 0o600, 'the vhost-user socket mode');
     const mark = running.mark();
-    const intruder = await VhostSocket.connect(path.join(running.runtime, 'bad.sock'));
+    const intruder = await VhostSocket.connect(socketPath);
     try {
       await intruder.closedByPeer();
     } finally {
       intruder.close();
     }
-    await until(
-      () => running.since(mark).includes('guestfb bad: a second front-end connected; refusing it'),
-      'the refusal logged',
-    );
+    const line =
+      `guestfb bad: refused a second front-end (pid ${process.pid}, uid ${process.getuid!()}) ` +
+      `on ${socketPath}: guest bad has a live session (1 refused so far)`;
+    await until(() => running.since(mark).includes(line), `the log line: ${line}`);
     // The first front-end is still served.
     await running.bad.expect(encodeRequest(Cmd.GET_DISPLAY_INFO, []), Resp.OK_DISPLAY_INFO);
   });
