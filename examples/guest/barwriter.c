@@ -14,6 +14,14 @@
 // (host peer << 16 | 0). The host peer id is read from guestfb's host area in the header page
 // ("GFBH" at 0xf00, peer at 0xf04), or --host-peer; 0xffffffff (ivshmem-plain) means no doorbell.
 //
+// Host size requests (header version 2): before each frame, and every frame period while it
+// holds the last frame, barwriter reads guestfb's request (sequence at 0xf08, even when complete;
+// width, height at 0xf0c, 0xf10). A new request that fits the BAR becomes the framebuffer size:
+// the next frame re-lays out (stride width*4, same offset) and redraws everything; one that does
+// not fit is declined and the size stays. Either way the request's sequence goes into the
+// header's request_ack (offset 352) with the next commit. A request present at start sets the
+// first size. --mirror keeps the fbdev's size and writes a version-1 header (no requests).
+//
 // --mirror /dev/fb0 instead mirrors a 32-bit fbdev (e.g. the console on virtio-gpu) into the
 // BAR: at --fps it compares each row with its last copy, copies the rows that changed and commits
 // them as one damage rectangle of full rows; when nothing changed, nothing is committed (the
@@ -55,8 +63,12 @@ enum {
   kDamageCount = 52,
   kDamage = 56,
   kCursorVisible = 320,
+  kRequestAck = 352,
   kHostMagic = 0xf00,
   kHostPeer = 0xf04,
+  kRequestSequence = 0xf08,
+  kRequestWidth = 0xf0c,
+  kRequestHeight = 0xf10,
 };
 
 static const uint32_t kBarMagic = 0x52424647;        // "GFBR"
@@ -95,7 +107,8 @@ static void usage(FILE* out) {
           "                 [--damage box|full] [--host-peer ID] [--device 0000:00:04.0] "
           "[--hold]\n"
           "Draws the documented test pattern into the ivshmem BAR with guestfb's header and\n"
-          "rings guestfb's doorbell after each frame; --hold keeps the last frame until killed.\n");
+          "rings guestfb's doorbell after each frame; --hold keeps the last frame until killed.\n"
+          "Follows guestfb's size requests (header version 2), also while holding.\n");
 }
 
 static uint32_t parse_u32(const char* text, int* ok) {
@@ -321,6 +334,32 @@ static uint32_t mirror_rows(struct bar* b, const struct options* o, struct mirro
   return changed;
 }
 
+// Whether a width x height XRGB framebuffer fits the BAR past the header page.
+static int fits(struct bar* b, uint32_t width, uint32_t height) {
+  return width >= 1 && height >= 1 && width <= 16384 && height <= 16384 &&
+         HEADER_PAGE + (uint64_t)width * 4 * height <= b->size;
+}
+
+struct request {
+  uint32_t sequence, width, height;
+};
+
+// Reads guestfb's size request; 0 when there is none or guestfb is writing it (odd sequence,
+// or the sequence changed while reading).
+static int read_request(struct bar* b, struct request* r) {
+  r->sequence = get32(b, kRequestSequence);
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  r->width = get32(b, kRequestWidth);
+  r->height = get32(b, kRequestHeight);
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  if (r->sequence == 0 || (r->sequence & 1) || get32(b, kRequestSequence) != r->sequence) return 0;
+  return 1;
+}
+
+static int request_fits(struct bar* b, const struct request* r) {
+  return fits(b, r->width, r->height);
+}
+
 static double now_seconds(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -364,27 +403,79 @@ int main(int argc, char** argv) {
   if (host_peer == NO_PEER && get32(&b, kHostMagic) == kHostMagicValue) {
     host_peer = get32(&b, kHostPeer);
   }
-  uint64_t stride = (uint64_t)o.width * 4;
-  if (HEADER_PAGE + stride * o.height > b.size) {
+  // Pattern mode follows host size requests (header version 2); a request made before we
+  // started sets the first size.
+  int follows = o.mirror == NULL;
+  uint32_t ack = 0;
+  if (follows) {
+    struct request r;
+    if (read_request(&b, &r)) {
+      ack = r.sequence;
+      if (request_fits(&b, &r)) {
+        o.width = r.width;
+        o.height = r.height;
+        printf("barwriter: starting at the requested %ux%u (request %u)\n", r.width, r.height,
+               r.sequence);
+      }
+    }
+  }
+  if (!fits(&b, o.width, o.height)) {
     fprintf(stderr, "barwriter: %ux%u does not fit the %zu-byte BAR\n", o.width, o.height, b.size);
     return 1;
   }
   printf("barwriter: device %s BAR2 %zu bytes, IVPosition %u, host peer %d\n",
          strrchr(dir, '/') + 1, b.size, position, host_peer == NO_PEER ? -1 : (int)host_peer);
 
-  // Frame 0 writes the whole header inside the first odd/even sequence pair.
+  // Each commit writes inside one odd/even sequence pair; the first (and each after a
+  // re-layout) writes the whole header and every pixel.
   uint32_t sequence = get32(&b, kSequence) & ~1u;
   double period = 1.0 / o.fps;
   double next = now_seconds();
   unsigned long committed = 0;
-  for (unsigned long frame = 0; o.frames == 0 || frame < o.frames; frame++) {
+  unsigned long frame = 0;  // frames drawn so far
+  int layout_pending = 1;   // the next commit writes the layout and redraws everything
+  int ack_pending = 0;      // the next commit reports a declined request
+  int holding = 0;
+  for (;;) {
+    int drawing = o.frames == 0 || frame < o.frames;
+    if (!drawing && !o.hold) break;
+    if (follows) {
+      struct request r;
+      if (read_request(&b, &r) && r.sequence != ack) {
+        ack = r.sequence;
+        if (!request_fits(&b, &r)) {
+          printf("barwriter: request %ux%u declined (does not fit the %zu-byte BAR)\n", r.width,
+                 r.height, b.size);
+          ack_pending = 1;
+        } else if (r.width != o.width || r.height != o.height) {
+          o.width = r.width;
+          o.height = r.height;
+          layout_pending = 1;
+          printf("barwriter: resizing to %ux%u (request %u)\n", r.width, r.height, r.sequence);
+        } else {
+          ack_pending = 1;
+        }
+      }
+    }
+    if (!drawing && !layout_pending && !ack_pending) {
+      if (!holding) printf("barwriter: holding the last frame\n");
+      holding = 1;
+      next += period;
+      sleep_until(next);
+      continue;
+    }
+    // While holding, a re-layout redraws the last frame at the new size.
+    unsigned long shown = drawing ? frame : frame - 1;
+    int full = layout_pending;
+    uint64_t stride = (uint64_t)o.width * 4;
     put32(&b, kSequence, ++sequence);  // odd: writing
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     uint32_t rows = 0, y0 = 0, y1 = 0;
-    if (o.mirror && frame > 0) {
+    if (o.mirror && !full) {
       rows = mirror_rows(&b, &o, &m, 0, &y0, &y1);
       if (rows == 0) {  // nothing changed: back to the committed value, no frame
         put32(&b, kSequence, --sequence);
+        frame++;
         next += period;
         sleep_until(next);
         continue;
@@ -392,9 +483,9 @@ int main(int argc, char** argv) {
       set_damage(&b, 0, y0, o.width, y1 - y0 + 1);
       if (o.full_damage) put32(&b, kDamageCount, 0);
     }
-    if (frame == 0) {
+    if (full) {
       put32(&b, kMagic, kBarMagic);
-      put32(&b, kVersion, 1u | (kHeaderSize << 16));
+      put32(&b, kVersion, (follows ? 2u : 1u) | (kHeaderSize << 16));
       put32(&b, kFourcc, kXrgb8888);
       put32(&b, kFlags, 0);
       put64(&b, kModifier, 0);
@@ -409,36 +500,39 @@ int main(int argc, char** argv) {
         draw_bars(&b, &o);
       }
     }
+    if (follows) put32(&b, kRequestAck, ack);
     if (!o.mirror) {
-      draw_counter(&b, &o, frame & 0xffff);
-      if (frame > 0 && !o.full_damage && has_counter(&o)) {
+      draw_counter(&b, &o, shown & 0xffff);
+      if (!full && !o.full_damage && has_counter(&o)) {
         set_damage(&b, 0, o.height - COUNTER_CELL_SIZE, COUNTER_CELLS * COUNTER_CELL_SIZE,
                    COUNTER_CELL_SIZE);
       }
     }
-    if (frame == 0 || (o.full_damage && !o.mirror) || (!o.mirror && !has_counter(&o))) {
+    if (full || (o.full_damage && !o.mirror) || (!o.mirror && !has_counter(&o))) {
       put32(&b, kDamageCount, 0);  // the whole frame
     }
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     put32(&b, kSequence, ++sequence);  // even: committed
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     if (host_peer != NO_PEER) b.regs[3] = (host_peer << 16) | 0;  // Doorbell, vector 0
-    if (frame == 0) {
+    if (full && committed == 0) {
       printf("barwriter: first frame %ux%u stride %u at BAR offset %u\n", o.width, o.height,
              (uint32_t)stride, HEADER_PAGE);
+    } else if (full) {
+      printf("barwriter: resized to %ux%u stride %u, frame %lu sequence %u\n", o.width, o.height,
+             (uint32_t)stride, shown, sequence);
     }
+    layout_pending = 0;
+    ack_pending = 0;
     committed++;
     if (o.mirror) {
       printf("barwriter: mirrored %u rows (%u..%u), sequence %u\n", rows, y0, y1, sequence);
-    } else if (o.frames && o.frames <= 1000) {
-      printf("barwriter: frame %lu sequence %u\n", frame, sequence);
+    } else if (drawing && o.frames && o.frames <= 1000) {
+      printf("barwriter: frame %lu sequence %u\n", shown, sequence);
     }
+    if (drawing) frame++;
     next += period;
     sleep_until(next);
-  }
-  if (o.hold) {
-    printf("barwriter: holding the last frame\n");
-    for (;;) pause();
   }
   printf("barwriter: done (%lu frames committed)\n", committed);
   return 0;

@@ -2,7 +2,8 @@
 // ivshmem server, the test guest's barwriter drawing the documented pattern into the BAR and
 // ringing guestfb's doorbell, guestfb presenting the BAR pages in the example compositor. The
 // compositor's screenshot must equal the pattern pixel for pixel (frame counter included), and
-// the counter must keep up with the guest. No GPU in the guest (gpuDevice none).
+// the counter must keep up with the guest. No GPU in the guest (gpuDevice none). The first test
+// then resizes guestfb's window: barwriter follows the size guestfb requests through the header.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -25,6 +26,8 @@ import { createGuestfbPlugin, type GuestfbPlugin } from '../../plugin/index.js';
 import { expectedPath, udmabufOnHost } from './helpers/udmabuf.js';
 import { createSharedBarSource, Field } from '../../plugin/sources/shared-bar/index.js';
 import type { FramebufferSource } from '../../plugin/sources/types.js';
+import { XdgSurfaceObject } from '../../examples/compositor/protocol/xdg-surface.js';
+import { screenshot as screenshotOf, windowImage, windowsByTitle } from './helpers/windows.js';
 
 const width = 640;
 const height = 480;
@@ -179,6 +182,48 @@ test('QEMU 10 ivshmem-doorbell on guestfb: barwriter pattern pixel-exact in the 
       qemu.console(),
       /barwriter: device \S+ BAR2 67108864 bytes, IVPosition 1, host peer 0/,
     );
+
+    // The compositor resizes the window: guestfb writes the size into the BAR's request fields,
+    // the holding barwriter (header version 2) re-lays out its framebuffer at that size, and the
+    // window shows the held frame at the new size, pixel for pixel.
+    const [newWidth, newHeight] = [480, 360];
+    const shown = windowsByTitle(compositor).get('vm — ivshmem');
+    assert.ok(shown, 'the window "vm — ivshmem"');
+    const role = shown.surface.roleData;
+    assert.ok(role instanceof XdgSurfaceObject && role.toplevel, 'an xdg_toplevel');
+    role.toplevel.configure(newWidth, newHeight);
+    await qemu.waitForConsole(/barwriter: resized to 480x360 stride 1920/);
+    let resized: RgbImage | null = null;
+    await settleUntil(
+      plugin,
+      () => {
+        const current = windowsByTitle(compositor).get('vm — ivshmem');
+        const size = current?.surface.size();
+        if (!current || size?.width !== newWidth || size.height !== newHeight) return false;
+        resized = windowImage(screenshotOf(compositor, OUTPUT), current);
+        return (
+          comparePattern(resized, {
+            width: newWidth,
+            height: newHeight,
+            outputIndex: 0,
+            frame: frames - 1,
+          }).mismatches === 0
+        );
+      },
+      'the held frame at 480x360',
+    );
+    assert.equal(decodeCounter(resized!), frames - 1);
+    const afterResize = source.stats();
+    t.diagnostic(`after the resize: ${JSON.stringify(afterResize)}`);
+    assert.equal(afterResize.layoutChanges, 2, 'one new layout, at the requested size');
+    assert.equal(afterResize.sizeRequests, 1);
+    assert.equal(afterResize.requestsAcked, 1, 'barwriter acknowledged the request');
+    assert.deepEqual(
+      [source.scanout(0)?.width, source.scanout(0)?.height, source.scanout(0)?.stride],
+      [newWidth, newHeight, newWidth * 4],
+    );
+    assert.ok(logs.some((line) => /configured to 480x360; offered to the guest/.test(line)));
+    assert.equal(plugin.stats().bytesCopied, 0, 'still no pixel copied');
   } catch (error) {
     throw new Error(
       `${(error as Error).message}\n--- guestfb log:\n${logs.slice(-30).join('\n')}\n--- guest console tail:\n${qemu

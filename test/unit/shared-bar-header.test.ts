@@ -6,8 +6,11 @@ import { DrmFormat } from '../../plugin/common/formats.js';
 import {
   BAR_HEADER_SIZE_V1,
   Field,
+  HOST_AREA_OFFSET,
   MAX_DAMAGE_RECTS,
+  encodeHostRequest,
   parseBarHeader,
+  readHostRequest,
   writeBarHeader,
   type HeaderFields,
   type HeaderResult,
@@ -64,9 +67,46 @@ test('no magic yet is "empty"; an odd sequence is "writing"', () => {
   });
 });
 
+test('version 2 carries the request acknowledgement; version 1 still parses, without one', () => {
+  const v2 = parseBarHeader(headerOf({ requestAck: 6 }), BAR);
+  assert.equal(v2.status === 'ok' && v2.header.version, 2);
+  assert.equal(v2.status === 'ok' && v2.header.requestAck, 6);
+  // A version-1 writer never wrote the field (reserved, 0); whatever is there is not an ack.
+  const v1 = parseBarHeader(headerOf({ version: 1, requestAck: 6 }), BAR);
+  assert.equal(v1.status, 'ok');
+  if (v1.status !== 'ok') return;
+  assert.equal(v1.header.version, 1);
+  assert.equal(v1.header.requestAck, null);
+  assert.deepEqual(v1.header.layout, (v2 as { header: { layout: unknown } }).header.layout);
+  assert.equal(Field.requestAck, 352, 'in what version 1 reserved');
+  assert.ok(Field.requestAck + 4 <= BAR_HEADER_SIZE_V1);
+});
+
+test('host requests: odd while written, complete when even, in the host area', () => {
+  assert.deepEqual(
+    [Field.requestSequence, Field.requestWidth, Field.requestHeight],
+    [HOST_AREA_OFFSET + 8, HOST_AREA_OFFSET + 12, HOST_AREA_OFFSET + 16],
+  );
+  const page = new Uint8Array(4096);
+  const view = new DataView(page.buffer);
+  assert.equal(readHostRequest(view), null, 'sequence 0: no request');
+  const { odd, body, done } = encodeHostRequest({ sequence: 4, width: 1024, height: 768 });
+  page.set(odd, Field.requestSequence);
+  page.set(body, Field.requestWidth);
+  assert.equal(readHostRequest(view), null, 'odd: being written');
+  page.set(done, Field.requestSequence);
+  assert.deepEqual(readHostRequest(view), { sequence: 4, width: 1024, height: 768 });
+  assert.deepEqual([...odd], [3, 0, 0, 0]);
+  assert.deepEqual([...body], [0, 4, 0, 0, 0, 3, 0, 0]);
+  assert.throws(() => encodeHostRequest({ sequence: 3, width: 1, height: 1 }), /not even/);
+  assert.throws(() => encodeHostRequest({ sequence: 0, width: 1, height: 1 }), /nonzero/);
+  assert.equal(readHostRequest(new DataView(new ArrayBuffer(HOST_AREA_OFFSET))), null);
+});
+
 const hostile: [string, Partial<HeaderFields>, RegExp][] = [
   ['bad magic', { magic: 0x12345678 }, /bad magic 0x12345678/],
-  ['future version', { version: 2 }, /unsupported header version 2/],
+  ['future version', { version: 3 }, /unsupported header version 3/],
+  ['version 0', { version: 0, magic: 0x52424647 }, /unsupported header version 0/],
   ['header size too small', { headerSize: 16 }, /header size 16 is outside/],
   ['unknown fourcc', { fourcc: 0x20202020 }, /unknown fourcc 0x20202020/],
   ['tiled modifier', { modifier: 0x0100000000000001n }, /modifier 0x100000000000001 is not LINEAR/],

@@ -16,6 +16,7 @@ import {
   HOST_MAGIC,
   IvshmemServer,
   parseSize,
+  readHostRequest,
   writeBarHeader,
   type HeaderFields,
 } from '../../plugin/sources/shared-bar/index.js';
@@ -438,6 +439,72 @@ test('shared BAR source: cursor shown, moved, replaced and hidden from the heade
     assert.equal(updates[3]!.image, null, 'hidden');
   } finally {
     fd.munmap(mapping);
+    source.close();
+    fd.close(memfd);
+  }
+  assert.equal(fd.openFdCount(), baseline);
+});
+
+test('shared BAR source: host size requests reach the host area; a v2 writer acknowledges them', () => {
+  const baseline = fd.openFdCount();
+  const memfd = fd.memfdCreate('request-bar', true);
+  fd.ftruncate(memfd, 1 << 20);
+  const logs: string[] = [];
+  const source = createSharedBarSource({ memfd, pollMs: 0, log: (_l, m) => logs.push(m) });
+  const scanouts: (ScanoutInfo | null)[] = [];
+  source.on('scanoutSet', (_head, scanout) => scanouts.push(scanout));
+  const page = new DataView(new ArrayBuffer(4096));
+  const hostArea = () => {
+    fd.pread(memfd, new Uint8Array(page.buffer), 0);
+    return readHostRequest(page);
+  };
+  const commit = (fields: Partial<HeaderFields> & { width: number; height: number }) => {
+    const header = new DataView(new ArrayBuffer(512));
+    writeBarHeader(header, {
+      fourcc: DrmFormat.XRGB8888,
+      stride: fields.width * 4,
+      offset: 4096,
+      sequence: 2,
+      ...fields,
+    });
+    fd.pwrite(memfd, new Uint8Array(header.buffer), 0);
+    source.poll();
+  };
+  try {
+    // Before any writer: written for the writer to find when it starts.
+    assert.equal(source.requestHeadSize(0, 64, 32), true);
+    assert.deepEqual(hostArea(), { sequence: 2, width: 64, height: 32 });
+
+    // A version-1 writer ignores requests: written, but not offered.
+    commit({ version: 1, width: 16, height: 16 });
+    assert.equal(source.requestHeadSize(0, 128, 64), false);
+    assert.deepEqual(hostArea(), { sequence: 4, width: 128, height: 64 });
+    assert.ok(logs.some((line) => /header version 1: no size requests/.test(line)));
+
+    // A version-2 writer takes it: a new layout at the requested size, acknowledged.
+    commit({ width: 128, height: 64, sequence: 4, requestAck: 4 });
+    assert.deepEqual(
+      [scanouts.at(-1)?.width, scanouts.at(-1)?.height, scanouts.at(-1)?.stride],
+      [128, 64, 512],
+    );
+    assert.equal(source.requestHeadSize(0, 100, 50), true);
+    const stats = source.stats();
+    assert.equal(stats.requestsAcked, 1);
+    assert.equal(stats.sizeRequests, 3);
+    assert.equal(stats.layoutChanges, 2);
+    assert.ok(logs.some((line) => /handled size request 4: framebuffer 128x64/.test(line)));
+
+    // Refused without writing anything: another head, sizes out of range, too big for the BAR.
+    const before = hostArea();
+    assert.equal(source.requestHeadSize(1, 100, 50), false);
+    assert.equal(source.requestHeadSize(0, 0, 50), false);
+    assert.equal(source.requestHeadSize(0, 16385, 50), false);
+    assert.equal(source.requestHeadSize(0, 1.5, 50), false);
+    assert.equal(source.requestHeadSize(0, 512, 512), false, '1 MiB + header page > 1 MiB BAR');
+    assert.ok(logs.some((line) => /512x512 does not fit the 1048576-byte BAR/.test(line)));
+    assert.deepEqual(hostArea(), before);
+    assert.deepEqual(before, { sequence: 6, width: 100, height: 50 });
+  } finally {
     source.close();
     fd.close(memfd);
   }

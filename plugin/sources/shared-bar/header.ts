@@ -1,6 +1,9 @@
 /**
- * The shared BAR header (version 1): what a guest-side writer puts at the start of the ivshmem
- * BAR so guestfb knows where its framebuffer is and when a frame is done. The layout is
+ * The shared BAR header (versions 1 and 2): what a guest-side writer puts at the start of the
+ * ivshmem BAR so guestfb knows where its framebuffer is and when a frame is done. Version 2 adds
+ * host-requested sizes: guestfb writes a size into its host area (`encodeHostRequest`), a
+ * version-2 writer re-lays out its framebuffer at that size and acknowledges the request in
+ * `request_ack`; a version-1 writer ignores the host area and keeps working as before. The layout is
  * specified in README.md ("Shared BAR header (ivshmem)"); all fields are little-endian.
  *
  * Everything here is pure: `parseBarHeader` reads a snapshot of the header page and either
@@ -13,8 +16,11 @@ import type { Rect } from '../types.js';
 
 /** "GFBR" as a little-endian u32. */
 export const BAR_MAGIC = 0x52424647;
-export const BAR_VERSION = 1;
-/** Bytes of the v1 header the guest fills; a later version may declare more (up to a page). */
+/** The newest header version guestfb reads (it reads every version from 1 up to it). */
+export const BAR_VERSION = 2;
+/** The first version whose writers follow host size requests. */
+export const BAR_VERSION_REQUESTS = 2;
+/** Bytes of the header the guest fills (versions 1 and 2); a later version may declare more. */
 export const BAR_HEADER_SIZE_V1 = 384;
 /** The header page: the framebuffer (and cursor image) must lie past it. */
 export const BAR_HEADER_PAGE = 4096;
@@ -53,10 +59,59 @@ export const Field = {
   cursorHeight: 336, // u32
   cursorSerial: 340, // u32, changes when the cursor image changes
   cursorOffset: 344, // u64, ARGB8888 image, stride width*4, in the BAR
-  // 352..384 reserved
+  requestAck: 352, // u32, v2: the last request_sequence the writer handled (taken or declined)
+  // 356..384 reserved
   hostMagic: HOST_AREA_OFFSET, // u32, written by guestfb
   hostPeer: HOST_AREA_OFFSET + 4, // u32, guestfb's ivshmem peer id (doorbell target)
+  requestSequence: HOST_AREA_OFFSET + 8, // u32, odd while guestfb writes a request; 0: none
+  requestWidth: HOST_AREA_OFFSET + 12, // u32
+  requestHeight: HOST_AREA_OFFSET + 16, // u32
 } as const;
+
+/** The size guestfb asks the writer for (the host area's request fields). */
+export interface HostRequest {
+  /** Even and nonzero for a complete request; it grows by 2 with each new request. */
+  sequence: number;
+  width: number;
+  height: number;
+}
+
+/**
+ * Bytes guestfb writes at Field.requestSequence for a request, in three writes so a reader never
+ * sees a half-written size as complete: `odd` (sequence - 1: writing), then `body` (width,
+ * height), then `done` (sequence). `sequence` must be even and nonzero.
+ */
+export function encodeHostRequest(request: HostRequest): {
+  odd: Uint8Array;
+  body: Uint8Array;
+  done: Uint8Array;
+} {
+  if (!Number.isInteger(request.sequence) || request.sequence < 2 || request.sequence % 2 !== 0) {
+    throw new RangeError(`request sequence ${request.sequence} is not even and nonzero`);
+  }
+  const u32 = (value: number) => {
+    const bytes = new Uint8Array(4);
+    new DataView(bytes.buffer).setUint32(0, value >>> 0, true);
+    return bytes;
+  };
+  const body = new Uint8Array(8);
+  const view = new DataView(body.buffer);
+  view.setUint32(0, request.width >>> 0, true);
+  view.setUint32(4, request.height >>> 0, true);
+  return { odd: u32(request.sequence - 1), body, done: u32(request.sequence) };
+}
+
+/** The request in a header page (what a writer reads), or null when none is complete. */
+export function readHostRequest(view: DataView): HostRequest | null {
+  if (view.byteLength < Field.requestHeight + 4) return null;
+  const sequence = view.getUint32(Field.requestSequence, true);
+  if (sequence === 0 || sequence % 2 !== 0) return null;
+  return {
+    sequence,
+    width: view.getUint32(Field.requestWidth, true),
+    height: view.getUint32(Field.requestHeight, true),
+  };
+}
 
 /** The part of the header that decides the buffer: a change replaces the wl_buffer. */
 export interface BarLayout {
@@ -87,6 +142,8 @@ export interface BarCursor {
 export interface BarHeader {
   version: number;
   headerSize: number;
+  /** Version 2 and later: the last host request the writer handled; null for version 1. */
+  requestAck: number | null;
   sequence: number;
   layout: BarLayout;
   /** Clipped to the framebuffer; empty rects dropped. Empty array: the whole frame. */
@@ -149,7 +206,7 @@ export function parseBarHeader(view: DataView, barSize: number | bigint): Header
   }
   const version = view.getUint16(Field.version, true);
   const headerSize = view.getUint16(Field.headerSize, true);
-  if (version !== BAR_VERSION) {
+  if (version < 1 || version > BAR_VERSION) {
     return { status: 'invalid', problems: [`unsupported header version ${version}`] };
   }
   if (headerSize < BAR_HEADER_SIZE_V1 || headerSize > HOST_AREA_OFFSET) {
@@ -230,9 +287,19 @@ export function parseBarHeader(view: DataView, barSize: number | bigint): Header
     span: Number(roundUp(bytes, BigInt(BAR_ALIGNMENT))),
   };
   const { cursor, problem } = parseCursor(view, bar);
+  const requestAck = version >= BAR_VERSION_REQUESTS ? u32(Field.requestAck) : null;
   return {
     status: 'ok',
-    header: { version, headerSize, sequence, layout, damage, cursor, cursorProblem: problem },
+    header: {
+      version,
+      headerSize,
+      requestAck,
+      sequence,
+      layout,
+      damage,
+      cursor,
+      cursorProblem: problem,
+    },
   };
 }
 
@@ -303,9 +370,11 @@ export interface HeaderFields {
   /** Overrides damage.length (hostile headers). */
   damageCount?: number;
   cursor?: Partial<Omit<BarCursor, 'visible'>> & { visible: number | boolean };
+  /** Version 2: the last host request handled (written for any version; v1 reads ignore it). */
+  requestAck?: number;
 }
 
-/** Writes a v1 header into `view` (offset 0). Values are written as given, without checks. */
+/** Writes a header into `view` (offset 0). Values are written as given, without checks. */
 export function writeBarHeader(view: DataView, fields: HeaderFields): void {
   const set32 = (at: number, value: number) => view.setUint32(at, value >>> 0, true);
   set32(Field.magic, fields.magic ?? BAR_MAGIC);
@@ -339,5 +408,6 @@ export function writeBarHeader(view: DataView, fields: HeaderFields): void {
     set32(Field.cursorSerial, cursor.serial ?? 0);
     view.setBigUint64(Field.cursorOffset, BigInt(cursor.imageOffset ?? 0), true);
   }
+  set32(Field.requestAck, fields.requestAck ?? 0);
   set32(Field.sequence, fields.sequence);
 }

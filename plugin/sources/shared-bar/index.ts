@@ -35,9 +35,13 @@ import type {
   SourceStats,
 } from '../types.js';
 import {
+  BAR_ALIGNMENT,
   BAR_HEADER_PAGE,
   BAR_HEADER_SIZE_V1,
+  BAR_VERSION_REQUESTS,
   Field,
+  MAX_DIMENSION,
+  encodeHostRequest,
   HOST_MAGIC,
   NO_HOST_PEER,
   layoutKey,
@@ -105,6 +109,14 @@ export interface SharedBarSource extends FramebufferSource {
   poll(): void;
   /** QEMU arguments for ivshmem-plain on this BAR (a memory backend on /proc/PID/fd/N). */
   plainQemuArgs(id?: string): string[];
+  /**
+   * Asks the guest's writer for a `width`x`height` XRGB framebuffer (header version 2: the
+   * host area's request fields). A version-2 writer re-lays out at that size; the framebuffer
+   * then changes like any layout change. Returns false (nothing written) for a head other than
+   * 0 or a size that is out of range or does not fit the BAR at 4 bytes per pixel, and false
+   * (written, for a later writer) while the current writer is version 1, which ignores requests.
+   */
+  requestHeadSize(headId: number, width: number, height: number): boolean;
 }
 
 export function createSharedBarSource(options: SharedBarSourceOptions = {}): SharedBarSource {
@@ -139,6 +151,11 @@ class BarSource implements SharedBarSource {
   private head: HeadInfo;
   private nextResourceId = RESOURCE_BASE;
   private cursorState: { visible: boolean; serial: number; x: number; y: number } | null = null;
+  /** Header version of the writer's last good header (0: none yet). */
+  private writerVersion = 0;
+  /** The last host request written (even; 0: none). */
+  private requestSequence = 0;
+  private lastAck: number | null = null;
   private readonly loggedProblems = new Set<string>();
   private closed = false;
   private readonly counters = {
@@ -150,6 +167,8 @@ class BarSource implements SharedBarSource {
     layoutChanges: 0,
     tornReads: 0,
     bytesCopied: 0,
+    sizeRequests: 0,
+    requestsAcked: 0,
   };
 
   constructor(options: SharedBarSourceOptions) {
@@ -234,6 +253,45 @@ class BarSource implements SharedBarSource {
     this.fd.pwrite(this.memfd, bytes, Field.hostMagic);
   }
 
+  /** Follows the writer's version and its acknowledgement of the last size request. */
+  private noteWriter(version: number, ack: number | null, layout: BarLayout): void {
+    if (version !== this.writerVersion) {
+      this.writerVersion = version;
+      if (version < BAR_VERSION_REQUESTS) {
+        this.log('info', `the guest's writer uses header version ${version}: no size requests`);
+      }
+    }
+    if (ack === null || ack === this.lastAck) return;
+    this.lastAck = ack;
+    if (ack === 0 || ack !== this.requestSequence) return;
+    this.counters.requestsAcked++;
+    this.log(
+      'info',
+      `the guest handled size request ${ack}: framebuffer ${layout.width}x${layout.height}`,
+    );
+  }
+
+  requestHeadSize(headId: number, width: number, height: number): boolean {
+    if (this.closed || headId !== 0) return false;
+    const inRange = (v: number) => Number.isInteger(v) && v >= 1 && v <= MAX_DIMENSION;
+    if (!inRange(width) || !inRange(height)) return false;
+    // XRGB, packed, past the header page: what a writer lays out for a request.
+    const bytes = Math.ceil((width * 4 * height) / BAR_ALIGNMENT) * BAR_ALIGNMENT;
+    if (BAR_HEADER_PAGE + bytes > this.barSize) {
+      this.log('warn', `size request ${width}x${height} does not fit the ${this.barSize}-byte BAR`);
+      return false;
+    }
+    const sequence = this.requestSequence >= 0xffff_fffe ? 2 : this.requestSequence + 2;
+    const { odd, body, done } = encodeHostRequest({ sequence, width, height });
+    // Odd first: a writer reading between these writes skips the half-written size.
+    this.fd.pwrite(this.memfd, odd, Field.requestSequence);
+    this.fd.pwrite(this.memfd, body, Field.requestWidth);
+    this.fd.pwrite(this.memfd, done, Field.requestSequence);
+    this.requestSequence = sequence;
+    this.counters.sizeRequests++;
+    return this.writerVersion === 0 || this.writerVersion >= BAR_VERSION_REQUESTS;
+  }
+
   plainQemuArgs(id = 'guestfb-bar'): string[] {
     return [
       '-object',
@@ -267,6 +325,9 @@ class BarSource implements SharedBarSource {
     this.scanoutInfo = null;
     this.lastSequence = null;
     this.cursorState = null;
+    // The next writer may be another program; the request itself stays for it to pick up.
+    this.writerVersion = 0;
+    this.lastAck = null;
     if (this.head.enabled) {
       this.head = { ...this.head, enabled: false };
       this.emitter.emit('headsChanged', [this.head]);
@@ -308,6 +369,7 @@ class BarSource implements SharedBarSource {
     const header = result.header;
     const previous = this.lastSequence;
     this.lastSequence = header.sequence;
+    this.noteWriter(header.version, header.requestAck, header.layout);
     const replaced = layoutKey(header.layout) !== this.key;
     if (replaced) this.replace(header.layout);
     this.counters.frames++;
