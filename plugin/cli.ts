@@ -15,7 +15,7 @@ export class UsageError extends Error {
 
 export type SourceSpec =
   | { kind: 'pattern'; width: number; height: number }
-  | { kind: 'vhost-user-gpu'; name: string; socket: string }
+  | { kind: 'vhost-user-gpu'; name: string; socket: string; heads?: number }
   | { kind: 'ivshmem'; name: string; socket: string; barSize: number };
 
 /** A guest's vhost-user-input device (`--vhost-user-input [NAME=]SOCKET`). */
@@ -80,10 +80,11 @@ udmabuf and linux-dmabuf when the host allows, otherwise through wl_shm (logged 
 
 Sources (at least one, repeatable):
   --source pattern[:WxH]        a built-in moving test pattern (default ${DEFAULT_PATTERN_WIDTH}x${DEFAULT_PATTERN_HEIGHT})
-  --vhost-user-gpu [NAME=]SOCKET
+  --vhost-user-gpu [NAME=]SOCKET[,heads=N]
                                 act as QEMU's vhost-user-gpu backend on SOCKET (QEMU:
                                 -chardev socket,id=gpu,path=SOCKET
-                                -device vhost-user-gpu-pci,chardev=gpu)
+                                -device vhost-user-gpu-pci,chardev=gpu[,max_outputs=N]);
+                                heads=N: N scanouts, one window each (default 1)
   --ivshmem [NAME=]SOCKET       act as the ivshmem server on SOCKET and show the framebuffer a
                                 guest writes into the shared BAR (QEMU:
                                 -chardev socket,id=ivsh,path=SOCKET
@@ -191,8 +192,23 @@ export function parseNamedSocket(
   return { name, socket };
 }
 
+/**
+ * `[NAME=]SOCKET[,heads=N]`: N scanouts (1..16, default 1) for a guest whose device line says
+ * max_outputs=N; each head is a window titled `NAME — NAME-i`.
+ */
 export function parseVhostSpec(spec: string, index: number): SourceSpec {
-  return { kind: 'vhost-user-gpu', ...parseNamedSocket('vhost-user-gpu', spec, `vm${index}`) };
+  const heads = /,heads=([^,]*)$/.exec(spec);
+  const named = parseNamedSocket(
+    'vhost-user-gpu',
+    heads ? spec.slice(0, heads.index) : spec,
+    `vm${index}`,
+  );
+  if (!heads) return { kind: 'vhost-user-gpu', ...named };
+  const count = Number(heads[1]);
+  if (!/^\d{1,2}$/.test(heads[1]!) || count < 1 || count > 16) {
+    throw new UsageError(`--vhost-user-gpu: heads=${heads[1]} outside 1..16`);
+  }
+  return { kind: 'vhost-user-gpu', ...named, heads: count };
 }
 
 /**
@@ -649,6 +665,7 @@ async function openVhostSource(
     socketPath: spec.socket,
     role: 'listen',
     name: spec.name,
+    scanouts: spec.heads,
     socketAccess,
     log: linesOf(log, `${spec.name}: `),
   });

@@ -170,6 +170,7 @@ function startGuestfb(
         socketPath: spec.socket,
         role: 'listen',
         name: spec.name,
+        scanouts: spec.heads,
         socketAccess: options.socketAccess,
         log: linesOf(log, `guestfb ${spec.name}: `, { showLevel: false }),
       }),

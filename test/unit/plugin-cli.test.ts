@@ -26,6 +26,8 @@ test('run options parse with defaults', () => {
     'win=/tmp/a=b.sock',
     '--vhost-user-gpu',
     './x=y.sock',
+    '--vhost-user-gpu',
+    'two=/tmp/two.sock,heads=2',
     '--display',
     'wayland-9',
     '--rate',
@@ -44,6 +46,7 @@ test('run options parse with defaults', () => {
     { kind: 'pattern', width: 320, height: 200 },
     { kind: 'vhost-user-gpu', name: 'win', socket: '/tmp/a=b.sock' },
     { kind: 'vhost-user-gpu', name: 'vm1', socket: './x=y.sock' },
+    { kind: 'vhost-user-gpu', name: 'two', socket: '/tmp/two.sock', heads: 2 },
   ]);
   assert.equal(full.display, 'wayland-9');
   assert.equal(full.rate, 30);
@@ -65,6 +68,10 @@ test('usage mistakes throw UsageError with a message that names the problem', ()
     [['--source', 'pattern', '--bogus'], /bogus/],
     [['--source', 'pattern', 'extra'], /extra/],
     [['--vhost-user-gpu', 'name='], /names no socket/],
+    [['--vhost-user-gpu', 'a=/g,heads=0'], /heads=0 outside 1..16/],
+    [['--vhost-user-gpu', 'a=/g,heads=17'], /heads=17 outside 1..16/],
+    [['--vhost-user-gpu', 'a=/g,heads=x'], /heads=x outside 1..16/],
+    [['--vhost-user-gpu', 'a=,heads=2'], /names no socket/],
     [['--vhost-user-gpu', 'bad name=/x'], /guest name/],
     [['--vhost-user-gpu', 'a=/g', '--vhost-user-input', 'b=/i'], /no guest "b" \(guests: a\)/],
     [['--source', 'pattern', '--vhost-user-input', '/i'], /no guest "vm0" \(guests: none\)/],
