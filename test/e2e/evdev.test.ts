@@ -91,6 +91,7 @@ function debug(): string {
       .slice(-40)
       .map((l) => l.text)
       .join('\n')}`,
+    `--- heads: ${JSON.stringify(gpu?.heads())}; scanouts: ${JSON.stringify([0, 1].map((i) => gpu?.scanout(i)?.rect))}`,
     `--- backend/plugin log:\n${logs.slice(-30).join('\n')}`,
     `--- console:\n${qemu?.console().slice(-3000) ?? ''}`,
     `--- qemu stderr:\n${qemu?.stderr().slice(-1500) ?? ''}`,
