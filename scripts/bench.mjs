@@ -164,6 +164,9 @@ function printTables(zeroCopy) {
       `syscalls per guest frame (1920x1080, back-end + plugin): ${total.toFixed(1)} — ` +
         frameCost.syscallsPerFrame.map((s) => `${s.name} ${s.perFrame.toFixed(2)}`).join(', '),
     );
+    for (const s of frameCost.syscallsPerFrame) {
+      if (s.why) out(`  - ${s.name} ${s.perFrame.toFixed(2)}: ${s.why}`);
+    }
   } else {
     out(`syscalls per guest frame: ${frameCost.syscallsPerFrame}`);
   }

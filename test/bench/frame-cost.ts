@@ -32,7 +32,7 @@ import { performance, PerformanceObserver } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import v8 from 'node:v8';
 import { fd } from '../../native/fd.js';
-import { parseStraceSummary, type SyscallCount } from './strace.js';
+import { parseStraceSummary, SYSCALL_PURPOSE, type SyscallCount } from './strace.js';
 import { runStandalone, type GuestfbPlugin } from '../../plugin/index.js';
 import {
   createVhostUserGpuBackend,
@@ -462,7 +462,10 @@ async function countSyscalls(
   const exited = new Promise((resolve) => strace.once('exit', resolve));
   strace.kill('SIGINT');
   await exited;
-  return parseStraceSummary(readFileSync(out, 'utf8'), frames);
+  return parseStraceSummary(readFileSync(out, 'utf8'), frames).map((count) => ({
+    ...count,
+    why: SYSCALL_PURPOSE[count.name] ?? 'not expected on the frame path',
+  }));
 }
 
 const median = (xs: number[]) => {
@@ -641,7 +644,7 @@ function printTable(result: {
     out(`syscalls per guest frame (1920x1080, back-end + plugin): ${total.toFixed(2)}`);
     for (const s of result.syscallsPerFrame) {
       out(
-        `  ${s.name.padEnd(16)} ${s.perFrame.toFixed(2).padStart(6)}${s.errors ? `  (${s.errors} errors)` : ''}`,
+        `  ${s.name.padEnd(16)} ${s.perFrame.toFixed(2).padStart(6)}${s.errors ? `  (${s.errors} errors)` : ''}  ${s.why ?? ''}`,
       );
     }
   }
