@@ -178,6 +178,17 @@ export class FrameReader {
       throw new ProtocolError(`more than ${MAX_FDS_PER_MESSAGE} fds with one message`);
     }
     const out: Message[] = [];
+    try {
+      this.parseInto(data, out);
+    } catch (error) {
+      // The messages completed before the bad one are never delivered: their fds are ours.
+      for (const message of out) for (const fd of message.fds) this.closeFd(fd);
+      throw error;
+    }
+    return out;
+  }
+
+  private parseInto(data: Uint8Array, out: Message[]): void {
     let at = 0;
     while (at < data.length || (this.header && this.header.size === this.payloadFill)) {
       if (!this.header) {
@@ -213,7 +224,6 @@ export class FrameReader {
       this.headerFill = 0;
       this.payloadFill = 0;
     }
-    return out;
   }
 
   /** True when no partial message is buffered. */
