@@ -36,6 +36,7 @@ import {
   createVhostUserGpuBackend,
   type VhostUserGpuBackend,
 } from '../../plugin/sources/virtio-gpu/index.js';
+import { assertGuestPath } from './helpers/udmabuf.js';
 import { screenshot, waitFor, windowsByTitle, type Screenshot } from './helpers/windows.js';
 
 const W = 1024;
@@ -227,6 +228,8 @@ test("weston's desktop boots on guestfb: panel, background and a terminal with i
     `the terminal's black area is one rectangle: ${JSON.stringify(terminal)}`,
   );
   assert.equal(backend.stats().dropped, 0, 'no dropped virtio-gpu chains');
+  // weston's idle desktop: the scanout's buffer is the one the window shows.
+  t.diagnostic(assertGuestPath(plugin!, backend, TITLE));
   assert.match(
     qemu.console(),
     /guestfb-desktop: input \/dev\/input\/event\d+: guestfb/,

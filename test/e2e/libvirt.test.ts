@@ -44,6 +44,7 @@ import {
   installDescriptor,
 } from '../../plugin/backend-program/descriptor.js';
 import { arrange, screenshot, waitFor, windowImage, windowsByTitle } from './helpers/windows.js';
+import { udmabufOnHost } from './helpers/udmabuf.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -380,6 +381,13 @@ test('libvirt starts guestfb for two domains; both show in one guestfb; destroy 
       guestfbLog,
       new RegExp(`${domainNames[1]}: gpu handed over by pid ${helpers.get(domainNames[1])}`),
     );
+
+    // The one path this host allows: guestfb logs its fallback (once, naming udmabuf as the
+    // reason) where /dev/udmabuf does not open, and no fallback where it does.
+    const fallback = /: fallback: (.*)/.exec(guestfbLog);
+    if (udmabufOnHost().usable) assert.equal(fallback, null, 'dma-buf path: no fallback logged');
+    else assert.match(fallback?.[1] ?? '', /udmabuf/, `the fallback names udmabuf:\n${guestfbLog}`);
+    t.diagnostic(`path: ${fallback ? `fallback (${fallback[1]})` : 'dma-buf'}`);
 
     // Two windows, one process: both belong to the guestfb started before the domains.
     const windows = domainNames.map((name) => windowFor(name));

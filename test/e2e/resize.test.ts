@@ -26,6 +26,7 @@ import {
   qemuDbusDisplay,
   type VhostUserGpuBackend,
 } from '../../plugin/sources/virtio-gpu/index.js';
+import { assertGuestPath } from './helpers/udmabuf.js';
 import { waitFor, windowsByTitle } from './helpers/windows.js';
 
 const TITLE = 'rz — rz';
@@ -129,4 +130,11 @@ test("a window configured to a new size becomes the guest's mode (QEMU's D-Bus d
     `the request went through QEMU's D-Bus display\n${debug()}`,
   );
   assert.ok(logs.some((line) => /configured to 1024x768; offered to the guest/.test(line)));
+  // The guest's frames went to the compositor on the one path this host allows.
+  const presented = () => {
+    const shown = plugin!.presenter?.windows().find((w) => w.title === TITLE);
+    return !!shown?.buffer && !shown.pacer.waitingForFrame;
+  };
+  assert.ok(await waitFor(presented, WAIT_MS), `a guest buffer was presented\n${debug()}`);
+  t.diagnostic(assertGuestPath(plugin!, backend!, TITLE));
 });
