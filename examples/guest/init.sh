@@ -11,9 +11,11 @@
 # pattern forever, so with two or more scanouts the console text stays visible on the others.
 # guestfb.mode=WxH on the command line is passed to drawpattern as --mode.
 /bin/busybox mkdir -p /proc /sys /dev /tmp /sbin /usr/bin /usr/sbin
+/bin/busybox mount -t proc proc /proc
+read -r uptime _ </proc/uptime
+echo "guestfb-init: started at $uptime s"
 /bin/busybox --install -s
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
-mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 read -r uptime _ </proc/uptime

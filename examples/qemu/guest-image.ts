@@ -164,6 +164,26 @@ export async function extractVmlinux(bzImage: string, out: string): Promise<void
   }
 }
 
+const MODULE_SIGNATURE_MARKER = Buffer.from('~Module signature appended~\n');
+/** struct module_signature: algo, hash, id_type, signer_len, key_id_len, pad[3], be32 sig_len. */
+const MODULE_SIGNATURE_INFO_SIZE = 12;
+
+/**
+ * A kernel module without the signature Debian appends to it (the module's bytes are unchanged;
+ * an unsigned module is returned as it is). The test guest's kernel does not enforce signatures,
+ * and checking one costs a hash over the whole module, which is slow under TCG inside TCG.
+ */
+export function stripModuleSignature(module: Buffer): Buffer {
+  const marker = MODULE_SIGNATURE_MARKER;
+  if (module.length < marker.length + MODULE_SIGNATURE_INFO_SIZE) return module;
+  if (!module.subarray(module.length - marker.length).equals(marker)) return module;
+  const info = module.length - marker.length - MODULE_SIGNATURE_INFO_SIZE;
+  const signatureLength = module.readUInt32BE(info + 8);
+  const end = info - signatureLength;
+  if (end <= 0) throw new Error('guest-image: a module signature longer than its module');
+  return module.subarray(0, end);
+}
+
 async function ensureKernel(
   guestDir: string,
   progress?: (msg: string) => void,
@@ -344,6 +364,7 @@ export async function ensureGuest(progress?: (msg: string) => void): Promise<Gue
     const init = await readFile(path.join(repoRoot(), 'examples', 'guest', 'init.sh'));
     const busybox = await readFile(busyboxPath);
     const key = sha256(
+      'modules without signatures',
       kernel.dir,
       kernel.modules.join(','),
       init,
@@ -369,7 +390,9 @@ export async function ensureGuest(progress?: (msg: string) => void): Promise<Gue
         },
       ];
       for (const name of kernel.modules) {
-        const data = await readFile(path.join(guestDir, kernel.dir, 'modules', `${name}.ko`));
+        const data = stripModuleSignature(
+          await readFile(path.join(guestDir, kernel.dir, 'modules', `${name}.ko`)),
+        );
         entries.push({ kind: 'file', path: `lib/modules/${name}.ko`, data });
       }
       for (const name of programs.names) {

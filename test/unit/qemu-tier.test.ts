@@ -9,8 +9,8 @@ import {
   parseOneLineSources,
 } from '../../examples/qemu/debian-fetch.js';
 import { buildCpio } from '../../examples/qemu/cpio.js';
-import { orderModules } from '../../examples/qemu/guest-image.js';
-import { qemuArgs, type QemuTier } from '../../examples/qemu/qemu.js';
+import { orderModules, stripModuleSignature } from '../../examples/qemu/guest-image.js';
+import { fastBootKernelArgs, qemuArgs, type QemuTier } from '../../examples/qemu/qemu.js';
 import { parsePpm } from '../../examples/qemu/qmp.js';
 import {
   barColors,
@@ -205,6 +205,38 @@ test('qemu arguments: built-in GPU by default, forced scanouts, none', () => {
     () => qemuArgs(fakeTier, fakeGuest, { guestCommand: 'x'.repeat(2000) }),
     /too long/,
   );
+});
+
+test('qemu arguments: fast boot trims the machine and the kernel command line, off by default', () => {
+  const plain = qemuArgs(fakeTier, fakeGuest, {});
+  assert.equal(plain[plain.indexOf('-machine') + 1], 'pc,memory-backend=mem');
+  assert.ok(!plain.includes('-global'));
+  assert.doesNotMatch(plain[plain.indexOf('-append') + 1]!, /initcall_blacklist/);
+  const fast = qemuArgs(fakeTier, fakeGuest, { fastBoot: true });
+  assert.equal(fast[fast.indexOf('-machine') + 1], 'pc,memory-backend=mem,i8042=off,vmport=off');
+  assert.ok(fast.includes('PIIX4_PM.acpi-root-pci-hotplug=off'));
+  const append = fast[fast.indexOf('-append') + 1]!;
+  for (const word of fastBootKernelArgs) assert.ok(append.split(' ').includes(word), word);
+  assert.match(append, /initcall_blacklist=[a-z0-9_,]*init_kprobe_trace/);
+});
+
+test('module signatures: the appended signature is cut off, unsigned modules pass unchanged', () => {
+  const body = Buffer.from('\x7fELF module body');
+  const signature = Buffer.alloc(5, 0xaa);
+  const info = Buffer.from([0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, signature.length]);
+  const signed = Buffer.concat([
+    body,
+    signature,
+    info,
+    Buffer.from('~Module signature appended~\n'),
+  ]);
+  assert.deepEqual(stripModuleSignature(signed), body);
+  assert.deepEqual(stripModuleSignature(body), body);
+  const bogus = Buffer.concat([
+    Buffer.from([0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1, 0]),
+    Buffer.from('~Module signature appended~\n'),
+  ]);
+  assert.throws(() => stripModuleSignature(bogus), /longer than its module/);
 });
 
 test('PPM parsing: header with comment, size checks', () => {

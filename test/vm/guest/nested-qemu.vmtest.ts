@@ -190,6 +190,7 @@ before(async () => {
     height: HEIGHT,
     fbcon: false,
     memoryMb: 256,
+    fastBoot: true,
     guestCommand:
       `barwriter --width ${BAR_WIDTH} --height ${BAR_HEIGHT} --fps 2 --frames ${BAR_FRAMES} --hold & ` +
       `drawpattern --mode ${WIDTH}x${HEIGHT} --fps 2 --frames ${GPU_FRAMES} --hold`,
@@ -211,12 +212,15 @@ after(async () => {
 });
 
 test('nested QEMU: the guest boots with its DRM device on guestfb (times logged)', async (t) => {
+  const started = await qemu.waitForConsole(/guestfb-init: started at ([\d.]+) s/);
+  const startedMs = Date.now() - bootStarted;
   const init = await qemu.waitForConsole(/guestfb-init: up at ([\d.]+) s/);
   const initMs = Date.now() - bootStarted;
   const drm = await qemu.waitForConsole(/guestfb-init: \/dev\/dri\/card0 ready at ([\d.]+) s/);
   const drmMs = Date.now() - bootStarted;
   t.diagnostic(
-    `QEMU start -> /init ${(initMs / 1000).toFixed(1)} s (guest uptime ${init[1]} s), ` +
+    `boot timeline (fast boot): QEMU start -> /init running ${(startedMs / 1000).toFixed(1)} s ` +
+      `(guest uptime ${started[1]} s), -> /init set up ${(initMs / 1000).toFixed(1)} s (guest uptime ${init[1]} s), ` +
       `-> DRM device ${(drmMs / 1000).toFixed(1)} s (guest uptime ${drm[1]} s), accel ${
         qemu.argv[qemu.argv.indexOf('-accel') + 1]
       }`,
