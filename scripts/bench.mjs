@@ -9,8 +9,13 @@
 //   input         guestfb's input round trip under a real two-head guest: 200 key events, one at
 //                 a time, script line -> guest evdev read -> the guest's line back (the input
 //                 e2e, test/e2e/evdev.test.ts, whose report this parses)
+//   nested        guestfb's CPU per frame on the udmabuf path with a real guest: QEMU 10 inside the
+//                 kernel-tier VM (the only place here with /dev/udmabuf), guestfb standalone into
+//                 weston 14; TCG inside TCG, so slow in absolute terms (gets --nested-frames N,
+//                 --nested-size WxH; --no-nested leaves it out)
 // With --json the results are printed as one object: {"handoff", "vhostVsQemu", "frameCost",
-// "zeroCopy", "inputLatency"}. `zeroCopy` is, per resolution, guestfb's back-end alone plus the plugin's
+// "zeroCopy", "inputLatency", "nested"} ("nested" is null with --no-nested). `zeroCopy` is, per
+// resolution, guestfb's back-end alone plus the plugin's
 // zero-copy handoff (both measured in this run) against QEMU's back-end: on a host without
 // /dev/udmabuf the plugin under a real guest takes its copying fallback, so that sum is the
 // zero-copy path's cost.
@@ -24,10 +29,16 @@ const json = args.includes('--json');
 const handoffArgs = [];
 const vhostArgs = [];
 const frameArgs = [];
+const nestedArgs = [];
+let nestedRun = true;
 for (let i = 0; i < args.length; i++) {
   const arg = args[i];
   if (arg === '--json') {
     // (the children always print JSON; this script prints the tables)
+  } else if (arg === '--no-nested') {
+    nestedRun = false;
+  } else if (arg === '--nested-frames' || arg === '--nested-size') {
+    nestedArgs.push(arg.replace('--nested-', '--'), args[++i]);
   } else if (arg === '--quick') {
     frameArgs.push(arg);
   } else if (arg === '--rounds' || arg === '--frames') {
@@ -64,6 +75,7 @@ const handoff = run('handoff.js', handoffArgs);
 const frameCost = run('frame-cost.js', frameArgs);
 const vhostVsQemu = run('vhost-vs-qemu.js', vhostArgs);
 const inputLatency = runInputLatency();
+const nested = nestedRun ? run('nested.js', nestedArgs) : null;
 {
   const zeroCopy = vhostVsQemu.resolutions.map((r) => {
     const handoffUs = handoff.resolutions[r.resolution]?.zeroCopy.usPerFrame ?? null;
@@ -82,7 +94,7 @@ const inputLatency = runInputLatency();
   });
   if (json) {
     process.stdout.write(
-      `${JSON.stringify({ handoff, vhostVsQemu, frameCost, zeroCopy, inputLatency })}\n`,
+      `${JSON.stringify({ handoff, vhostVsQemu, frameCost, zeroCopy, inputLatency, nested })}\n`,
     );
   } else {
     printTables(zeroCopy);
@@ -180,6 +192,20 @@ function printTables(zeroCopy) {
     `8 guests at 1920x1080@30, one process: ${us(e.cpuUsPerFrame)} per frame (one guest ${us(e.oneGuestCpuUsPerFrame)}, ` +
       `ratio ${e.ratio.toFixed(2)}); worst guest's flush → commit p99 ${us(e.worstHandoffP99Us)}`,
   );
+  if (nested) {
+    out();
+    out(`nested: ${nested.note}`);
+    out();
+    out(
+      '| real guest, udmabuf path (TCG in TCG) | guestfb CPU per guest frame | per presented frame | bytes copied | QEMU start → DRM device |',
+    );
+    out('| --- | --- | --- | --- | --- |');
+    out(
+      `| ${nested.resolution} (${nested.path}) | ${us(nested.cpuUsPerFlush)} (${nested.flushes} frames) | ` +
+        `${us(nested.cpuUsPerPresented)} (${nested.framesPresented}) | ${nested.bytesCopied} | ` +
+        `${nested.boot.qemuToDrmS.toFixed(1)} s |`,
+    );
+  }
   const l = frameCost.longRun;
   out(
     `long run, ${l.frames} frames: heap used ${(l.heapUsedBefore / 1e6).toFixed(2)} → ${(l.heapUsedAfter / 1e6).toFixed(2)} MB, ` +
