@@ -192,8 +192,8 @@ export interface BootOptions {
    * vmport and the PCI/memory hotplug AML (a smaller DSDT to interpret), and a kernel command
    * line that skips initcalls the guest never needs (kprobe and block tracers, crypto
    * self-tests, IPv6, 31 spare UARTs, ACPI PNP and processor drivers, the read-only remap and
-   * its W+X walk). Worth it where every instruction runs under TCG inside TCG: the nested boot
-   * went from 420 s to about 180 s to the DRM device on a loaded 2-core machine.
+   * its W+X walk). Worth it where every instruction runs under TCG inside TCG (figures in the
+   * README, "Test tiers").
    */
   fastBoot?: boolean;
   /** Extra kernel command line words. */
