@@ -58,6 +58,8 @@ export interface FdAddon {
   ftruncate(fd: number, size: number): void;
   /** lseek(fd, 0, SEEK_END): the size of a memfd or dma-buf. Borrows fd. */
   fdSize(fd: number): number;
+  /** fstat: st_size, and whether fd is a regular file (S_ISREG). Borrows fd. */
+  fdStat(fd: number): { size: number; regular: boolean };
   /** pread/pwrite into/from a view. Borrows fd. Returns bytes moved. */
   pread(fd: number, target: Uint8Array, position: number): number;
   pwrite(fd: number, source: Uint8Array, position: number): number;

@@ -89,6 +89,17 @@ Napi::Value FdSize(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(size));
 }
 
+// fstat: the size and whether fd is a regular file (memfds, hugetlbfs and tmpfs files are).
+Napi::Value FdStat(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct stat status = {};
+  if (fstat(FdArg(info[0], "fd"), &status) < 0) ThrowErrno(env, "fstat", errno);
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("size", Napi::Number::New(env, static_cast<double>(status.st_size)));
+  result.Set("regular", Napi::Boolean::New(env, S_ISREG(status.st_mode)));
+  return result;
+}
+
 Napi::Value Pread(const Napi::CallbackInfo& info) {
   int fd = FdArg(info[0], "fd");
   Napi::Uint8Array target = BytesArg(info[1], "target");
@@ -689,6 +700,7 @@ void InitFd(Napi::Env env, Napi::Object exports) {
   add("getSeals", GetSeals);
   add("ftruncate", Ftruncate);
   add("fdSize", FdSize);
+  add("fdStat", FdStat);
   add("pread", Pread);
   add("pwrite", Pwrite);
   add("dup", Dup);

@@ -15,6 +15,11 @@ export interface RegionMapper {
   /** Returns a view of [offset, offset + length) of fd (offset is page aligned). Borrows fd. */
   map(fd: number, offset: number, length: number): Uint8Array;
   unmap(mapping: Uint8Array): void;
+  /**
+   * The size of the regular file behind fd (fstat's st_size). Throws for anything else: a pipe
+   * or device cannot back guest memory. Borrows fd.
+   */
+  fileSize(fd: number): number;
 }
 
 export interface MemoryRegion {
@@ -88,9 +93,21 @@ export class GuestMemory {
           throw new MemoryError('memory region overlaps another in guest-physical space');
         }
       }
+      // mmap maps past the end of a file without complaint; touching that tail is SIGBUS.
+      const fileSize = this.fileSizeOf(fd);
+      if (size > fileSize || mmapOffset > fileSize - size) {
+        throw new MemoryError(
+          `memory region [${mmapOffset}, +${size}) of its fd ends past the fd's ${fileSize} bytes`,
+        );
+      }
       const mapStart = Math.floor(mmapOffset / PAGE) * PAGE;
       const lead = mmapOffset - mapStart;
-      const mapping = this.mapper.map(fd, mapStart, lead + size);
+      let mapping: Uint8Array;
+      try {
+        mapping = this.mapper.map(fd, mapStart, lead + size);
+      } catch (error) {
+        throw new MemoryError(`memory region mmap failed: ${(error as Error).message}`);
+      }
       if (mapping.length < lead + size) {
         this.mapper.unmap(mapping);
         throw new MemoryError('mapping shorter than the region');
@@ -112,6 +129,17 @@ export class GuestMemory {
       this.closeFd(fd);
       throw error;
     }
+  }
+
+  private fileSizeOf(fd: number): number {
+    let size: number;
+    try {
+      size = this.mapper.fileSize(fd);
+    } catch (error) {
+      throw new MemoryError(`memory region fd: ${(error as Error).message}`);
+    }
+    if (!Number.isSafeInteger(size) || size < 0) throw new MemoryError('memory region fd size');
+    return size;
   }
 
   /**
@@ -139,6 +167,14 @@ export class GuestMemory {
     this.lastHit = null;
     this.generation++;
     return old;
+  }
+
+  /** Puts regions taken out with `detachAll` back (the table must be empty). */
+  restore(regions: MemoryRegion[]): void {
+    if (this.list.length > 0) throw new Error('restore into a table that is not empty');
+    this.list = [...regions].sort((a, b) => a.guestAddr - b.guestAddr);
+    this.lastHit = null;
+    this.generation++;
   }
 
   /** Removes and releases a region; returns false if none matches. */

@@ -140,6 +140,11 @@ export function nativeDeviceIo(fd: FdAddon): DeviceIo {
   return {
     map: (memfd, offset, length) => new Uint8Array(fd.mmap(memfd, offset, length, true)),
     unmap: (mapping) => fd.munmap(mapping.buffer as ArrayBuffer),
+    fileSize: (x) => {
+      const status = fd.fdStat(x);
+      if (!status.regular) throw new Error('not a regular file (a memfd or a memory file)');
+      return status.size;
+    },
     close: (x) => fd.close(x),
     eventfdWrite: (x) => fd.eventfdWrite(x),
     eventfdRead: (x) => void fd.eventfdRead(x),

@@ -444,24 +444,26 @@ export class VhostUserDevice<M extends DeviceModel = DeviceModel> {
     if (fdCount !== regions.length) {
       throw new ProtocolError(`${regions.length} regions with ${fdCount} fds`);
     }
+    // All or nothing: a table with one bad region changes nothing (every fd of the message is
+    // closed, nothing of it stays mapped, the previous table stays) and is answered as failed.
+    const fds = regions.map(() => takeFd()!);
     const old = this.memory.detachAll();
-    let failure: Error | null = null;
-    for (const region of regions) {
-      const fd = takeFd()!;
-      if (failure) {
-        this.options.io.close(fd);
-        continue;
+    const added = [];
+    try {
+      for (let i = 0; i < regions.length; i++) {
+        const fd = fds[i]!;
+        fds[i] = -1; // add() owns it now, also when it fails
+        added.push(this.memory.add(regions[i]!, fd));
       }
-      try {
-        this.memory.add(region, fd);
-      } catch (error) {
-        if (!(error instanceof MemoryError)) throw error;
-        failure = error;
-      }
+    } catch (error) {
+      for (const fd of fds) if (fd >= 0) this.options.io.close(fd);
+      this.memory.detachAll();
+      for (const region of added) this.memory.release(region);
+      this.memory.restore(old);
+      throw error;
     }
     this.memoryChanged();
     for (const region of old) this.memory.release(region);
-    if (failure) throw failure;
     this.log(
       'debug',
       `memory table: ${this.memory.regions

@@ -153,4 +153,27 @@ test('display info parsing and head selection', () => {
   );
   assert.deepEqual(headsFromModes(defaults, modes, true), defaults, 'fixed size wins');
   assert.deepEqual(headsFromModes(defaults, null, false), defaults);
+  // Sizes from QEMU outside what a head can be keep the configured head.
+  const huge = parseDisplayInfo(
+    displayInfo([
+      [0xffffffff, 768, true],
+      [16385, 16384, true],
+    ]),
+    2,
+  );
+  assert.deepEqual(headsFromModes(defaults, huge, false), defaults, 'out-of-range sizes ignored');
+  const edge = parseDisplayInfo(
+    displayInfo([
+      [16384, 1, true],
+      [1, 16384, true],
+    ]),
+    2,
+  );
+  assert.deepEqual(
+    headsFromModes(defaults, edge, false).map((h) => [h.width, h.height]),
+    [
+      [16384, 1],
+      [1, 16384],
+    ],
+  );
 });

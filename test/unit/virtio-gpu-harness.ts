@@ -61,6 +61,12 @@ export class FakeFds implements DeviceIo {
     return view;
   }
 
+  fileSize(fd: number): number {
+    const file = this.files.get(fd);
+    if (!file || file.kind !== 'mem') throw new Error(`fd ${fd} is not a memfd`);
+    return file.buffer.byteLength;
+  }
+
   unmap(mapping: Uint8Array): void {
     if (!this.mappings.delete(mapping)) throw new Error('unmap of an unknown mapping');
   }

@@ -210,6 +210,18 @@ export class QemuDisplayChannel {
 
 export type DisplayModes = ReturnType<typeof parseDisplayInfo>;
 
+/** 1..16384 wide and high (what a head can be, as for requested sizes), placed within 2^20. */
+export function validMode(mode: { width: number; height: number; x: number; y: number }): boolean {
+  const within = (v: number, min: number, max: number) =>
+    Number.isInteger(v) && v >= min && v <= max;
+  return (
+    within(mode.width, 1, 16384) &&
+    within(mode.height, 1, 16384) &&
+    within(mode.x, 0, 1 << 20) &&
+    within(mode.y, 0, 1 << 20)
+  );
+}
+
 /** Heads from configured defaults, overridden by QEMU's modes where the option did not fix them. */
 export function headsFromModes(
   defaults: HeadInfo[],
@@ -218,7 +230,8 @@ export function headsFromModes(
 ): HeadInfo[] {
   return defaults.map((head, i) => {
     const mode = modes?.[i];
-    if (!mode || fixedSize || mode.width === 0 || mode.height === 0) return head;
+    // QEMU's numbers are u32s: a mode outside what a head can be keeps the configured one.
+    if (!mode || fixedSize || !validMode(mode)) return head;
     return {
       ...head,
       width: mode.width,
