@@ -118,7 +118,7 @@ export interface FdAddon {
   /** connect to an AF_UNIX stream socket path (blocking connect, then non-blocking fd). */
   unixConnect(path: string): number;
   /**
-   * sendmsg(MSG_NOSIGNAL) with optional SCM_RIGHTS fds (at most 253, borrowed: the kernel dups
+   * sendmsg(MSG_NOSIGNAL | MSG_DONTWAIT: never blocks, also on a blocking socket) with optional SCM_RIGHTS fds (at most 253, borrowed: the kernel dups
    * them; they need at least one byte of data). Returns bytes sent, which may be fewer than
    * `data.length`; the fds travel with the first byte. Throws EAGAIN when nothing could be sent.
    */

@@ -525,7 +525,8 @@ Napi::Value UnixSend(const Napi::CallbackInfo& info) {
   }
   ssize_t n;
   do {
-    n = sendmsg(fd, &message, MSG_NOSIGNAL);
+    n = sendmsg(fd, &message, MSG_NOSIGNAL | MSG_DONTWAIT);  // never block the loop, even on
+    // a blocking socket a peer handed over (QEMU's display channel)
   } while (n < 0 && errno == EINTR);
   if (n < 0) ThrowErrno(env, "sendmsg", errno);
   return Napi::Number::New(env, static_cast<double>(n));

@@ -11,6 +11,8 @@ import {
   type DisplayModes,
 } from '../../plugin/sources/virtio-gpu/qemu-display.js';
 import { encodeMessage, parseHeader } from '../../plugin/vhost-user/vhost-user-protocol.js';
+import { fd } from '../../native/fd.js';
+import { sendAll } from '../../plugin/vhost-user/server.js';
 
 /** The QEMU side of the display socket, in memory. */
 class FakeQemuSide implements DisplayChannelIo {
@@ -176,4 +178,55 @@ test('display info parsing and head selection', () => {
       [1, 16384],
     ],
   );
+});
+
+test('a QEMU that never reads its display channel cannot block the loop: the channel ends, one line', () => {
+  const baseline = fd.openFdCount();
+  // Blocking, like the socketpair QEMU creates; the test's end never reads.
+  const [ours, qemuEnd] = fd.socketpair(false);
+  const inbox: { data: Uint8Array; fds: number[] }[] = [];
+  let watcher: ((error?: Error) => void) | null = null;
+  const logs: string[] = [];
+  const ready: DisplayModes[] = [];
+  const channel = new QemuDisplayChannel(
+    ours,
+    {
+      send: (x, data) => sendAll(fd, x, data),
+      recv: () => inbox.shift() ?? null,
+      watchReadable: (_x, cb) => {
+        watcher = cb;
+        return () => (watcher = null);
+      },
+      close: (x) => fd.close(x),
+    },
+    1,
+    (message) => logs.push(message),
+    (modes) => ready.push(modes),
+  );
+  channel.start();
+  inbox.push({
+    data: encodeMessage(GpuRequest.GET_PROTOCOL_FEATURES, 4, new Uint8Array(8)),
+    fds: [],
+  });
+  watcher!();
+  inbox.push({
+    data: encodeMessage(GpuRequest.GET_DISPLAY_INFO, 4, displayInfo([[800, 600, true]])),
+    fds: [],
+  });
+  watcher!();
+  assert.equal(ready.length, 1);
+  // 100,000 SCANOUTs (2.4 MB) into a socket nobody drains: a blocking send would hang here.
+  for (let i = 0; i < 100_000; i++) channel.scanout(0, 800 + (i % 2), 600);
+  assert.deepEqual(
+    logs.filter((line) => line.startsWith('display channel closed')),
+    [
+      logs.find((line) =>
+        /^display channel closed: send failed: .*EAGAIN|Resource temporarily/.test(line),
+      ),
+    ],
+  );
+  assert.equal(logs.length, 1, logs.join('\n'));
+  assert.equal(watcher, null, 'the channel stopped watching');
+  fd.close(qemuEnd);
+  assert.equal(fd.openFdCount(), baseline, 'the channel closed its fd');
 });
