@@ -8,6 +8,8 @@
 import { parseArgs } from 'node:util';
 import { linesOf } from './common/log.js';
 import { parseSocketMode, type SocketAccess } from './common/unix-socket.js';
+import type { GpuLimits } from './sources/virtio-gpu/gpu-device.js';
+import type { QueueBudget } from './vhost-user/scheduler.js';
 
 export class UsageError extends Error {
   readonly exitCode = 2;
@@ -46,6 +48,61 @@ export interface RunOptions {
   socketAccess: SocketAccess;
   /** ivshmem clients at once per --ivshmem (--ivshmem-peers; default 1). */
   ivshmemPeers: number | undefined;
+  /** Per-guest limits of every --vhost-user-gpu (--limit NAME=VALUE). */
+  gpuLimits: DeviceLimits;
+}
+
+/** What `--limit NAME=VALUE` sets: GPU limits and the queue budget of each vhost-user GPU. */
+export interface DeviceLimits {
+  limits: Partial<GpuLimits>;
+  budget: Partial<QueueBudget>;
+}
+
+/** `--limit` names: where each goes and how its value reads. */
+const LIMIT_NAMES = {
+  maxResources: 'count',
+  maxBackingEntries: 'count',
+  maxResourceBytes: 'bytes',
+  maxTotalSpans: 'count',
+  maxTotalBackingBytes: 'bytes',
+  chainsPerSlice: 'count',
+  sliceMs: 'ms',
+} as const;
+
+/** Parses repeated `--limit NAME=VALUE` (sizes take K/M/G). Throws UsageError. */
+export function parseLimits(specs: readonly string[]): DeviceLimits {
+  const out: DeviceLimits = { limits: {}, budget: {} };
+  for (const spec of specs) {
+    const match = /^(\w+)=(.+)$/.exec(spec);
+    const name = match?.[1] as keyof typeof LIMIT_NAMES | undefined;
+    if (!match || !name || !Object.hasOwn(LIMIT_NAMES, name)) {
+      throw new UsageError(
+        `--limit: "${spec}" is not NAME=VALUE with NAME one of ${Object.keys(LIMIT_NAMES).join(', ')}`,
+      );
+    }
+    const text = match[2]!;
+    const kind = LIMIT_NAMES[name];
+    let value: number;
+    if (kind === 'ms') {
+      value = /^\d{1,4}(\.\d{1,3})?$/.test(text) ? Number(text) : NaN;
+      if (!(value >= 0.1 && value <= 1000)) {
+        throw new UsageError(`--limit ${name}: "${text}" is not a time of 0.1..1000 ms`);
+      }
+      out.budget.sliceMs = value;
+      continue;
+    }
+    const size = /^(\d{1,15})([kKmMgG]?)$/.exec(text);
+    const unit = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30 }[(size?.[2] ?? '').toLowerCase()]!;
+    value = size && (kind === 'bytes' || size[2] === '') ? Number(size[1]) * unit : NaN;
+    if (!(Number.isSafeInteger(value) && value >= 1)) {
+      throw new UsageError(
+        `--limit ${name}: "${text}" is not a positive ${kind === 'bytes' ? 'size (K, M, G)' : 'integer'}`,
+      );
+    }
+    if (name === 'chainsPerSlice') out.budget.chainsPerSlice = value;
+    else out.limits[name as keyof GpuLimits] = value;
+  }
+  return out;
 }
 
 export interface DoctorOptions {
@@ -105,6 +162,11 @@ Input (repeatable):
                                 keyboard and pointer on every window of that guest go to it.
                                 QEMU: -chardev socket,id=inp,path=SOCKET
                                 -device vhost-user-input-pci,chardev=inp
+
+Per-guest limits (every --vhost-user-gpu; repeatable; defaults in the README, "Security model"):
+  --limit NAME=VALUE            maxResources, maxBackingEntries, maxResourceBytes (K/M/G),
+                                maxTotalSpans, maxTotalBackingBytes (K/M/G), chainsPerSlice,
+                                sliceMs; e.g. --limit maxResources=256 --limit sliceMs=1
 
 Who may connect (every socket above; whoever connects is the guest's QEMU):
   --socket-mode OCTAL           permission bits of the socket files (default 0600: your user
@@ -321,6 +383,7 @@ export function parseCommandLine(argv: readonly string[]): Command {
         'ivshmem-peers': { type: 'string' },
         'socket-mode': { type: 'string' },
         'socket-group': { type: 'string' },
+        limit: { type: 'string', multiple: true },
         display: { type: 'string' },
         name: { type: 'string' },
         rate: { type: 'string' },
@@ -380,6 +443,7 @@ export function parseCommandLine(argv: readonly string[]): Command {
     libvirt: values.libvirt ?? false,
     socketAccess: parseSocketAccess(values['socket-mode'], values['socket-group']),
     ivshmemPeers: parseIvshmemPeers(values['ivshmem-peers'], values.ivshmem !== undefined),
+    gpuLimits: parseLimits(values.limit ?? []),
   };
 }
 
@@ -553,7 +617,7 @@ async function runCli(options: RunOptions): Promise<number> {
       } else {
         let source;
         try {
-          source = await openVhostSource(spec, options.socketAccess, log);
+          source = await openVhostSource(spec, options.socketAccess, options.gpuLimits, log);
         } catch (error) {
           throw new Error(`--vhost-user-gpu ${spec.socket}: ${(error as Error).message}`);
         }
@@ -658,6 +722,7 @@ async function runCli(options: RunOptions): Promise<number> {
 async function openVhostSource(
   spec: Extract<SourceSpec, { kind: 'vhost-user-gpu' }>,
   socketAccess: SocketAccess,
+  gpuLimits: DeviceLimits,
   log: (message: string) => void,
 ): Promise<import('./sources/types.js').FramebufferSource> {
   const { createVhostUserGpuBackend } = await import('./sources/virtio-gpu/index.js');
@@ -667,6 +732,8 @@ async function openVhostSource(
     name: spec.name,
     scanouts: spec.heads,
     socketAccess,
+    limits: gpuLimits.limits,
+    budget: gpuLimits.budget,
     log: linesOf(log, `${spec.name}: `),
   });
   log(

@@ -9,6 +9,8 @@ import {
   parseInputSpecs,
   parseIvshmemPeers,
   parseIvshmemSpec,
+  parseLimits,
+  type DeviceLimits,
   parseSocketAccess,
   parseVhostSpec,
   type InputSpec,
@@ -55,6 +57,9 @@ Options:
                              default 0600: your user only; connecting needs write permission)
   --socket-group NAME|GID    group of those sockets (default: yours). A path where another
                              process listens is refused ("in use"); a stale socket is replaced.
+  --limit NAME=VALUE         per-guest limit of every --vhost-user-gpu (repeatable):
+                             maxResources, maxBackingEntries, maxResourceBytes (K/M/G),
+                             maxTotalSpans, maxTotalBackingBytes (K/M/G), chainsPerSlice, sliceMs
   --input-script FILE        apply scripted input lines from FILE ("-" = stdin, or a FIFO) as
                              they arrive: move X Y | button left|right|middle press|release |
                              key KEY_NAME press|release | type TEXT | wheel N | wait MS |
@@ -83,6 +88,8 @@ export interface CliOptions {
   socketAccess: SocketAccess;
   /** ivshmem clients at once per --ivshmem (--ivshmem-peers; default 1). */
   ivshmemPeers: number | undefined;
+  /** Per-guest limits of every --vhost-user-gpu (--limit NAME=VALUE). */
+  gpuLimits: DeviceLimits;
 }
 
 export type IvshmemSpec = Extract<SourceSpec, { kind: 'ivshmem' }>;
@@ -127,6 +134,7 @@ export function parseCli(argv: string[]): CliOptions {
         'ivshmem-peers': { type: 'string' },
         'socket-mode': { type: 'string' },
         'socket-group': { type: 'string' },
+        limit: { type: 'string', multiple: true },
         'vhost-user-gpu': { type: 'string', multiple: true },
         'vhost-user-input': { type: 'string', multiple: true },
         'input-script': { type: 'string' },
@@ -177,7 +185,9 @@ export function parseCli(argv: string[]): CliOptions {
   let vhostUserInput: InputSpec[];
   let socketAccess: SocketAccess;
   let ivshmemPeers: number | undefined;
+  let gpuLimits: DeviceLimits;
   try {
+    gpuLimits = parseLimits(values.limit ?? []);
     socketAccess = parseSocketAccess(values['socket-mode'], values['socket-group']);
     ivshmemPeers = parseIvshmemPeers(values['ivshmem-peers'], values.ivshmem !== undefined);
     ivshmem = (values.ivshmem ?? []).map(
@@ -208,5 +218,6 @@ export function parseCli(argv: string[]): CliOptions {
     inputScript: values['input-script'],
     socketAccess,
     ivshmemPeers,
+    gpuLimits,
   };
 }

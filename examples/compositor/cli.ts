@@ -132,7 +132,7 @@ function startGuestfb(
   compositor: Compositor,
   options: Pick<
     CliOptions,
-    'ivshmem' | 'vhostUserGpu' | 'vhostUserInput' | 'socketAccess' | 'ivshmemPeers'
+    'ivshmem' | 'vhostUserGpu' | 'vhostUserInput' | 'socketAccess' | 'ivshmemPeers' | 'gpuLimits'
   >,
   log: (message: string) => void,
 ): LoadedGuestfb | null {
@@ -172,6 +172,8 @@ function startGuestfb(
         name: spec.name,
         scanouts: spec.heads,
         socketAccess: options.socketAccess,
+        limits: options.gpuLimits.limits,
+        budget: options.gpuLimits.budget,
         log: linesOf(log, `guestfb ${spec.name}: `, { showLevel: false }),
       }),
     );

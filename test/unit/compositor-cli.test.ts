@@ -39,6 +39,11 @@ test('compositor CLI options', () => {
   ]);
   assert.deepEqual(sockets.socketAccess, { mode: 0o660, group: 1000 });
   assert.equal(sockets.ivshmemPeers, 2);
+  assert.deepEqual(parseCli(['--limit', 'maxResources=8', '--limit', 'sliceMs=1']).gpuLimits, {
+    limits: { maxResources: 8 },
+    budget: { sliceMs: 1 },
+  });
+  assert.match(USAGE, /--limit NAME=VALUE/);
   assert.deepEqual(parseCli([]).socketAccess, {});
   assert.match(USAGE, /--socket-mode OCTAL .*default 0600/s);
 });
@@ -57,6 +62,7 @@ test('compositor CLI rejects bad input with a usage error', () => {
     ['--socket-group', 'x/y'],
     ['--ivshmem-peers', '2'],
     ['--ivshmem', '/s', '--ivshmem-peers', '100'],
+    ['--limit', 'maxResources=-1'],
   ]) {
     assert.throws(() => parseCli(argv), UsageError, argv.join(' '));
   }

@@ -18,6 +18,7 @@ test('run options parse with defaults', () => {
     libvirt: false,
     socketAccess: {},
     ivshmemPeers: undefined,
+    gpuLimits: { limits: {}, budget: {} },
   });
   const full = parseCommandLine([
     'run',
@@ -88,6 +89,19 @@ test('usage mistakes throw UsageError with a message that names the problem', ()
     [['--source', 'pattern', '--ivshmem-peers', '2'], /--ivshmem-peers needs --ivshmem/],
     [['--ivshmem', '/b', '--ivshmem-peers', '0'], /--ivshmem-peers: "0" is not a number/],
     [['--ivshmem', '/b', '--ivshmem-peers', '65'], /--ivshmem-peers: "65"/],
+    [
+      ['--source', 'pattern', '--limit', 'maxWidgets=3'],
+      /--limit: "maxWidgets=3" is not NAME=VALUE/,
+    ],
+    [['--source', 'pattern', '--limit', 'maxResources'], /is not NAME=VALUE/],
+    [
+      ['--source', 'pattern', '--limit', 'maxResources=0'],
+      /maxResources: "0" is not a positive integer/,
+    ],
+    [['--source', 'pattern', '--limit', 'maxResources=4k'], /not a positive integer/],
+    [['--source', 'pattern', '--limit', 'maxResourceBytes=1T'], /not a positive size/],
+    [['--source', 'pattern', '--limit', 'sliceMs=0'], /sliceMs: "0" is not a time/],
+    [['--source', 'pattern', '--limit', 'toString=1'], /is not NAME=VALUE/],
   ];
   for (const [args, message] of cases) {
     assert.throws(
@@ -133,6 +147,35 @@ test('--socket-mode, --socket-group and --ivshmem-peers', () => {
   });
   assert.deepEqual(parse('--socket-mode', '0o640')?.socketAccess, { mode: 0o640 });
   assert.equal(parse('--ivshmem-peers', '3')?.ivshmemPeers, 3);
+  assert.deepEqual(
+    parse(
+      '--limit',
+      'maxResources=256',
+      '--limit',
+      'maxResourceBytes=64M',
+      '--limit',
+      'maxTotalBackingBytes=1G',
+      '--limit',
+      'maxTotalSpans=1000',
+      '--limit',
+      'maxBackingEntries=2048',
+      '--limit',
+      'chainsPerSlice=64',
+      '--limit',
+      'sliceMs=0.5',
+    )?.gpuLimits,
+    {
+      limits: {
+        maxResources: 256,
+        maxResourceBytes: 64 * 2 ** 20,
+        maxTotalBackingBytes: 2 ** 30,
+        maxTotalSpans: 1000,
+        maxBackingEntries: 2048,
+      },
+      budget: { chainsPerSlice: 64, sliceMs: 0.5 },
+    },
+  );
+  assert.match(RUN_HELP, /--limit NAME=VALUE/);
   assert.match(RUN_HELP, /--socket-mode OCTAL .*\(default 0600/s);
   assert.match(RUN_HELP, /--socket-group NAME\|GID/);
   assert.match(RUN_HELP, /--ivshmem-peers N .*\(default 1/s);
