@@ -4,7 +4,7 @@
 // bad guest's rings are driven by a vCPU in a worker_thread that republishes every chain the
 // moment guestfb hands it back and rewrites request fields while guestfb reads them. While each
 // attack runs, the good guest flushes a small rectangle every few milliseconds; each test
-// asserts that its command round trip stays under 20 ms at p99 (a correctness bound: a guest
+// asserts that its command round trip stays within 20 ms of its own p99 without the attack (a correctness bound: a guest
 // that held the loop used to stall it for seconds), that the process lives and still serves
 // Wayland clients (wayland-info), and that the attack was refused with its exact log line.
 import { test, type TestContext } from 'node:test';
@@ -35,6 +35,12 @@ const ATTACK_MS = 2500;
 /** The good guest's flush period. */
 const FLUSH_PERIOD_MS = 4;
 const P99_BOUND_MS = 20;
+/**
+ * The good guest alone, just before each attack: its p99 is what the machine's own load adds
+ * (a 2-core machine busy with other jobs pushed attack runs past 20 ms that pass when it is
+ * idle), so the bound is 20 ms above it. A guest that holds the loop stalls the good one for hundreds of ms or more.
+ */
+const BASELINE_MS = 1000;
 const MiB = 1024 * 1024;
 
 interface Running {
@@ -183,6 +189,8 @@ async function attack(
   program: Omit<VcpuProgram, 'control'>,
   sample?: () => void,
 ): Promise<{ latencies: number[]; vcpu: VcpuReport }> {
+  const baseline = percentile(await measureGoodGuest(running.good, BASELINE_MS), 99);
+  const bound = P99_BOUND_MS + baseline;
   const control = new SharedArrayBuffer(4);
   const worker = new Worker(vcpuWorkerUrl, { workerData: { ...program, control } });
   const report = new Promise<VcpuReport>((resolve, reject) => {
@@ -207,11 +215,15 @@ async function attack(
   const line =
     `good guest round trip over ${latencies.length} flushes: p50 ${p50.toFixed(2)} ms, ` +
     `p99 ${p99.toFixed(2)} ms, max ${max.toFixed(2)} ms; bad guest's vCPU: ` +
-    `${vcpu.completed} chains completed, ${vcpu.kicks} kicks, ${vcpu.scribbles} scribbles`;
+    `${vcpu.completed} chains completed, ${vcpu.kicks} kicks, ${vcpu.scribbles} scribbles; ` +
+    `alone before the attack: p99 ${baseline.toFixed(2)} ms`;
   t.diagnostic(line);
   console.log(`${t.name}: ${line}`);
   assert.ok(latencies.length >= 100, `only ${latencies.length} good flushes`);
-  assert.ok(p99 < P99_BOUND_MS, `good guest p99 ${p99.toFixed(2)} ms (bound ${P99_BOUND_MS})`);
+  assert.ok(
+    p99 < bound,
+    `good guest p99 ${p99.toFixed(2)} ms (bound ${P99_BOUND_MS} ms above its ${baseline.toFixed(2)} ms alone)`,
+  );
   return { latencies, vcpu };
 }
 
