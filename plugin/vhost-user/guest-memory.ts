@@ -267,6 +267,35 @@ export class GuestMemory {
     return spans.map(({ fd, offset, length }) => ({ fd, offset, length }));
   }
 
+  /**
+   * How many spans appendSpans would make of these entries, without making any (so a list the
+   * device's limits refuse costs no objects): null when an entry leaves guest memory.
+   */
+  countSpans(gpas: ArrayLike<number>, lengths: ArrayLike<number>): number | null {
+    let count = 0;
+    let lastRegion: MemoryRegion | null = null;
+    let lastEnd = 0;
+    for (let i = 0; i < gpas.length; i++) {
+      let at = gpas[i]!;
+      let left = lengths[i]!;
+      if (!(Number.isSafeInteger(at) && Number.isSafeInteger(left) && at >= 0 && left >= 0)) {
+        return null;
+      }
+      while (left > 0) {
+        const region = this.regionOfGuest(at, 1);
+        if (!region) return null;
+        const offset = at - region.guestAddr;
+        const take = Math.min(left, region.size - offset);
+        if (region !== lastRegion || lastEnd !== offset) count++;
+        lastRegion = region;
+        lastEnd = offset + take;
+        at += take;
+        left -= take;
+      }
+    }
+    return count;
+  }
+
   /** Appends the spans of [gpa, gpa + length) to `out` (merging with its last entry). */
   appendSpans(gpa: number, length: number, out: Span[]): boolean {
     if (!(Number.isSafeInteger(gpa) && Number.isSafeInteger(length) && gpa >= 0 && length >= 0)) {

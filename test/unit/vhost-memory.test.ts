@@ -61,6 +61,76 @@ test('a range spanning regions adjacent in guest-physical space yields one span 
   assert.equal(memory.guestBytes(MiB - 4096, 8192), null, 'a view must lie in one region');
 });
 
+test('countSpans makes the same count appendSpans builds spans for, merges included', () => {
+  const { fds, memory } = setup();
+  // Two regions adjacent in guest-physical space, and a third after a hole.
+  memory.add(
+    { guestAddr: 0n, size: BigInt(MiB), userAddr: 0x10000000n, mmapOffset: 0n },
+    fds.memfd(new ArrayBuffer(MiB)),
+  );
+  memory.add(
+    { guestAddr: BigInt(MiB), size: BigInt(MiB), userAddr: 0x20000000n, mmapOffset: 0n },
+    fds.memfd(new ArrayBuffer(MiB)),
+  );
+  memory.add(
+    { guestAddr: BigInt(4 * MiB), size: BigInt(MiB), userAddr: 0x30000000n, mmapOffset: 0n },
+    fds.memfd(new ArrayBuffer(MiB)),
+  );
+  const page = 4096;
+  const lists: [number, number][][] = [
+    [
+      [0, page],
+      [page, page],
+      [2 * page, page],
+    ], // contiguous: one span
+    [
+      [0, page],
+      [2 * page, page],
+    ], // a gap: two
+    [[MiB - page, 2 * page]], // across the region boundary: two
+    [
+      [MiB - page, page],
+      [MiB, page],
+    ], // entries meeting at the boundary: two
+    [
+      [4 * MiB, page],
+      [0, page],
+      [4 * MiB + page, page],
+    ], // back and forth: three
+    [
+      [page, page],
+      [0, page],
+    ], // descending: two
+  ];
+  let seed = 7;
+  const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  for (let n = 0; n < 200; n++) {
+    const base = [0, MiB - 8 * page, 4 * MiB][n % 3]!;
+    lists.push(
+      Array.from({ length: 1 + Math.floor(random() * 12) }, () => [
+        base + Math.floor(random() * 16) * page,
+        (1 + Math.floor(random() * 3)) * page,
+      ]),
+    );
+  }
+  for (const list of lists) {
+    const spans: Parameters<typeof memory.appendSpans>[2] = [];
+    for (const [gpa, length] of list) assert.ok(memory.appendSpans(gpa, length, spans));
+    assert.equal(
+      memory.countSpans(
+        list.map(([gpa]) => gpa),
+        list.map(([, length]) => length),
+      ),
+      spans.length,
+      JSON.stringify(list),
+    );
+  }
+  assert.equal(memory.countSpans([2 * MiB], [page]), null, 'in the hole');
+  assert.equal(memory.countSpans([5 * MiB - page], [2 * page]), null, 'past the last region');
+  assert.equal(memory.countSpans([-page], [page]), null, 'negative');
+  assert.equal(memory.countSpans([2 ** 60], [page]), null, 'not a safe integer');
+});
+
 test('bad regions are refused and their fds closed', () => {
   const { fds, memory } = setup();
   const buffer = new ArrayBuffer(MiB);

@@ -540,23 +540,30 @@ export class GpuDevice {
    */
   private checkEntries(id: number, entries: BackingEntries, needed: number): void {
     const count = entries.gpa.length;
-    // Entries are disjoint exactly when, with starts and ends sorted separately, each end is at
-    // or before the next start (at most one entry covers any address).
-    const [, , starts, ends] = this.scratch(count);
-    starts.set(entries.gpa);
-    starts.sort();
+    const { gpa, length } = entries;
     let total = 0;
+    // Guests list their pages in ascending order: one pass proves those disjoint, and only the
+    // rest pay for two sorts (a 16,384-entry list costs ~1-2 ms per sort).
+    let ascending = true;
     for (let i = 0; i < count; i++) {
-      ends[i] = entries.gpa[i]! + entries.length[i]!;
-      total += entries.length[i]!;
+      total += length[i]!;
+      if (ascending && i + 1 < count && gpa[i]! + length[i]! > gpa[i + 1]!) ascending = false;
     }
-    ends.sort();
-    for (let i = 0; i + 1 < count; i++) {
-      if (ends[i]! > starts[i + 1]!) {
-        throw new CommandError(
-          Resp.ERR_INVALID_PARAMETER,
-          `limit: backing entries of resource ${id} overlap at guest address 0x${starts[i + 1]!.toString(16)}`,
-        );
+    if (!ascending) {
+      // Entries are disjoint exactly when, with starts and ends sorted separately, each end is at
+      // or before the next start (at most one entry covers any address).
+      const [, , starts, ends] = this.scratch(count);
+      starts.set(gpa);
+      starts.sort();
+      for (let i = 0; i < count; i++) ends[i] = gpa[i]! + length[i]!;
+      ends.sort();
+      for (let i = 0; i + 1 < count; i++) {
+        if (ends[i]! > starts[i + 1]!) {
+          throw new CommandError(
+            Resp.ERR_INVALID_PARAMETER,
+            `limit: backing entries of resource ${id} overlap at guest address 0x${starts[i + 1]!.toString(16)}`,
+          );
+        }
       }
     }
     const allowed = pageRounded(needed);
@@ -568,14 +575,19 @@ export class GpuDevice {
     }
   }
 
-  /** The device's span and byte totals, with the spans a new backing would add. */
-  private checkTotals(id: number, spans: Span[]): void {
+  /**
+   * The device's span and byte totals with what these entries would add, checked before any
+   * span is made (the span count comes from a pass that makes no objects).
+   */
+  private checkTotals(id: number, entries: BackingEntries): void {
+    const spanCount = this.options.memory.countSpans(entries.gpa, entries.length);
+    if (spanCount === null) throw new CommandError(Resp.ERR_UNSPEC, 'backing outside guest memory');
     let total = 0;
-    for (const span of spans) total += span.length;
-    if (this.totalSpans + spans.length > this.limits.maxTotalSpans) {
+    for (let i = 0; i < entries.length.length; i++) total += entries.length[i]!;
+    if (this.totalSpans + spanCount > this.limits.maxTotalSpans) {
       throw new CommandError(
         Resp.ERR_OUT_OF_MEMORY,
-        `limit maxTotalSpans (${this.limits.maxTotalSpans}) reached: resource ${id} brings ${spans.length} spans to the ${this.totalSpans} held`,
+        `limit maxTotalSpans (${this.limits.maxTotalSpans}) reached: resource ${id} brings ${spanCount} spans to the ${this.totalSpans} held`,
       );
     }
     if (this.totalBackingBytes + total > this.limits.maxTotalBackingBytes) {
@@ -607,9 +619,9 @@ export class GpuDevice {
     const entries = this.readEntries(request, RequestSize[Cmd.RESOURCE_CREATE_BLOB]!, count);
     const blobSize = Number(size);
     this.checkEntries(id, entries, blobSize);
+    this.checkTotals(id, entries);
     const spans = this.translate(entries);
     if (!spans) throw new CommandError(Resp.ERR_UNSPEC, 'blob backing outside guest memory');
-    this.checkTotals(id, spans);
     const total = spans.reduce((sum, s) => sum + s.length, 0);
     if (total < blobSize) {
       throw new CommandError(
@@ -659,9 +671,9 @@ export class GpuDevice {
       throw new CommandError(Resp.ERR_UNSPEC, `resource ${res.id} already has backing`);
     const entries = this.readEntries(request, RequestSize[Cmd.RESOURCE_ATTACH_BACKING]!, count);
     this.checkEntries(res.id, entries, res.stride * res.height);
+    this.checkTotals(res.id, entries);
     const spans = this.translate(entries);
     if (!spans) throw new CommandError(Resp.ERR_UNSPEC, 'backing outside guest memory');
-    this.checkTotals(res.id, spans);
     this.setSpans(res, spans, keptEntries(entries));
     this.log(
       'debug',
