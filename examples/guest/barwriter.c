@@ -2,11 +2,11 @@
 // guestfb's shared BAR header (README.md, "Shared BAR header (ivshmem)"), then rings guestfb's
 // doorbell after every frame. No driver needed: the BARs are mapped through sysfs.
 //
-// The pattern is drawpattern's (see drawpattern.c): 8 vertical bars, bar b covering columns
-// [b*W/8, (b+1)*W/8) in white, yellow, cyan, green, magenta, red, blue, black (output index 0),
-// with the 16-cell frame counter (16x16 cells, bottom-left, cell 0 = bit 15, white = 1) showing
-// the frame number modulo 65536. XRGB8888 with the X byte 0xff, stride W*4, framebuffer at BAR
-// offset 4096 (the page after the header).
+// The pattern is drawpattern's (see drawpattern.c; both draw it with guest-common.h): 8 vertical
+// bars, bar b covering columns [b*W/8, (b+1)*W/8) in white, yellow, cyan, green, magenta, red,
+// blue, black (output index 0), with the 16-cell frame counter (16x16 cells, bottom-left, cell 0 =
+// bit 15, white = 1) showing the frame number modulo 65536. XRGB8888 with the X byte 0xff, stride
+// W*4, framebuffer at BAR offset 4096 (the page after the header).
 //
 // Frames: frame 0 draws everything; each later frame redraws the counter strip only and reports
 // it as damage (--damage full reports the whole frame). Each frame is committed with the
@@ -43,8 +43,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define COUNTER_CELLS 16
-#define COUNTER_CELL_SIZE 16
+#include "guest-common.h"
+
 #define HEADER_PAGE 4096u
 #define NO_PEER 0xffffffffu
 
@@ -75,9 +75,6 @@ static const uint32_t kBarMagic = 0x52424647;        // "GFBR"
 static const uint32_t kHostMagicValue = 0x48424647;  // "GFBH"
 static const uint32_t kXrgb8888 = 0x34325258;        // "XR24"
 static const uint32_t kHeaderSize = 384;
-
-static const uint32_t kBarColors[8] = {0xffffff, 0xffff00, 0x00ffff, 0x00ff00,
-                                       0xff00ff, 0xff0000, 0x0000ff, 0x000000};
 
 struct options {
   uint32_t width, height;
@@ -243,34 +240,9 @@ static volatile uint32_t* pixels(struct bar* b) {
   return (volatile uint32_t*)(b->mem + HEADER_PAGE);
 }
 
-static void fill_rect(struct bar* b, const struct options* o, uint32_t x0, uint32_t y0, uint32_t x1,
-                      uint32_t y1, uint32_t rgb) {
-  volatile uint32_t* px = pixels(b);
-  for (uint32_t y = y0; y < y1; y++) {
-    volatile uint32_t* row = px + (size_t)y * o->width;
-    for (uint32_t x = x0; x < x1; x++) row[x] = 0xff000000u | rgb;
-  }
-}
-
-static int has_counter(const struct options* o) {
-  return o->width >= COUNTER_CELLS * COUNTER_CELL_SIZE && o->height >= COUNTER_CELL_SIZE;
-}
-
-static void draw_counter(struct bar* b, const struct options* o, unsigned long frame) {
-  if (!has_counter(o)) return;
-  for (uint32_t k = 0; k < COUNTER_CELLS; k++) {
-    int bit = (frame >> (COUNTER_CELLS - 1 - k)) & 1;
-    fill_rect(b, o, k * COUNTER_CELL_SIZE, o->height - COUNTER_CELL_SIZE,
-              (k + 1) * COUNTER_CELL_SIZE, o->height, bit ? 0xffffff : 0x000000);
-  }
-}
-
-static void draw_bars(struct bar* b, const struct options* o) {
-  for (uint32_t i = 0; i < 8; i++) {
-    uint32_t x0 = (uint32_t)((uint64_t)i * o->width / 8);
-    uint32_t x1 = (uint32_t)((uint64_t)(i + 1) * o->width / 8);
-    fill_rect(b, o, x0, 0, x1, o->height, kBarColors[i]);
-  }
+// The framebuffer at the current size: stride width*4, right after the header page.
+static struct canvas bar_canvas(struct bar* b, const struct options* o) {
+  return (struct canvas){pixels(b), o->width, o->width, o->height};
 }
 
 static void set_damage(struct bar* b, uint32_t x, uint32_t y, uint32_t w, uint32_t h) {
@@ -358,20 +330,6 @@ static int read_request(struct bar* b, struct request* r) {
 
 static int request_fits(struct bar* b, const struct request* r) {
   return fits(b, r->width, r->height);
-}
-
-static double now_seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_until(double deadline) {
-  struct timespec ts;
-  ts.tv_sec = (time_t)deadline;
-  ts.tv_nsec = (long)((deadline - (double)ts.tv_sec) * 1e9);
-  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
-  }
 }
 
 int main(int argc, char** argv) {
@@ -468,6 +426,7 @@ int main(int argc, char** argv) {
     unsigned long shown = drawing ? frame : frame - 1;
     int full = layout_pending;
     uint64_t stride = (uint64_t)o.width * 4;
+    struct canvas canvas = bar_canvas(&b, &o);
     put32(&b, kSequence, ++sequence);  // odd: writing
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     uint32_t rows = 0, y0 = 0, y1 = 0;
@@ -497,18 +456,18 @@ int main(int argc, char** argv) {
       if (o.mirror) {
         rows = mirror_rows(&b, &o, &m, 1, &y0, &y1);
       } else {
-        draw_bars(&b, &o);
+        draw_bars(&canvas, 0);
       }
     }
     if (follows) put32(&b, kRequestAck, ack);
     if (!o.mirror) {
-      draw_counter(&b, &o, shown & 0xffff);
-      if (!full && !o.full_damage && has_counter(&o)) {
+      draw_counter(&canvas, shown & 0xffff);
+      if (!full && !o.full_damage && has_counter(o.width, o.height)) {
         set_damage(&b, 0, o.height - COUNTER_CELL_SIZE, COUNTER_CELLS * COUNTER_CELL_SIZE,
                    COUNTER_CELL_SIZE);
       }
     }
-    if (full || (o.full_damage && !o.mirror) || (!o.mirror && !has_counter(&o))) {
+    if (full || (o.full_damage && !o.mirror) || (!o.mirror && !has_counter(o.width, o.height))) {
       put32(&b, kDamageCount, 0);  // the whole frame
     }
     __atomic_thread_fence(__ATOMIC_SEQ_CST);

@@ -33,12 +33,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_OUTPUTS 16
-#define COUNTER_CELLS 16
-#define COUNTER_CELL_SIZE 16
+#include "guest-common.h"
 
-static const uint32_t kBarColors[8] = {0xffffff, 0xffff00, 0x00ffff, 0x00ff00,
-                                       0xff00ff, 0xff0000, 0x0000ff, 0x000000};
+#define MAX_OUTPUTS 16
 
 struct options {
   const char* device;
@@ -62,6 +59,7 @@ struct output {
   uint32_t handle;
   uint32_t fb_id;
   uint32_t* pixels;
+  struct canvas canvas;  // the pixels, for drawing
 };
 
 static int xioctl(int fd, unsigned long request, void* arg) {
@@ -169,38 +167,12 @@ bad:
   exit(2);
 }
 
-static void fill_rect(struct output* out, uint32_t x0, uint32_t y0, uint32_t x1, uint32_t y1,
-                      uint32_t rgb) {
-  uint32_t stride = out->pitch / 4;
-  for (uint32_t y = y0; y < y1; y++) {
-    uint32_t* row = out->pixels + (size_t)y * stride;
-    for (uint32_t x = x0; x < x1; x++) row[x] = 0xff000000u | rgb;
-  }
-}
-
-static int has_counter(const struct output* out) {
-  return out->width >= COUNTER_CELLS * COUNTER_CELL_SIZE && out->height >= COUNTER_CELL_SIZE;
-}
-
-static void draw_counter(struct output* out, unsigned long frame) {
-  if (!has_counter(out)) return;
-  for (uint32_t k = 0; k < COUNTER_CELLS; k++) {
-    int bit = (frame >> (COUNTER_CELLS - 1 - k)) & 1;
-    fill_rect(out, k * COUNTER_CELL_SIZE, out->height - COUNTER_CELL_SIZE,
-              (k + 1) * COUNTER_CELL_SIZE, out->height, bit ? 0xffffff : 0x000000);
-  }
-}
-
-static void draw_background(struct output* out, const struct options* o) {
+static void draw_background(const struct output* out, const struct options* o) {
   if (o->solid) {
-    fill_rect(out, 0, 0, out->width, out->height, o->solid_color);
+    canvas_fill(&out->canvas, 0, 0, out->width, out->height, o->solid_color);
     return;
   }
-  for (uint32_t b = 0; b < 8; b++) {
-    uint32_t x0 = (uint32_t)((uint64_t)b * out->width / 8);
-    uint32_t x1 = (uint32_t)((uint64_t)(b + 1) * out->width / 8);
-    fill_rect(out, x0, 0, x1, out->height, kBarColors[(b + (uint32_t)out->index) % 8]);
-  }
+  draw_bars(&out->canvas, (uint32_t)out->index);
 }
 
 // Mode choice: with --mode WxH the exact mode, else the largest listed mode that fits in WxH;
@@ -333,6 +305,7 @@ static void create_framebuffer(int fd, struct output* out) {
   void* pixels = mmap(NULL, out->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)map.offset);
   if (pixels == MAP_FAILED) die("mmap dumb buffer");
   out->pixels = pixels;
+  out->canvas = (struct canvas){out->pixels, out->pitch / 4, out->width, out->height};
 }
 
 static void set_crtc(int fd, struct output* out) {
@@ -349,7 +322,7 @@ static void set_crtc(int fd, struct output* out) {
 
 static void send_damage(int fd, struct output* out, int full) {
   struct drm_clip_rect clip;
-  if (full || !has_counter(out)) {
+  if (full || !has_counter(out->width, out->height)) {
     clip = (struct drm_clip_rect){0, 0, (uint16_t)out->width, (uint16_t)out->height};
   } else {
     clip = (struct drm_clip_rect){0, (uint16_t)(out->height - COUNTER_CELL_SIZE),
@@ -368,20 +341,6 @@ static void release_framebuffer(int fd, struct output* out) {
   if (xioctl(fd, DRM_IOCTL_MODE_RMFB, &out->fb_id)) die("DRM_IOCTL_MODE_RMFB");
   struct drm_mode_destroy_dumb destroy = {out->handle};
   if (xioctl(fd, DRM_IOCTL_MODE_DESTROY_DUMB, &destroy)) die("DRM_IOCTL_MODE_DESTROY_DUMB");
-}
-
-static double now_seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_until(double deadline) {
-  struct timespec ts;
-  ts.tv_sec = (time_t)deadline;
-  ts.tv_nsec = (long)((deadline - (double)ts.tv_sec) * 1e9);
-  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
-  }
 }
 
 int main(int argc, char** argv) {
@@ -419,7 +378,7 @@ int main(int argc, char** argv) {
     struct output* out = &outputs[i];
     create_framebuffer(fd, out);
     draw_background(out, &o);
-    draw_counter(out, 0);
+    draw_counter(&out->canvas, 0);
     set_crtc(fd, out);
     send_damage(fd, out, 1);
     printf("drawpattern: output %d connector %u crtc %u mode %ux%u fb %u pitch %u\n", out->index,
@@ -432,7 +391,7 @@ int main(int argc, char** argv) {
   for (; o.frames == 0 || frame < o.frames; frame++) {
     sleep_until(start + (double)frame / o.fps);
     for (int i = 0; i < count; i++) {
-      draw_counter(&outputs[i], frame);
+      draw_counter(&outputs[i].canvas, frame);
       send_damage(fd, &outputs[i], o.full_damage);
     }
   }
