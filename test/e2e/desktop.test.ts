@@ -9,18 +9,12 @@
 // terminal launcher opens a second terminal, seen in a screenshot and typed into.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fd } from '../../native/fd.js';
 import { createCompositor, type Compositor } from '../../examples/compositor/index.js';
-import {
-  bootGuest,
-  ensureQemu,
-  probeKvm,
-  type QemuProcess,
-  type QemuTier,
-} from '../../examples/qemu/qemu.js';
+import { bootGuest, type QemuProcess, type QemuTier } from '../../examples/qemu/qemu.js';
 import {
   desktopBootArgs,
   ensureDesktopGuest,
@@ -37,6 +31,7 @@ import {
   type VhostUserGpuBackend,
 } from '../../plugin/sources/virtio-gpu/index.js';
 import { assertGuestPath } from './helpers/udmabuf.js';
+import { guestContext, prepareE2e, removeWorkDir } from './helpers/context.js';
 import { screenshot, waitFor, windowsByTitle, type Screenshot } from './helpers/windows.js';
 
 const W = 1024;
@@ -64,11 +59,11 @@ let qemu: QemuProcess | undefined;
 const logs: string[] = [];
 
 before(async () => {
-  const progress = (msg: string) => process.stderr.write(`desktop e2e: ${msg}\n`);
-  tier = await ensureQemu(progress);
-  desktop = await ensureDesktopGuest(progress);
-  await probeKvm(tier, desktop, progress);
-  workDir = mkdtempSync(path.join(os.tmpdir(), 'guestfb-desktop-e2e-'));
+  ({
+    tier,
+    guest: desktop,
+    workDir,
+  } = await prepareE2e('desktop', { image: ensureDesktopGuest, kvm: true }));
 });
 
 after(async () => {
@@ -78,7 +73,7 @@ after(async () => {
   await compositor?.close();
   backend?.close();
   input?.close();
-  if (workDir) rmSync(workDir, { recursive: true, force: true });
+  removeWorkDir({ workDir });
 });
 
 /** Pixels of row `y` equal to `rgb`. */
@@ -125,11 +120,7 @@ function describeDesktop(shot: Screenshot) {
 }
 
 function debug(): string {
-  return [
-    `--- backend/plugin log:\n${logs.slice(-30).join('\n')}`,
-    `--- console:\n${qemu?.console().slice(-4000) ?? ''}`,
-    `--- qemu stderr:\n${qemu?.stderr().slice(-1500) ?? ''}`,
-  ].join('\n');
+  return guestContext('backend/plugin log', logs, qemu, 4000);
 }
 
 let fdsAtStart = -1;

@@ -12,19 +12,15 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { createCompositor, type Compositor } from '../../examples/compositor/index.js';
 import { runInputScript } from '../../examples/compositor/input-script.js';
 import { compositorScriptTarget } from '../../examples/compositor/script-target.js';
 import {
   bootGuest,
-  ensureGuest,
-  ensureQemu,
-  probeKvm,
   type GuestImage,
   type QemuProcess,
   type QemuTier,
@@ -39,6 +35,7 @@ import {
   type VhostUserGpuBackend,
 } from '../../plugin/sources/virtio-gpu/index.js';
 import { waitFor } from './helpers/windows.js';
+import { failureContext, guestContext, prepareE2e, removeWorkDir } from './helpers/context.js';
 
 const W = 640;
 const H = 480;
@@ -65,11 +62,7 @@ const logs: string[] = [];
 const lines: { text: string; at: number }[] = [];
 
 before(async () => {
-  const progress = (msg: string) => process.stderr.write(`evdev e2e: ${msg}\n`);
-  tier = await ensureQemu(progress);
-  guest = await ensureGuest(progress);
-  await probeKvm(tier, guest, progress);
-  workDir = mkdtempSync(path.join(os.tmpdir(), 'guestfb-evdev-e2e-'));
+  ({ tier, guest, workDir } = await prepareE2e('evdev', { kvm: true }));
 });
 
 after(async () => {
@@ -82,19 +75,14 @@ after(async () => {
   await compositor?.close();
   gpu?.close();
   input?.close();
-  if (workDir) rmSync(workDir, { recursive: true, force: true });
+  removeWorkDir({ workDir });
 });
 
 function debug(): string {
   return [
-    `--- evdump:\n${lines
-      .slice(-40)
-      .map((l) => l.text)
-      .join('\n')}`,
+    failureContext([['evdump', lines.map((l) => l.text)]]),
     `--- heads: ${JSON.stringify(gpu?.heads())}; scanouts: ${JSON.stringify([0, 1].map((i) => gpu?.scanout(i)?.rect))}`,
-    `--- backend/plugin log:\n${logs.slice(-30).join('\n')}`,
-    `--- console:\n${qemu?.console().slice(-3000) ?? ''}`,
-    `--- qemu stderr:\n${qemu?.stderr().slice(-1500) ?? ''}`,
+    guestContext('backend/plugin log', logs, qemu, 3000),
   ].join('\n');
 }
 

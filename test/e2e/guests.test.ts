@@ -13,16 +13,11 @@
 //      everything returns to the count before the backends existed.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fd } from '../../native/fd.js';
 import { createCompositor, type Compositor } from '../../examples/compositor/index.js';
 import {
   bootGuest,
-  ensureGuest,
-  ensureQemu,
-  probeKvm,
   type BootOptions,
   type GuestImage,
   type QemuProcess,
@@ -44,6 +39,7 @@ import {
   windowsByTitle,
 } from './helpers/windows.js';
 import { udmabufOnHost } from './helpers/udmabuf.js';
+import { failureContext, prepareE2e, removeWorkDir } from './helpers/context.js';
 
 const W = 800;
 const H = 600;
@@ -125,17 +121,8 @@ function boot(g: Guest, options: BootOptions): QemuProcess {
 }
 
 /** Debug context for a failed assertion. */
-function context(...parts: [string, string[] | string][]): string {
-  return parts
-    .map(([label, text]) => {
-      const body = Array.isArray(text) ? text.slice(-30).join('\n') : text.slice(-2500);
-      return `--- ${label}:\n${body}`;
-    })
-    .join('\n');
-}
-
 function guestContext(g: Guest, qemu?: QemuProcess): string {
-  return context(
+  return failureContext([
     [`${g.name} backend log`, g.logs],
     [`${g.name} events`, g.events],
     ['plugin log', pluginLogs],
@@ -143,9 +130,9 @@ function guestContext(g: Guest, qemu?: QemuProcess): string {
       ? ([
           [`${g.name} console`, qemu.console()],
           [`${g.name} qemu stderr`, qemu.stderr()],
-        ] as [string, string][])
+        ] as const)
       : []),
-  );
+  ]);
 }
 
 /** Screenshot with the guest windows in their slots. */
@@ -189,11 +176,8 @@ function killAndWait(qemu: QemuProcess) {
 }
 
 before(async () => {
-  const progress = (msg: string) => process.stderr.write(`guests e2e: ${msg}\n`);
-  tier = await ensureQemu(progress);
-  guest = await ensureGuest(progress);
-  await probeKvm(tier, guest, progress); // accel 'auto': KVM where it works, TCG otherwise
-  workDir = mkdtempSync(path.join(os.tmpdir(), 'guestfb-guests-e2e-'));
+  // accel 'auto': KVM where it works, TCG otherwise
+  ({ tier, guest, workDir } = await prepareE2e('guests', { kvm: true }));
   fdsBeforeBackends = fd.openFdCount();
   pluginLogs = [];
   compositor = createCompositor({
@@ -229,7 +213,7 @@ async function closeAll() {
 after(async () => {
   for (const qemu of qemus) await killAndWait(qemu);
   await closeAll();
-  if (workDir) rmSync(workDir, { recursive: true, force: true });
+  removeWorkDir({ workDir });
 });
 
 describe('guests on QEMU 10 shown by guestfb in the example compositor', () => {

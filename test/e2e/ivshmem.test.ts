@@ -6,14 +6,10 @@
 // then resizes guestfb's window: barwriter follows the size guestfb requests through the header.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fd } from '../../native/fd.js';
 import {
   bootGuest,
-  ensureGuest,
-  ensureQemu,
   gpuDeviceId,
   type GuestImage,
   type QemuTier,
@@ -24,10 +20,12 @@ import { createCompositor, type Compositor } from '../../examples/compositor/ind
 import { decodePng } from '../../examples/compositor/render/screenshot.js';
 import { createGuestfbPlugin, type GuestfbPlugin } from '../../plugin/index.js';
 import { expectedPath, udmabufOnHost } from './helpers/udmabuf.js';
+import { guestContext, prepareE2e, removeWorkDir, withContext } from './helpers/context.js';
 import { createSharedBarSource, Field } from '../../plugin/sources/shared-bar/index.js';
 import type { FramebufferSource } from '../../plugin/sources/types.js';
 import { XdgSurfaceObject } from '../../examples/compositor/protocol/xdg-surface.js';
 import { screenshot as screenshotOf, windowImage, windowsByTitle } from './helpers/windows.js';
+import { settleUntil, until } from '../helpers/wait.js';
 
 const width = 640;
 const height = 480;
@@ -59,15 +57,10 @@ let guest: GuestImage;
 let workDir: string;
 
 before(async () => {
-  const progress = (msg: string) => process.stderr.write(`ivshmem e2e: ${msg}\n`);
-  tier = await ensureQemu(progress);
-  guest = await ensureGuest(progress);
-  workDir = mkdtempSync(path.join(os.tmpdir(), 'guestfb-ivshmem-e2e-'));
+  ({ tier, guest, workDir } = await prepareE2e('ivshmem'));
 });
 
-after(() => {
-  if (workDir) rmSync(workDir, { recursive: true, force: true });
-});
+after(() => removeWorkDir({ workDir }));
 
 function toRgb(png: Buffer): RgbImage {
   const image = decodePng(png);
@@ -82,19 +75,6 @@ function toRgb(png: Buffer): RgbImage {
     }
   }
   return { width: image.width, height: image.height, rgb };
-}
-
-async function settleUntil(
-  plugin: GuestfbPlugin,
-  done: () => boolean,
-  what: string,
-  between?: () => Promise<void>,
-) {
-  for (let i = 0; i < 6000 && !done(); i++) {
-    await plugin.settle();
-    await (between?.() ?? new Promise((resolve) => setTimeout(resolve, 10)));
-  }
-  assert.ok(done(), `gave up waiting for ${what}`);
 }
 
 test('QEMU 10 ivshmem-doorbell on guestfb: barwriter pattern pixel-exact in the compositor', async (t) => {
@@ -225,11 +205,7 @@ test('QEMU 10 ivshmem-doorbell on guestfb: barwriter pattern pixel-exact in the 
     assert.ok(logs.some((line) => /configured to 480x360; offered to the guest/.test(line)));
     assert.equal(plugin.stats().bytesCopied, 0, 'still no pixel copied');
   } catch (error) {
-    throw new Error(
-      `${(error as Error).message}\n--- guestfb log:\n${logs.slice(-30).join('\n')}\n--- guest console tail:\n${qemu
-        .console()
-        .slice(-2500)}\n--- qemu stderr:\n${qemu.stderr().slice(-1500)}`,
-    );
+    throw withContext(error, guestContext('guestfb log', logs, qemu));
   } finally {
     qemu.kill('SIGKILL');
     await qemu.exited;
@@ -278,11 +254,7 @@ test('QEMU 10 ivshmem-plain on a guestfb memfd (/proc/PID/fd): polled frames, pi
       /barwriter: device \S+ BAR2 16777216 bytes, IVPosition 0, host peer -1/,
     );
   } catch (error) {
-    throw new Error(
-      `${(error as Error).message}\n--- guestfb log:\n${logs.slice(-30).join('\n')}\n--- guest console tail:\n${qemu
-        .console()
-        .slice(-2500)}\n--- qemu stderr:\n${qemu.stderr().slice(-1500)}`,
-    );
+    throw withContext(error, guestContext('guestfb log', logs, qemu));
   } finally {
     qemu.kill('SIGKILL');
     await qemu.exited;
@@ -324,8 +296,7 @@ test('barwriter --mirror /dev/fb0: the guest console through the BAR equals QEMU
     let differing = -1;
     let shown: RgbImage | undefined;
     let dump: RgbImage | undefined;
-    await settleUntil(
-      plugin,
+    await until(
       () => {
         if (plugin.stats().framesPresented === 0) return false;
         shown = toRgb(compositor.screenshot(OUTPUT));
@@ -333,8 +304,13 @@ test('barwriter --mirror /dev/fb0: the guest console through the BAR equals QEMU
         return differing === 0;
       },
       'the mirrored console',
-      async () => {
-        dump = await screendump(qmp!, dumpFile, { device: gpuDeviceId, head: 0 });
+      {
+        // A fresh QEMU screendump between checks, after a roundtrip with the compositor.
+        limitMs: 300_000,
+        step: async () => {
+          await plugin.settle();
+          dump = await screendump(qmp!, dumpFile, { device: gpuDeviceId, head: 0 });
+        },
       },
     );
     assert.equal(differing, 0);
@@ -349,11 +325,7 @@ test('barwriter --mirror /dev/fb0: the guest console through the BAR equals QEMU
     assert.ok(partial.length > 0, 'a frame with only the changed rows');
     assert.ok(source.stats().frames! >= 2);
   } catch (error) {
-    throw new Error(
-      `${(error as Error).message}\n--- guestfb log:\n${logs.slice(-30).join('\n')}\n--- guest console tail:\n${qemu
-        .console()
-        .slice(-2500)}\n--- qemu stderr:\n${qemu.stderr().slice(-1500)}`,
-    );
+    throw withContext(error, guestContext('guestfb log', logs, qemu));
   } finally {
     qmp?.close();
     qemu.kill('SIGKILL');

@@ -4,13 +4,10 @@
 // built-in virtio-gpu-pci and on QEMU's own vhost-user-gpu backend.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import os from 'node:os';
+import { readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import {
   bootGuest,
-  ensureGuest,
-  ensureQemu,
   gpuDeviceId,
   startQemuVhostUserGpu,
   type BootOptions,
@@ -20,6 +17,8 @@ import {
 } from '../../examples/qemu/qemu.js';
 import { QmpClient, screendump, type Image } from '../../examples/qemu/qmp.js';
 import { comparePattern, decodeCounter, type PatternSpec } from '../../examples/guest/pattern.js';
+import { prepareE2e, removeWorkDir } from './helpers/context.js';
+import { poll } from '../helpers/wait.js';
 
 const width = 1280;
 const height = 800;
@@ -33,16 +32,11 @@ let baselineFds: number;
 const openFds = () => readdirSync('/proc/self/fd').length;
 
 before(async () => {
-  const progress = (msg: string) => process.stderr.write(`qemu-guest: ${msg}\n`);
-  tier = await ensureQemu(progress);
-  guest = await ensureGuest(progress);
-  workDir = mkdtempSync(path.join(os.tmpdir(), 'guestfb-qemu-guest-'));
+  ({ tier, guest, workDir } = await prepareE2e('qemu-guest'));
   baselineFds = openFds();
 });
 
-after(() => {
-  if (workDir) rmSync(workDir, { recursive: true, force: true });
-});
+after(() => removeWorkDir({ workDir }));
 
 /**
  * Grabs `head` until the display shows what the guest drew: QEMU renders the scanout
@@ -56,12 +50,16 @@ async function grabUntil(
   attempts = 300,
 ): Promise<Image> {
   const file = path.join(workDir, `head${head}.ppm`);
-  let image = await screendump(qmp, file, { device: gpuDeviceId, head });
-  for (let i = 1; i < attempts && !accept(image); i++) {
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    image = await screendump(qmp, file, { device: gpuDeviceId, head });
-  }
-  return image;
+  let image: Image | undefined;
+  let left = attempts;
+  await poll(
+    async () => {
+      image = await screendump(qmp, file, { device: gpuDeviceId, head });
+      return accept(image) || --left === 0;
+    },
+    { intervalMs: 100 },
+  );
+  return image!;
 }
 
 async function withGuest(

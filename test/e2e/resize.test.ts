@@ -5,17 +5,12 @@
 // to it: a modeset that scans out 1024x768 (of its 1280x800 framebuffer).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { createCompositor, type Compositor } from '../../examples/compositor/index.js';
 import { XdgSurfaceObject } from '../../examples/compositor/protocol/xdg-surface.js';
 import { startPrivateBus, type PrivateBus } from '../../examples/qemu/dbus.js';
 import {
   bootGuest,
-  ensureGuest,
-  ensureQemu,
-  probeKvm,
   type GuestImage,
   type QemuProcess,
   type QemuTier,
@@ -27,6 +22,7 @@ import {
   type VhostUserGpuBackend,
 } from '../../plugin/sources/virtio-gpu/index.js';
 import { assertGuestPath } from './helpers/udmabuf.js';
+import { guestContext, prepareE2e, removeWorkDir } from './helpers/context.js';
 import { waitFor, windowsByTitle } from './helpers/windows.js';
 
 const TITLE = 'rz — rz';
@@ -43,11 +39,7 @@ let qemu: QemuProcess | undefined;
 const logs: string[] = [];
 
 before(async () => {
-  const progress = (msg: string) => process.stderr.write(`resize e2e: ${msg}\n`);
-  tier = await ensureQemu(progress);
-  guest = await ensureGuest(progress);
-  await probeKvm(tier, guest, progress);
-  workDir = mkdtempSync(path.join(os.tmpdir(), 'guestfb-resize-e2e-'));
+  ({ tier, guest, workDir } = await prepareE2e('resize', { kvm: true }));
 });
 
 after(async () => {
@@ -57,7 +49,7 @@ after(async () => {
   await compositor?.close();
   backend?.close();
   await bus?.close();
-  if (workDir) rmSync(workDir, { recursive: true, force: true });
+  removeWorkDir({ workDir });
 });
 
 test("a window configured to a new size becomes the guest's mode (QEMU's D-Bus display)", async (t) => {
@@ -95,8 +87,7 @@ test("a window configured to a new size becomes the guest's mode (QEMU's D-Bus d
     extraArgs: ['-display', `dbus,addr=${bus.address}`],
     timeoutMs: 15 * 60_000,
   });
-  const debug = () =>
-    `--- log:\n${logs.slice(-30).join('\n')}\n--- console:\n${qemu?.console().slice(-2500)}\n--- qemu stderr:\n${qemu?.stderr().slice(-1500)}`;
+  const debug = () => guestContext('log', logs, qemu);
   await qemu.waitForConsole(/MODE 1280x800/);
   assert.ok(
     await waitFor(() => windowsByTitle(compositor!).has(TITLE), WAIT_MS),

@@ -4,21 +4,16 @@
 // reproduces the pattern exactly (zero copies on the back-end's side: the test does the read).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fd } from '../../native/fd.js';
-import {
-  bootGuest,
-  ensureGuest,
-  ensureQemu,
-  type GuestImage,
-  type QemuTier,
-} from '../../examples/qemu/qemu.js';
+import { bootGuest, type GuestImage, type QemuTier } from '../../examples/qemu/qemu.js';
 import { comparePattern, decodeCounter, type RgbImage } from '../../examples/guest/pattern.js';
 import { createVhostUserGpuBackend } from '../../plugin/sources/virtio-gpu/index.js';
 import type { ScanoutInfo, SourceResource } from '../../plugin/sources/types.js';
 import { DrmFormat, fourccName } from '../../plugin/sources/virtio-gpu/gpu-protocol.js';
+import { guestContext, prepareE2e, removeWorkDir, withContext } from './helpers/context.js';
+import { poll } from '../helpers/wait.js';
 
 const width = 1280;
 const height = 800;
@@ -29,15 +24,10 @@ let guest: GuestImage;
 let workDir: string;
 
 before(async () => {
-  const progress = (msg: string) => process.stderr.write(`vhost-user-gpu e2e: ${msg}\n`);
-  tier = await ensureQemu(progress);
-  guest = await ensureGuest(progress);
-  workDir = mkdtempSync(path.join(os.tmpdir(), 'guestfb-vhost-e2e-'));
+  ({ tier, guest, workDir } = await prepareE2e('vhost-user-gpu'));
 });
 
-after(() => {
-  if (workDir) rmSync(workDir, { recursive: true, force: true });
-});
+after(() => removeWorkDir({ workDir }));
 
 /** Reads a resource's pixels straight from its memfd ranges into an RGB image. */
 function readFromMemfds(resource: SourceResource, scanout: ScanoutInfo): RgbImage {
@@ -149,11 +139,7 @@ test('QEMU 10 vhost-user-gpu-pci on guestfb: commands, memfd backing, exact patt
     );
     assert.equal(decodeCounter(image), frames - 1);
   } catch (error) {
-    throw new Error(
-      `${(error as Error).message}\n--- backend log:\n${logs.slice(-40).join('\n')}\n--- guest console tail:\n${qemu
-        .console()
-        .slice(-2500)}\n--- qemu stderr:\n${qemu.stderr().slice(-1500)}`,
-    );
+    throw withContext(error, guestContext('backend log', logs, qemu));
   } finally {
     qemu.kill('SIGKILL');
     await qemu.exited;
@@ -180,10 +166,7 @@ test('connect role: QEMU listens (server=on), guestfb connects; QEMU xres/yres b
     timeoutMs: 180_000,
   });
   // QEMU waits for its client before it starts the guest; wait for its socket to appear.
-  while (!existsSync(socketPath)) {
-    if (qemu.guestStatus() !== null) break;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  await poll(() => existsSync(socketPath) || qemu.guestStatus() !== null, { intervalMs: 50 });
   const logs: string[] = [];
   const backend = createVhostUserGpuBackend({
     socketPath,
@@ -212,11 +195,7 @@ test('connect role: QEMU listens (server=on), guestfb connects; QEMU xres/yres b
       `connect role: ${modeWidth}x${modeHeight} pattern exact; stats ${JSON.stringify(backend.stats())}`,
     );
   } catch (error) {
-    throw new Error(
-      `${(error as Error).message}\n--- backend log:\n${logs.slice(-40).join('\n')}\n--- guest console tail:\n${qemu
-        .console()
-        .slice(-2500)}\n--- qemu stderr:\n${qemu.stderr().slice(-1500)}`,
-    );
+    throw withContext(error, guestContext('backend log', logs, qemu));
   } finally {
     qemu.kill('SIGKILL');
     await qemu.exited;

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { decodePng } from '../../examples/compositor/render/screenshot.js';
 import { run } from './native-helpers.js';
+import { poll, until } from '../helpers/wait.js';
 
 // dist/test/wayland/ -> repository root
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -63,10 +64,10 @@ test('guestfb-compositor serves clients and writes screenshots until SIGTERM', a
     const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
     const shotsExited = new Promise<number | null>((resolve) => withShots.on('close', resolve));
     const shotsOut = collect(withShots.stdout);
-    while (!stdout.text.includes('\n') || !shotsOut.text.includes('\n')) {
-      if (child.exitCode !== null) assert.fail(`compositor exited: ${stderr.text}`);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    await poll(() => stdout.text.includes('\n') && shotsOut.text.includes('\n'), {
+      intervalMs: 20,
+      child,
+    }).catch(() => assert.fail(`compositor exited: ${stderr.text}`));
     assert.match(stdout.text, /listening on guestfb-cli-0 \(HEADLESS-1 320x240@30Hz\)/);
     assert.match(stdout.text, /WAYLAND_DISPLAY=guestfb-cli-0/);
 
@@ -74,7 +75,7 @@ test('guestfb-compositor serves clients and writes screenshots until SIGTERM', a
     assert.equal(info.code, 0, info.stderr);
     assert.match(info.stdout, /width: 320 px, height: 240 px, refresh: 30\.000 Hz/);
 
-    while (readdirSync(shots).length < 2) await new Promise((r) => setTimeout(r, 20));
+    await until(() => readdirSync(shots).length >= 2, 'two screenshots', { intervalMs: 20 });
     child.kill('SIGTERM');
     withShots.kill('SIGTERM');
     assert.equal(await exited, 0);
@@ -110,10 +111,10 @@ test('guestfb-compositor --vhost-user-gpu serves vhost-user in-process and print
     child.stdout.on('data', (chunk) => (stdout += chunk));
     child.stderr.on('data', (chunk) => (stderr += chunk));
     const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
-    while (!stderr.includes('vhost-user GPU back-end on')) {
-      if (child.exitCode !== null) assert.fail(`compositor exited: ${stderr}`);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    await poll(() => stderr.includes('vhost-user GPU back-end on'), {
+      intervalMs: 20,
+      child,
+    }).catch(() => assert.fail(`compositor exited: ${stderr}`));
     // Speak vhost-user as QEMU would: GET_FEATURES (1), version 1, no payload.
     const socket = net.createConnection({ path: gpuSocket });
     await once(socket, 'connect');

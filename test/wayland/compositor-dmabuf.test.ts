@@ -20,6 +20,7 @@ import { createCompositor, type Compositor } from '../../examples/compositor/ind
 import { Fourcc, fourcc } from '../../examples/compositor/dmabuf/formats.js';
 import { ParamsError } from '../../examples/compositor/dmabuf/params.js';
 import { decodePng } from '../../examples/compositor/render/screenshot.js';
+import { poll } from '../helpers/wait.js';
 
 const OUTPUT = 'HEADLESS-1';
 const W = 32;
@@ -225,9 +226,7 @@ test('each invalid linux-dmabuf request gets its exact protocol error', async (t
       });
     }
     // Let the compositor notice the hang-ups, then count: nothing of the 15 sessions is left.
-    for (let i = 0; i < 5 && compositor.stats().clients > 0; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    await poll(() => compositor.stats().clients === 0, { limitMs: 100, intervalMs: 20 });
     assert.equal(compositor.stats().clients, 0);
     assert.equal(fd.openFdCount(), baseline, 'no fd leaked by failed imports');
   } finally {
@@ -378,9 +377,7 @@ test('a memfd-backed XRGB8888 LINEAR buffer (create_immed) is shown pixel-exact'
     assert.equal(differing, 0, `${differing} of ${W * H} pixels differ`);
     assert.equal(png.pixel(window.x + W, window.y), 0x000000, 'background right of the window');
     connection.disconnect();
-    for (let i = 0; i < 5 && compositor.stats().clients > 0; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    await poll(() => compositor.stats().clients === 0, { limitMs: 100, intervalMs: 20 });
     assert.equal(compositor.scene.windows.length, 0, 'the window went with its client');
     assert.equal(fd.openFdCount(), baseline, 'the dma-buf fd was closed with its client');
   } finally {

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseStraceSummary } from '../bench/strace.js';
+import { poll } from '../helpers/wait.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '../../..');
@@ -164,10 +165,11 @@ test('a guest frame costs its few syscalls and wake-ups and allocates only the f
   const compositorExited = new Promise((resolve) => compositor.once('exit', resolve));
   try {
     const display = path.join(runtimeDir, 'counts');
-    for (let i = 0; !existsSync(display); i++) {
-      assert.ok(compositor.exitCode === null && i < 500, 'the compositor came up');
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    const cameUp = await poll(() => existsSync(display) || compositor.exitCode !== null, {
+      limitMs: 10_000,
+      intervalMs: 20,
+    });
+    assert.ok(cameUp && compositor.exitCode === null, 'the compositor came up');
     const few = await runFrames(dir, display, FEW);
     const many = await runFrames(dir, display, MANY);
     const extra = MANY - FEW;

@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createCompositor } from '../../examples/compositor/index.js';
+import { poll } from '../helpers/wait.js';
 
 const bin = fileURLToPath(new URL('../../../bin/guestfb.js', import.meta.url));
 
@@ -34,10 +35,9 @@ test('guestfb --source pattern shows a window, and SIGTERM prints the stats', as
     child.stderr.on('data', (chunk) => (stderr += chunk));
     const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
     // Wait for a few frames of the moving pattern to reach the compositor.
-    for (let i = 0; i < 6000 && compositor.stats().frameCallbacksDone < 5; i++) {
-      if (child.exitCode !== null) break;
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    await poll(() => compositor.stats().frameCallbacksDone >= 5 || child.exitCode !== null, {
+      limitMs: 60_000,
+    });
     assert.ok(
       compositor.stats().frameCallbacksDone >= 5,
       `frames reached the compositor: ${stderr}`,

@@ -25,7 +25,7 @@ import type {
   SourceListener,
   SourceResource,
 } from '../../plugin/sources/types.js';
-import { settleUntil } from '../helpers/wait.js';
+import { poll, settleUntil } from '../helpers/wait.js';
 
 const OUTPUT = 'HEADLESS-1';
 const [OUT_W, OUT_H] = [320, 200];
@@ -313,9 +313,7 @@ test('the compositor going away stops the plugin and frees everything', async ()
     // The compositor drops our client (aborting the plugin's signal and hanging up the
     // socket): the plugin must stop and stop listening to its sources.
     await compositor.close();
-    for (let i = 0; i < 6000 && plugin.presenter !== null; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
+    await poll(() => plugin.presenter === null, { limitMs: 30_000, intervalMs: 5 });
     assert.equal(plugin.presenter, null, 'stopped');
     assert.equal(source.listenerCount(), 0);
     // A flush after that reaches nobody and throws nothing.
@@ -351,9 +349,7 @@ test('standalone: a hung-up connection is reported once and the plugin stops', a
     });
     await settleUntil(plugin, () => plugin.stats().framesPresented >= 1, 'first frame');
     await compositor.close();
-    for (let i = 0; i < 6000 && plugin.presenter !== null; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
+    await poll(() => plugin.presenter === null, { limitMs: 30_000, intervalMs: 5 });
     assert.equal(plugin.presenter, null, 'stopped');
     assert.equal(errors.length, 1);
     assert.equal(source.listenerCount(), 0);

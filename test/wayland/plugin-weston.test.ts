@@ -19,7 +19,7 @@ import {
   solidCursor,
   type PatternLayout,
 } from '../../plugin/sources/pattern.js';
-import { settleUntil } from '../helpers/wait.js';
+import { poll, settleUntil } from '../helpers/wait.js';
 
 const [W, H] = [320, 200];
 /** The output is larger than the window: desktop-shell places windows where it likes. */
@@ -67,10 +67,9 @@ async function startWeston(): Promise<Weston> {
   child.stderr?.on('data', (chunk) => (output += chunk));
   const display = path.join(runtimeDir, socket);
   // Wait for the socket (weston creates the lock file and socket before it is ready to serve).
-  while (!existsSync(display)) {
-    if (child.exitCode !== null) throw new Error(`weston exited early:\n${output}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  await poll(() => existsSync(display), { intervalMs: 50, child }).catch(() => {
+    throw new Error(`weston exited early:\n${output}`);
+  });
   return { process: child, runtimeDir, display, log: () => output };
 }
 

@@ -15,6 +15,7 @@ import {
 } from '../../examples/compositor/cli-args.js';
 import { decodePng } from '../../examples/compositor/render/screenshot.js';
 import { createCompositor } from '../../examples/compositor/index.js';
+import { poll } from '../helpers/wait.js';
 import { DrmFormat } from '../../plugin/common/formats.js';
 import { writeBarHeader } from '../../plugin/sources/shared-bar/header.js';
 
@@ -91,9 +92,7 @@ test('guestfb-compositor --ivshmem serves the BAR and shows what the guest write
   let conn = -1;
   let bar: ArrayBuffer | null = null;
   try {
-    for (let i = 0; i < 3000 && !/ivshmem server on/.test(stderr); i++) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    await poll(() => /ivshmem server on/.test(stderr), { limitMs: 30_000 });
     assert.match(stderr, /guestfb vm: ivshmem server on .*ivshmem-doorbell,chardev=ivsh/);
     conn = fd.unixConnect(socketPath);
     // version, id, shm, guestfb's doorbell, own vector: one fd-carrying recv per message.
@@ -120,19 +119,19 @@ test('guestfb-compositor --ivshmem serves the BAR and shows what the guest write
       sequence: 2,
     });
     fd.eventfdWrite(fds[1]!, 1);
-    let shown = false;
-    for (let i = 0; i < 3000 && !shown; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
-      const files = readdirSyncSafe(shots).sort();
-      const newest = files.at(-1);
-      if (!newest) continue;
-      try {
-        const image = decodePng(readFileSync(path.join(shots, newest)));
-        shown = image.pixel(0, 0) === 0x3366cc && image.pixel(63, 31) === 0x3366cc;
-      } catch {
-        // a screenshot being written
-      }
-    }
+    const shown = await poll(
+      () => {
+        const newest = readdirSyncSafe(shots).sort().at(-1);
+        if (!newest) return false;
+        try {
+          const image = decodePng(readFileSync(path.join(shots, newest)));
+          return image.pixel(0, 0) === 0x3366cc && image.pixel(63, 31) === 0x3366cc;
+        } catch {
+          return false; // a screenshot being written
+        }
+      },
+      { limitMs: 30_000 },
+    );
     assert.ok(shown, `the guest's pixels in a screenshot; compositor log:\n${stderr}`);
     for (const x of fds) fd.close(x);
   } finally {
@@ -194,9 +193,7 @@ test('guestfb --ivshmem as a client of a compositor: the guest frame, zero bytes
   let qemu: ReturnType<typeof connectAsQemu> | null = null;
   let bar: ArrayBuffer | null = null;
   try {
-    for (let i = 0; i < 3000 && !/ivshmem server on/.test(stderr); i++) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    await poll(() => /ivshmem server on/.test(stderr), { limitMs: 30_000 });
     assert.match(stderr, /win: ivshmem server on /);
     qemu = connectAsQemu(socketPath);
     assert.deepEqual(qemu.values, [0, 1, -1, 0, 1]);
@@ -211,12 +208,13 @@ test('guestfb --ivshmem as a client of a compositor: the guest frame, zero bytes
       sequence: 2,
     });
     fd.eventfdWrite(qemu.fds[1]!, 1);
-    let shown = false;
-    for (let i = 0; i < 3000 && !shown; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
-      const image = decodePng(compositor.screenshot('HEADLESS-1'));
-      shown = image.pixel(0, 0) === 0x00ff80 && image.pixel(31, 15) === 0x00ff80;
-    }
+    const shown = await poll(
+      () => {
+        const image = decodePng(compositor.screenshot('HEADLESS-1'));
+        return image.pixel(0, 0) === 0x00ff80 && image.pixel(31, 15) === 0x00ff80;
+      },
+      { limitMs: 30_000 },
+    );
     assert.ok(shown, `the guest's pixels on the output; guestfb log:\n${stderr}`);
   } finally {
     if (bar) fd.munmap(bar);

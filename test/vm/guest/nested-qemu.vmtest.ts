@@ -34,6 +34,8 @@ import {
   type SharedBarSource,
 } from '../../../plugin/sources/shared-bar/index.js';
 import { arrange, screenshot, windowImage, windowsByTitle } from '../../e2e/helpers/windows.js';
+import { guestContext, withContext } from '../../e2e/helpers/context.js';
+import { settleUntil } from '../../helpers/wait.js';
 import { cachedWeston14 } from '../weston14.js';
 import { startWeston, WestonProbe, type CapturedImage } from './weston14-session.js';
 
@@ -64,20 +66,16 @@ let bootStarted = 0;
 let baselineFds = 0;
 
 function debug(): string {
-  return (
-    `--- guestfb log:\n${logs.slice(-30).join('\n')}\n` +
-    `--- guest console tail:\n${qemu?.console().slice(-2500)}\n` +
-    `--- qemu stderr:\n${qemu?.stderr().slice(-1500)}`
-  );
+  return guestContext('guestfb log', logs, qemu);
 }
 
+/** Waits for `condition` with the plugin's roundtrips between checks; a timeout says why. */
 async function until(condition: () => boolean, what: string, limitMs = WAIT_MS): Promise<void> {
-  const deadline = Date.now() + limitMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}\n${debug()}`);
-    await plugin?.settle();
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  await settleUntil(plugin, condition, what, { limitMs, intervalMs: 20 }).catch(
+    (error: unknown) => {
+      throw withContext(error, debug());
+    },
+  );
 }
 
 /** Waits until a window's committed frame came back through its frame callback. */
@@ -327,15 +325,16 @@ test('weston 14 (GL renderer): guestfb standalone shows the same guest, capture 
       sources: [{ name: 'vm', source: backend }],
       log: (line) => westonLogs.push(line),
     });
-    const deadline = Date.now() + WAIT_MS;
-    while (
-      standalone.stats().framesPresented < 1 ||
-      standalone.presenter!.windows()[0]!.pacer.waitingForFrame
-    ) {
-      assert.ok(Date.now() < deadline, `weston never showed the guest: ${westonLogs.join('; ')}`);
-      await standalone.settle();
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    const shown = standalone;
+    await settleUntil(
+      shown,
+      () =>
+        shown.stats().framesPresented >= 1 && !shown.presenter!.windows()[0]!.pacer.waitingForFrame,
+      'weston to show the guest',
+      { limitMs: WAIT_MS, intervalMs: 20 },
+    ).catch((error: unknown) => {
+      throw withContext(error, `weston log: ${westonLogs.join('; ')}`);
+    });
     const window = standalone.presenter!.windows()[0]!;
     assert.equal(window.buffer?.path, 'dmabuf', westonLogs.join('; '));
     // kiosk-shell shows the toplevel fullscreen: weston's output is the guest's frame.

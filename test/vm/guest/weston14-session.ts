@@ -414,11 +414,10 @@ export class WestonProbe {
 }
 
 /** Waits for `done` while events arrive (roundtrips keep the queue moving). */
-async function waitForEvents(connection: Connection, done: () => boolean, what: string) {
-  const deadline = Date.now() + 180_000;
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
-    await connection.roundtrip();
-    if (!done()) await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+function waitForEvents(connection: Connection, done: () => boolean, what: string) {
+  return until(done, what, {
+    limitMs: 180_000,
+    intervalMs: 20,
+    step: () => connection.roundtrip(),
+  });
 }

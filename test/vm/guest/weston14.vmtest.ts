@@ -11,7 +11,7 @@ import { coalesceRanges } from '../../../plugin/present/plan.js';
 import { PatternSource, patternPixel } from '../../../plugin/sources/pattern.js';
 import { cachedWeston14 } from '../weston14.js';
 import { startWeston, WestonProbe, type CapturedImage } from './weston14-session.js';
-import { until } from '../../helpers/wait.js';
+import { settleUntil, until } from '../../helpers/wait.js';
 
 // Small: weston renders with llvmpipe, and everything runs under TCG.
 const [WIDTH, HEIGHT] = [320, 240];
@@ -38,11 +38,12 @@ async function presented(plugin: GuestfbPlugin, count: number): Promise<void> {
     intervalMs: 20,
   });
   const window = plugin.presenter!.windows()[0]!;
-  for (let i = 0; window.pacer.waitingForFrame; i++) {
-    if (i > 20_000) throw new Error(`weston never sent the frame callback of frame ${count}`);
-    await plugin.settle();
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
+  await settleUntil(
+    plugin,
+    () => !window.pacer.waitingForFrame,
+    `the frame callback of frame ${count}`,
+    { limitMs: 200_000, intervalMs: 10 },
+  );
 }
 
 test('/dev/udmabuf is there', () => {
