@@ -1,4 +1,5 @@
-// Runs test tiers with Node's test runner: `node scripts/run-tests.mjs [all|unit|wayland|vm|e2e]`.
+// Runs test tiers with Node's test runner:
+// `node scripts/run-tests.mjs [all|unit|system|wayland|vm|e2e]`.
 // Only compiled `*.test.js` files are test entry points; helpers and in-VM tests are not.
 import { spawnSync } from 'node:child_process';
 import { readdirSync, existsSync } from 'node:fs';
@@ -6,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const tiers = ['unit', 'wayland', 'vm', 'e2e'];
+const tiers = ['unit', 'system', 'wayland', 'vm', 'e2e'];
 const wanted = process.argv[2] ?? 'all';
 const selected = wanted === 'all' ? tiers : [wanted];
 for (const tier of selected) {
