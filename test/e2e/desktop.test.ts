@@ -31,7 +31,7 @@ import {
   type VhostUserGpuBackend,
 } from '../../plugin/sources/virtio-gpu/index.js';
 import { assertGuestPath } from './helpers/udmabuf.js';
-import { guestContext, prepareE2e, removeWorkDir } from './helpers/context.js';
+import { guestContext, prepareE2e, removeWorkDir, stopAll } from './helpers/context.js';
 import { screenshot, waitFor, windowsByTitle, type Screenshot } from './helpers/windows.js';
 
 const W = 1024;
@@ -67,12 +67,7 @@ before(async () => {
 });
 
 after(async () => {
-  qemu?.kill('SIGKILL');
-  await qemu?.exited.catch(() => undefined);
-  plugin?.stop();
-  await compositor?.close();
-  backend?.close();
-  input?.close();
+  await stopAll({ qemu, plugin, compositor, others: [backend, input] });
   removeWorkDir({ workDir });
 });
 

@@ -35,7 +35,13 @@ import {
   type VhostUserGpuBackend,
 } from '../../plugin/sources/virtio-gpu/index.js';
 import { waitFor } from './helpers/windows.js';
-import { failureContext, guestContext, prepareE2e, removeWorkDir } from './helpers/context.js';
+import {
+  failureContext,
+  guestContext,
+  prepareE2e,
+  removeWorkDir,
+  stopAll,
+} from './helpers/context.js';
 
 const W = 640;
 const H = 480;
@@ -69,12 +75,7 @@ after(async () => {
   abort.abort();
   serial?.destroy();
   await script?.close().catch(() => undefined);
-  qemu?.kill('SIGKILL');
-  await qemu?.exited.catch(() => undefined);
-  plugin?.stop();
-  await compositor?.close();
-  gpu?.close();
-  input?.close();
+  await stopAll({ qemu, plugin, compositor, others: [gpu, input] });
   removeWorkDir({ workDir });
 });
 

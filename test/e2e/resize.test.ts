@@ -22,7 +22,7 @@ import {
   type VhostUserGpuBackend,
 } from '../../plugin/sources/virtio-gpu/index.js';
 import { assertGuestPath } from './helpers/udmabuf.js';
-import { guestContext, prepareE2e, removeWorkDir } from './helpers/context.js';
+import { guestContext, prepareE2e, removeWorkDir, stopAll } from './helpers/context.js';
 import { waitFor, windowsByTitle } from './helpers/windows.js';
 
 const TITLE = 'rz — rz';
@@ -43,12 +43,7 @@ before(async () => {
 });
 
 after(async () => {
-  qemu?.kill('SIGKILL');
-  await qemu?.exited.catch(() => undefined);
-  plugin?.stop();
-  await compositor?.close();
-  backend?.close();
-  await bus?.close();
+  await stopAll({ qemu, plugin, compositor, others: [backend, bus] });
   removeWorkDir({ workDir });
 });
 

@@ -91,3 +91,21 @@ export function withContext(error: unknown, context: string): Error {
   const message = error instanceof Error ? error.message : String(error);
   return new Error(`${message}\n${context}`, { cause: error });
 }
+
+/** What an e2e test may have started; `stopAll` ends them whatever got started. */
+export interface Started {
+  qemu?: QemuProcess | undefined;
+  plugin?: { stop(): void } | undefined;
+  compositor?: { close(): Promise<unknown> } | undefined;
+  /** Back-ends and buses, closed last in this order. */
+  others?: readonly ({ close(): unknown } | undefined)[];
+}
+
+/** after(): QEMU first (its sockets close), then the plugin, the compositor, the back-ends. */
+export async function stopAll({ qemu, plugin, compositor, others = [] }: Started): Promise<void> {
+  qemu?.kill('SIGKILL');
+  await qemu?.exited.catch(() => undefined);
+  plugin?.stop();
+  await compositor?.close();
+  for (const other of others) await other?.close();
+}

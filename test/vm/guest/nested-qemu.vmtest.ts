@@ -10,7 +10,7 @@
 //      capture pixel-exact, 0 bytes copied.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fd } from '../../../native/fd.js';
@@ -34,7 +34,7 @@ import {
   type SharedBarSource,
 } from '../../../plugin/sources/shared-bar/index.js';
 import { arrange, screenshot, windowImage, windowsByTitle } from '../../e2e/helpers/windows.js';
-import { guestContext, withContext } from '../../e2e/helpers/context.js';
+import { guestContext, removeWorkDir, stopAll, withContext } from '../../e2e/helpers/context.js';
 import { settleUntil } from '../../helpers/wait.js';
 import { cachedWeston14 } from '../weston14.js';
 import { startWeston, WestonProbe, type CapturedImage } from './weston14-session.js';
@@ -199,14 +199,9 @@ before(async () => {
 });
 
 after(async () => {
-  qemu?.kill('SIGKILL');
-  await qemu?.exited.catch(() => undefined);
-  plugin?.stop();
-  await compositor?.close();
-  backend?.close();
-  bar?.close();
+  await stopAll({ qemu, plugin, compositor, others: [backend, bar] });
   exporter?.dispose();
-  if (workDir) rmSync(workDir, { recursive: true, force: true });
+  removeWorkDir({ workDir });
 });
 
 test('nested QEMU: the guest boots with its DRM device on guestfb (times logged)', async (t) => {
