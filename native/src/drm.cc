@@ -61,6 +61,29 @@ struct DrmPtr {
   T* operator->() const { return value; }
 };
 
+// Runs a libdrm getter with errno cleared; a null result throws (errno says why).
+template <typename T, void (*Free)(T*), typename Getter>
+DrmPtr<T, Free> Get(Napi::Env env, const char* call, Getter getter) {
+  errno = 0;
+  T* value = getter();
+  if (value == nullptr) ThrowDrm(env, call, -1);
+  return DrmPtr<T, Free>(value);
+}
+
+// Runs a libdrm call that returns 0 on success, with errno cleared; anything else throws.
+template <typename Call>
+void Check(Napi::Env env, const char* call, Call body) {
+  errno = 0;
+  int result = body();
+  if (result != 0) ThrowDrm(env, call, result);
+}
+
+// One DRM ioctl on `request` through drmIoctl (which restarts on EINTR/EAGAIN).
+template <typename Request>
+void Ioctl(Napi::Env env, int fd, unsigned long code, const char* call, Request* request) {
+  Check(env, call, [&] { return drmIoctl(fd, code, request); });
+}
+
 Napi::Value Open(const Napi::CallbackInfo& info) {
   if (!info[0].IsString()) ThrowTypeError(info.Env(), "path must be a string");
   std::string path = info[0].As<Napi::String>().Utf8Value();
@@ -71,9 +94,8 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
 
 Napi::Value GetVersion(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  errno = 0;
-  DrmPtr<drmVersion, drmFreeVersion> version(drmGetVersion(FdArg(info[0], "fd")));
-  if (version.value == nullptr) ThrowDrm(env, "drmGetVersion", -1);
+  auto version = Get<drmVersion, drmFreeVersion>(
+      env, "drmGetVersion", [&] { return drmGetVersion(FdArg(info[0], "fd")); });
   Napi::Object result = Napi::Object::New(env);
   result.Set("name", std::string(version->name, version->name_len));
   result.Set("major", version->version_major);
@@ -85,26 +107,24 @@ Napi::Value GetVersion(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value SetClientCap(const Napi::CallbackInfo& info) {
-  errno = 0;
-  int result = drmSetClientCap(FdArg(info[0], "fd"), Uint32Arg(info[1], "capability"),
-                               U64Arg(info[2], "value"));
-  if (result != 0) ThrowDrm(info.Env(), "drmSetClientCap", result);
+  Check(info.Env(), "drmSetClientCap", [&] {
+    return drmSetClientCap(FdArg(info[0], "fd"), Uint32Arg(info[1], "capability"),
+                           U64Arg(info[2], "value"));
+  });
   return info.Env().Undefined();
 }
 
 Napi::Value GetCap(const Napi::CallbackInfo& info) {
   uint64_t value = 0;
-  errno = 0;
-  int result = drmGetCap(FdArg(info[0], "fd"), Uint32Arg(info[1], "capability"), &value);
-  if (result != 0) ThrowDrm(info.Env(), "drmGetCap", result);
+  Check(info.Env(), "drmGetCap",
+        [&] { return drmGetCap(FdArg(info[0], "fd"), Uint32Arg(info[1], "capability"), &value); });
   return Napi::BigInt::New(info.Env(), value);
 }
 
 Napi::Value GetResources(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  errno = 0;
-  DrmPtr<drmModeRes, drmModeFreeResources> res(drmModeGetResources(FdArg(info[0], "fd")));
-  if (res.value == nullptr) ThrowDrm(env, "drmModeGetResources", -1);
+  auto res = Get<drmModeRes, drmModeFreeResources>(
+      env, "drmModeGetResources", [&] { return drmModeGetResources(FdArg(info[0], "fd")); });
   Napi::Object result = Napi::Object::New(env);
   result.Set("fbs", U32Array(env, res->fbs, res->count_fbs));
   result.Set("crtcs", U32Array(env, res->crtcs, res->count_crtcs));
@@ -122,10 +142,9 @@ static_assert(sizeof(drmModeModeInfo) == 68);
 
 Napi::Value GetConnector(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  errno = 0;
-  DrmPtr<drmModeConnector, drmModeFreeConnector> connector(
-      drmModeGetConnector(FdArg(info[0], "fd"), Uint32Arg(info[1], "connectorId")));
-  if (connector.value == nullptr) ThrowDrm(env, "drmModeGetConnector", -1);
+  auto connector = Get<drmModeConnector, drmModeFreeConnector>(env, "drmModeGetConnector", [&] {
+    return drmModeGetConnector(FdArg(info[0], "fd"), Uint32Arg(info[1], "connectorId"));
+  });
   Napi::Object result = Napi::Object::New(env);
   result.Set("id", connector->connector_id);
   result.Set("type", connector->connector_type);
@@ -143,10 +162,9 @@ Napi::Value GetConnector(const Napi::CallbackInfo& info) {
 
 Napi::Value GetEncoder(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  errno = 0;
-  DrmPtr<drmModeEncoder, drmModeFreeEncoder> encoder(
-      drmModeGetEncoder(FdArg(info[0], "fd"), Uint32Arg(info[1], "encoderId")));
-  if (encoder.value == nullptr) ThrowDrm(env, "drmModeGetEncoder", -1);
+  auto encoder = Get<drmModeEncoder, drmModeFreeEncoder>(env, "drmModeGetEncoder", [&] {
+    return drmModeGetEncoder(FdArg(info[0], "fd"), Uint32Arg(info[1], "encoderId"));
+  });
   Napi::Object result = Napi::Object::New(env);
   result.Set("id", encoder->encoder_id);
   result.Set("type", encoder->encoder_type);
@@ -158,10 +176,9 @@ Napi::Value GetEncoder(const Napi::CallbackInfo& info) {
 
 Napi::Value GetCrtc(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  errno = 0;
-  DrmPtr<drmModeCrtc, drmModeFreeCrtc> crtc(
-      drmModeGetCrtc(FdArg(info[0], "fd"), Uint32Arg(info[1], "crtcId")));
-  if (crtc.value == nullptr) ThrowDrm(env, "drmModeGetCrtc", -1);
+  auto crtc = Get<drmModeCrtc, drmModeFreeCrtc>(env, "drmModeGetCrtc", [&] {
+    return drmModeGetCrtc(FdArg(info[0], "fd"), Uint32Arg(info[1], "crtcId"));
+  });
   Napi::Object result = Napi::Object::New(env);
   result.Set("id", crtc->crtc_id);
   result.Set("fbId", crtc->buffer_id);
@@ -177,19 +194,17 @@ Napi::Value GetCrtc(const Napi::CallbackInfo& info) {
 
 Napi::Value GetPlaneResources(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  errno = 0;
-  DrmPtr<drmModePlaneRes, drmModeFreePlaneResources> res(
-      drmModeGetPlaneResources(FdArg(info[0], "fd")));
-  if (res.value == nullptr) ThrowDrm(env, "drmModeGetPlaneResources", -1);
+  auto res = Get<drmModePlaneRes, drmModeFreePlaneResources>(env, "drmModeGetPlaneResources", [&] {
+    return drmModeGetPlaneResources(FdArg(info[0], "fd"));
+  });
   return U32Array(env, res->planes, static_cast<int>(res->count_planes));
 }
 
 Napi::Value GetPlane(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  errno = 0;
-  DrmPtr<drmModePlane, drmModeFreePlane> plane(
-      drmModeGetPlane(FdArg(info[0], "fd"), Uint32Arg(info[1], "planeId")));
-  if (plane.value == nullptr) ThrowDrm(env, "drmModeGetPlane", -1);
+  auto plane = Get<drmModePlane, drmModeFreePlane>(env, "drmModeGetPlane", [&] {
+    return drmModeGetPlane(FdArg(info[0], "fd"), Uint32Arg(info[1], "planeId"));
+  });
   Napi::Object result = Napi::Object::New(env);
   result.Set("id", plane->plane_id);
   result.Set("crtcId", plane->crtc_id);
@@ -201,10 +216,11 @@ Napi::Value GetPlane(const Napi::CallbackInfo& info) {
 
 Napi::Value GetObjectProperties(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  errno = 0;
-  DrmPtr<drmModeObjectProperties, drmModeFreeObjectProperties> props(drmModeObjectGetProperties(
-      FdArg(info[0], "fd"), Uint32Arg(info[1], "objectId"), Uint32Arg(info[2], "objectType")));
-  if (props.value == nullptr) ThrowDrm(env, "drmModeObjectGetProperties", -1);
+  auto props = Get<drmModeObjectProperties, drmModeFreeObjectProperties>(
+      env, "drmModeObjectGetProperties", [&] {
+        return drmModeObjectGetProperties(FdArg(info[0], "fd"), Uint32Arg(info[1], "objectId"),
+                                          Uint32Arg(info[2], "objectType"));
+      });
   Napi::Array ids = U32Array(env, props->props, static_cast<int>(props->count_props));
   Napi::Array values = Napi::Array::New(env, props->count_props);
   for (uint32_t i = 0; i < props->count_props; i++)
@@ -217,10 +233,9 @@ Napi::Value GetObjectProperties(const Napi::CallbackInfo& info) {
 
 Napi::Value GetProperty(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  errno = 0;
-  DrmPtr<drmModePropertyRes, drmModeFreeProperty> prop(
-      drmModeGetProperty(FdArg(info[0], "fd"), Uint32Arg(info[1], "propertyId")));
-  if (prop.value == nullptr) ThrowDrm(env, "drmModeGetProperty", -1);
+  auto prop = Get<drmModePropertyRes, drmModeFreeProperty>(env, "drmModeGetProperty", [&] {
+    return drmModeGetProperty(FdArg(info[0], "fd"), Uint32Arg(info[1], "propertyId"));
+  });
   Napi::Object result = Napi::Object::New(env);
   result.Set("id", prop->prop_id);
   result.Set("name", std::string(prop->name, strnlen(prop->name, DRM_PROP_NAME_LEN)));
@@ -243,10 +258,9 @@ Napi::Value GetProperty(const Napi::CallbackInfo& info) {
 
 Napi::Value GetPropertyBlob(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  errno = 0;
-  DrmPtr<drmModePropertyBlobRes, drmModeFreePropertyBlob> blob(
-      drmModeGetPropertyBlob(FdArg(info[0], "fd"), Uint32Arg(info[1], "blobId")));
-  if (blob.value == nullptr) ThrowDrm(env, "drmModeGetPropertyBlob", -1);
+  auto blob = Get<drmModePropertyBlobRes, drmModeFreePropertyBlob>(
+      env, "drmModeGetPropertyBlob",
+      [&] { return drmModeGetPropertyBlob(FdArg(info[0], "fd"), Uint32Arg(info[1], "blobId")); });
   return Bytes(env, blob->data, blob->length);
 }
 
@@ -258,42 +272,40 @@ Napi::Value CreatePropertyBlob(const Napi::CallbackInfo& info) {
     ThrowTypeError(env, "data must be a Uint8Array");
   Napi::Uint8Array data = info[1].As<Napi::Uint8Array>();
   uint32_t id = 0;
-  errno = 0;
-  int result = drmModeCreatePropertyBlob(fd, data.Data(), data.ByteLength(), &id);
-  if (result != 0) ThrowDrm(env, "drmModeCreatePropertyBlob", result);
+  Check(env, "drmModeCreatePropertyBlob",
+        [&] { return drmModeCreatePropertyBlob(fd, data.Data(), data.ByteLength(), &id); });
   return Napi::Number::New(env, id);
 }
 
 Napi::Value DestroyPropertyBlob(const Napi::CallbackInfo& info) {
-  errno = 0;
-  int result = drmModeDestroyPropertyBlob(FdArg(info[0], "fd"), Uint32Arg(info[1], "blobId"));
-  if (result != 0) ThrowDrm(info.Env(), "drmModeDestroyPropertyBlob", result);
+  Check(info.Env(), "drmModeDestroyPropertyBlob", [&] {
+    return drmModeDestroyPropertyBlob(FdArg(info[0], "fd"), Uint32Arg(info[1], "blobId"));
+  });
   return info.Env().Undefined();
 }
 
 Napi::Value PrimeFdToHandle(const Napi::CallbackInfo& info) {
   uint32_t handle = 0;
-  errno = 0;
-  int result = drmPrimeFDToHandle(FdArg(info[0], "fd"), FdArg(info[1], "primeFd"), &handle);
-  if (result != 0) ThrowDrm(info.Env(), "drmPrimeFDToHandle", result);
+  Check(info.Env(), "drmPrimeFDToHandle", [&] {
+    return drmPrimeFDToHandle(FdArg(info[0], "fd"), FdArg(info[1], "primeFd"), &handle);
+  });
   return Napi::Number::New(info.Env(), handle);
 }
 
 Napi::Value PrimeHandleToFd(const Napi::CallbackInfo& info) {
   int prime_fd = -1;
-  errno = 0;
-  int result = drmPrimeHandleToFD(FdArg(info[0], "fd"), Uint32Arg(info[1], "handle"),
-                                  DRM_CLOEXEC | DRM_RDWR, &prime_fd);
-  if (result != 0) ThrowDrm(info.Env(), "drmPrimeHandleToFD", result);
+  Check(info.Env(), "drmPrimeHandleToFD", [&] {
+    return drmPrimeHandleToFD(FdArg(info[0], "fd"), Uint32Arg(info[1], "handle"),
+                              DRM_CLOEXEC | DRM_RDWR, &prime_fd);
+  });
   return Napi::Number::New(info.Env(), prime_fd);
 }
 
 Napi::Value GemClose(const Napi::CallbackInfo& info) {
   drm_gem_close request = {};
   request.handle = Uint32Arg(info[1], "handle");
-  errno = 0;
-  int result = drmIoctl(FdArg(info[0], "fd"), DRM_IOCTL_GEM_CLOSE, &request);
-  if (result != 0) ThrowDrm(info.Env(), "ioctl(DRM_IOCTL_GEM_CLOSE)", result);
+  Ioctl(info.Env(), FdArg(info[0], "fd"), DRM_IOCTL_GEM_CLOSE, "ioctl(DRM_IOCTL_GEM_CLOSE)",
+        &request);
   return info.Env().Undefined();
 }
 
@@ -325,19 +337,18 @@ Napi::Value AddFb2(const Napi::CallbackInfo& info) {
     flags |= DRM_MODE_FB_MODIFIERS;
   }
   uint32_t id = 0;
-  errno = 0;
-  int result = drmModeAddFB2WithModifiers(
-      fd, Uint32Arg(fb.Get("width"), "width"), Uint32Arg(fb.Get("height"), "height"),
-      Uint32Arg(fb.Get("format"), "format"), handles, pitches, offsets,
-      (flags & DRM_MODE_FB_MODIFIERS) != 0 ? modifiers : nullptr, &id, flags);
-  if (result != 0) ThrowDrm(env, "drmModeAddFB2WithModifiers", result);
+  Check(env, "drmModeAddFB2WithModifiers", [&] {
+    return drmModeAddFB2WithModifiers(
+        fd, Uint32Arg(fb.Get("width"), "width"), Uint32Arg(fb.Get("height"), "height"),
+        Uint32Arg(fb.Get("format"), "format"), handles, pitches, offsets,
+        (flags & DRM_MODE_FB_MODIFIERS) != 0 ? modifiers : nullptr, &id, flags);
+  });
   return Napi::Number::New(env, id);
 }
 
 Napi::Value RmFb(const Napi::CallbackInfo& info) {
-  errno = 0;
-  int result = drmModeRmFB(FdArg(info[0], "fd"), Uint32Arg(info[1], "fbId"));
-  if (result != 0) ThrowDrm(info.Env(), "drmModeRmFB", result);
+  Check(info.Env(), "drmModeRmFB",
+        [&] { return drmModeRmFB(FdArg(info[0], "fd"), Uint32Arg(info[1], "fbId")); });
   return info.Env().Undefined();
 }
 
@@ -409,9 +420,8 @@ Napi::Value CreateDumb(const Napi::CallbackInfo& info) {
   request.width = Uint32Arg(info[1], "width");
   request.height = Uint32Arg(info[2], "height");
   request.bpp = Uint32Arg(info[3], "bpp");
-  errno = 0;
-  int result = drmIoctl(FdArg(info[0], "fd"), DRM_IOCTL_MODE_CREATE_DUMB, &request);
-  if (result != 0) ThrowDrm(env, "ioctl(DRM_IOCTL_MODE_CREATE_DUMB)", result);
+  Ioctl(env, FdArg(info[0], "fd"), DRM_IOCTL_MODE_CREATE_DUMB, "ioctl(DRM_IOCTL_MODE_CREATE_DUMB)",
+        &request);
   Napi::Object dumb = Napi::Object::New(env);
   dumb.Set("handle", request.handle);
   dumb.Set("pitch", request.pitch);
@@ -422,18 +432,16 @@ Napi::Value CreateDumb(const Napi::CallbackInfo& info) {
 Napi::Value MapDumb(const Napi::CallbackInfo& info) {
   drm_mode_map_dumb request = {};
   request.handle = Uint32Arg(info[1], "handle");
-  errno = 0;
-  int result = drmIoctl(FdArg(info[0], "fd"), DRM_IOCTL_MODE_MAP_DUMB, &request);
-  if (result != 0) ThrowDrm(info.Env(), "ioctl(DRM_IOCTL_MODE_MAP_DUMB)", result);
+  Ioctl(info.Env(), FdArg(info[0], "fd"), DRM_IOCTL_MODE_MAP_DUMB, "ioctl(DRM_IOCTL_MODE_MAP_DUMB)",
+        &request);
   return Napi::Number::New(info.Env(), static_cast<double>(request.offset));
 }
 
 Napi::Value DestroyDumb(const Napi::CallbackInfo& info) {
   drm_mode_destroy_dumb request = {};
   request.handle = Uint32Arg(info[1], "handle");
-  errno = 0;
-  int result = drmIoctl(FdArg(info[0], "fd"), DRM_IOCTL_MODE_DESTROY_DUMB, &request);
-  if (result != 0) ThrowDrm(info.Env(), "ioctl(DRM_IOCTL_MODE_DESTROY_DUMB)", result);
+  Ioctl(info.Env(), FdArg(info[0], "fd"), DRM_IOCTL_MODE_DESTROY_DUMB,
+        "ioctl(DRM_IOCTL_MODE_DESTROY_DUMB)", &request);
   return info.Env().Undefined();
 }
 
