@@ -136,6 +136,31 @@ export function message(
   return { request, flags: Flags.VERSION | (needReply ? Flags.NEED_REPLY : 0), payload, fds };
 }
 
+/**
+ * Sets up vring `index` as QEMU does once the memory table is in: its size, base 0, the rings'
+ * addresses (QEMU's user addresses, USER_BASE + guest-physical), call and kick fds, enabled.
+ */
+export function setUpVring(
+  send: (request: number, payload?: Uint8Array, fds?: number[]) => unknown,
+  index: number,
+  ring: RingDriver,
+  size: number,
+  fds: { call: number; kick: number },
+): void {
+  send(Request.SET_VRING_NUM, encodeVringState({ index, num: size }));
+  send(Request.SET_VRING_BASE, encodeVringState({ index, num: 0 }));
+  const addr = new Uint8Array(40);
+  const view = new DataView(addr.buffer);
+  view.setUint32(0, index, true);
+  view.setBigUint64(8, BigInt(USER_BASE + ring.descGpa), true);
+  view.setBigUint64(16, BigInt(USER_BASE + ring.usedGpa), true);
+  view.setBigUint64(24, BigInt(USER_BASE + ring.availGpa), true);
+  send(Request.SET_VRING_ADDR, addr);
+  send(Request.SET_VRING_CALL, u64Payload(BigInt(index)), [fds.call]);
+  send(Request.SET_VRING_KICK, u64Payload(BigInt(index)), [fds.kick]);
+  send(Request.SET_VRING_ENABLE, encodeVringState({ index, num: 1 }));
+}
+
 export interface DriverOptions {
   queueSize: number;
   eventIdx: boolean;
@@ -409,22 +434,10 @@ export class GpuBench {
       regions.map(() => this.fds.dup(this.memfd)),
     );
     [this.control, this.cursor].forEach((ring, index) => {
-      this.send(Request.SET_VRING_NUM, encodeVringState({ index, num: size }));
-      this.send(Request.SET_VRING_BASE, encodeVringState({ index, num: 0 }));
-      const addr = new Uint8Array(40);
-      const view = new DataView(addr.buffer);
-      view.setUint32(0, index, true);
-      view.setBigUint64(8, BigInt(USER_BASE + ring.descGpa), true);
-      view.setBigUint64(16, BigInt(USER_BASE + ring.usedGpa), true);
-      view.setBigUint64(24, BigInt(USER_BASE + ring.availGpa), true);
-      this.send(Request.SET_VRING_ADDR, addr);
-      this.send(Request.SET_VRING_CALL, u64Payload(BigInt(index)), [
-        this.fds.dup(this.call[index]!),
-      ]);
-      this.send(Request.SET_VRING_KICK, u64Payload(BigInt(index)), [
-        this.fds.dup(this.kick[index]!),
-      ]);
-      this.send(Request.SET_VRING_ENABLE, encodeVringState({ index, num: 1 }));
+      setUpVring((...args) => this.send(...args), index, ring, size, {
+        call: this.fds.dup(this.call[index]!),
+        kick: this.fds.dup(this.kick[index]!),
+      });
     });
   }
 

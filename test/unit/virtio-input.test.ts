@@ -25,7 +25,6 @@ import { VhostUserDevice } from '../../plugin/vhost-user/vhost-user-device.js';
 import {
   encodeConfig,
   encodeMemTable,
-  encodeVringState,
   Feature,
   parseConfig,
   Request,
@@ -38,7 +37,7 @@ import {
   RAM_SIZE,
   ramRegions,
   RingDriver,
-  USER_BASE,
+  setUpVring,
 } from './virtio-gpu-harness.js';
 
 /** A virtio-input device with guest RAM and both rings set up as QEMU does (4 entries). */
@@ -91,22 +90,10 @@ class InputBench {
     [this.events, this.status].forEach((ring, index) => {
       this.kick[index] = this.fds.eventfd();
       this.call[index] = this.fds.eventfd();
-      this.send(Request.SET_VRING_NUM, encodeVringState({ index, num: 4 }));
-      this.send(Request.SET_VRING_BASE, encodeVringState({ index, num: 0 }));
-      const addr = new Uint8Array(40);
-      const view = new DataView(addr.buffer);
-      view.setUint32(0, index, true);
-      view.setBigUint64(8, BigInt(USER_BASE + ring.descGpa), true);
-      view.setBigUint64(16, BigInt(USER_BASE + ring.usedGpa), true);
-      view.setBigUint64(24, BigInt(USER_BASE + ring.availGpa), true);
-      this.send(Request.SET_VRING_ADDR, addr);
-      this.send(Request.SET_VRING_CALL, u64Payload(BigInt(index)), [
-        this.fds.dup(this.call[index]!),
-      ]);
-      this.send(Request.SET_VRING_KICK, u64Payload(BigInt(index)), [
-        this.fds.dup(this.kick[index]!),
-      ]);
-      this.send(Request.SET_VRING_ENABLE, encodeVringState({ index, num: 1 }));
+      setUpVring((...args) => this.send(...args), index, ring, 4, {
+        call: this.fds.dup(this.call[index]!),
+        kick: this.fds.dup(this.kick[index]!),
+      });
     });
   }
 

@@ -13,15 +13,8 @@ import { createCompositor, type Compositor } from '../../examples/compositor/ind
 import { decodePng } from '../../examples/compositor/render/screenshot.js';
 import { createGuestfbPlugin } from '../../plugin/index.js';
 import { PatternGuest, patternPixel } from '../../plugin/sources/pattern.js';
-import type {
-  FramebufferSource,
-  HeadInfo,
-  ScanoutInfo,
-  SourceEventName,
-  SourceEvents,
-  SourceListener,
-  SourceResource,
-} from '../../plugin/sources/types.js';
+import type { ScanoutInfo } from '../../plugin/sources/types.js';
+import { HandDrivenSource } from '../helpers/hand-driven-source.js';
 import { settleUntil } from '../helpers/wait.js';
 
 const OUTPUT = 'HEADLESS-1';
@@ -29,21 +22,21 @@ const [W, H] = [160, 100];
 const RESOURCES = 12;
 
 /** Two heads, many scattered resources; every event comes from the test. */
-class ManyResourceSource implements FramebufferSource {
-  readonly guests = new Map<number, PatternGuest>();
+class ManyResourceSource extends HandDrivenSource {
   private readonly shown = new Map<number, ScanoutInfo | null>();
-  private headList: HeadInfo[] = [0, 1].map((id) => ({
-    id,
-    width: W,
-    height: H,
-    x: id * W,
-    y: 0,
-    enabled: true,
-    name: `head-${id}`,
-  }));
-  private readonly listeners = new Map<SourceEventName, Set<unknown>>();
 
   constructor() {
+    super(
+      [0, 1].map((id) => ({
+        id,
+        width: W,
+        height: H,
+        x: id * W,
+        y: 0,
+        enabled: true,
+        name: `head-${id}`,
+      })),
+    );
     for (let id = 1; id <= RESOURCES; id++) {
       const guest = new PatternGuest({
         width: W,
@@ -57,48 +50,9 @@ class ManyResourceSource implements FramebufferSource {
     }
   }
 
-  on<K extends SourceEventName>(event: K, listener: SourceListener<K>): this {
-    if (!this.listeners.has(event)) this.listeners.set(event, new Set());
-    this.listeners.get(event)!.add(listener);
-    return this;
-  }
-
-  off<K extends SourceEventName>(event: K, listener: SourceListener<K>): this {
-    this.listeners.get(event)?.delete(listener);
-    return this;
-  }
-
-  private emit<K extends SourceEventName>(event: K, ...args: SourceEvents[K]): void {
-    for (const listener of this.listeners.get(event) ?? []) {
-      (listener as (...a: SourceEvents[K]) => void)(...args);
-    }
-  }
-
-  heads(): readonly HeadInfo[] {
-    return this.headList;
-  }
-
   setHeadEnabled(id: number, enabled: boolean): void {
     this.headList = this.headList.map((head) => (head.id === id ? { ...head, enabled } : head));
     this.emit('headsChanged', this.headList);
-  }
-
-  resource(id: number): SourceResource | undefined {
-    const guest = this.guests.get(id);
-    if (!guest) return undefined;
-    const buffer = guest.buffer();
-    return {
-      id,
-      kind: '2d',
-      fourcc: buffer.format,
-      modifier: buffer.modifier,
-      width: W,
-      height: H,
-      stride: buffer.stride,
-      offset: 0,
-      size: buffer.ranges.reduce((sum, r) => sum + r.length, 0),
-      backing: buffer.ranges,
-    };
   }
 
   scanout(headId: number): ScanoutInfo | null {
@@ -107,34 +61,10 @@ class ManyResourceSource implements FramebufferSource {
 
   /** Head `headId` shows resource `id` and flushes it whole. */
   show(headId: number, id: number): void {
-    const resource = this.resource(id)!;
-    const scanout: ScanoutInfo = {
-      headId,
-      resourceId: id,
-      fourcc: resource.fourcc,
-      modifier: resource.modifier,
-      width: W,
-      height: H,
-      stride: resource.stride,
-      offset: 0,
-      rect: { x: 0, y: 0, width: W, height: H },
-    };
+    const scanout = this.scanoutOf(headId, this.resource(id)!);
     this.shown.set(headId, scanout);
     this.emit('scanoutSet', headId, scanout);
     this.emit('flush', headId, [{ x: 0, y: 0, width: W, height: H }]);
-  }
-
-  readPixels(): boolean {
-    return false;
-  }
-
-  stats() {
-    return {};
-  }
-
-  close(): void {
-    for (const guest of this.guests.values()) guest.close();
-    this.guests.clear();
   }
 }
 

@@ -15,51 +15,19 @@ import { decodePng } from '../../examples/compositor/render/screenshot.js';
 import { UdmabufExporter, nativeUdmabufSyscalls } from '../../plugin/dmabuf/index.js';
 import { createGuestfbPlugin, runStandalone } from '../../plugin/index.js';
 import { PatternGuest, patternPixel } from '../../plugin/sources/pattern.js';
-import type {
-  FramebufferSource,
-  HeadInfo,
-  Rect,
-  ScanoutInfo,
-  SourceEventName,
-  SourceEvents,
-  SourceListener,
-  SourceResource,
-} from '../../plugin/sources/types.js';
+import type { HeadInfo, Rect, ScanoutInfo, SourceResource } from '../../plugin/sources/types.js';
+import { HandDrivenSource } from '../helpers/hand-driven-source.js';
 import { poll, settleUntil } from '../helpers/wait.js';
 
 const OUTPUT = 'HEADLESS-1';
 const [OUT_W, OUT_H] = [320, 200];
 
 /** A source whose every event the test triggers by hand. */
-class ScriptedSource implements FramebufferSource {
-  readonly guests = new Map<number, PatternGuest>();
+class ScriptedSource extends HandDrivenSource {
   private current: ScanoutInfo | null = null;
-  private headList: HeadInfo[] = [
-    { id: 0, width: OUT_W, height: OUT_H, x: 0, y: 0, enabled: true, name: 'scripted' },
-  ];
-  private readonly listeners = new Map<SourceEventName, Set<unknown>>();
 
-  on<K extends SourceEventName>(event: K, listener: SourceListener<K>): this {
-    if (!this.listeners.has(event)) this.listeners.set(event, new Set());
-    this.listeners.get(event)!.add(listener);
-    return this;
-  }
-
-  off<K extends SourceEventName>(event: K, listener: SourceListener<K>): this {
-    this.listeners.get(event)?.delete(listener);
-    return this;
-  }
-
-  emit<K extends SourceEventName>(event: K, ...args: SourceEvents[K]): void {
-    for (const listener of this.listeners.get(event) ?? []) {
-      (listener as (...a: SourceEvents[K]) => void)(...args);
-    }
-  }
-
-  listenerCount(): number {
-    let count = 0;
-    for (const set of this.listeners.values()) count += set.size;
-    return count;
+  constructor() {
+    super([{ id: 0, width: OUT_W, height: OUT_H, x: 0, y: 0, enabled: true, name: 'scripted' }]);
   }
 
   addGuest(id: number, width: number, height: number, frame: number): void {
@@ -67,10 +35,6 @@ class ScriptedSource implements FramebufferSource {
     const guest = new PatternGuest({ width, height, layout: 'contiguous', firstPage: 0 });
     guest.drawFrame(frame);
     this.guests.set(id, guest);
-  }
-
-  heads(): readonly HeadInfo[] {
-    return this.headList;
   }
 
   setHeads(heads: HeadInfo[]): void {
@@ -83,26 +47,14 @@ class ScriptedSource implements FramebufferSource {
   /** Resources whose backing the guest has not attached (yet). */
   readonly detached = new Set<number>();
 
-  resource(id: number): SourceResource | undefined {
-    const guest = this.guests.get(id);
-    if (!guest) return undefined;
-    const buffer = guest.buffer();
-    return {
-      id,
-      kind: '2d',
-      fourcc: buffer.format,
-      modifier: buffer.modifier,
-      width: buffer.width,
-      height: buffer.height,
-      stride: buffer.stride,
-      offset: 0,
-      size: buffer.ranges.reduce((sum, r) => sum + r.length, 0),
-      backing: this.detached.has(id)
+  override resource(id: number): SourceResource | undefined {
+    return super.resource(id, (ranges) =>
+      this.detached.has(id)
         ? []
         : this.overclaim.has(id)
-          ? buffer.ranges.map((r) => ({ ...r, length: r.length + 64 * 4096 }))
-          : buffer.ranges,
-    };
+          ? ranges.map((r) => ({ ...r, length: r.length + 64 * 4096 }))
+          : ranges,
+    );
   }
 
   scanout(headId: number): ScanoutInfo | null {
@@ -111,37 +63,12 @@ class ScriptedSource implements FramebufferSource {
 
   show(id: number | null): void {
     const resource = id === null ? undefined : this.resource(id);
-    this.current = resource
-      ? {
-          headId: 0,
-          resourceId: resource.id,
-          fourcc: resource.fourcc,
-          modifier: resource.modifier,
-          width: resource.width,
-          height: resource.height,
-          stride: resource.stride,
-          offset: 0,
-          rect: { x: 0, y: 0, width: resource.width, height: resource.height },
-        }
-      : null;
+    this.current = resource ? this.scanoutOf(0, resource) : null;
     this.emit('scanoutSet', 0, this.current);
   }
 
   flush(rect: Rect): void {
     this.emit('flush', 0, [rect]);
-  }
-
-  readPixels(): boolean {
-    return false;
-  }
-
-  stats() {
-    return {};
-  }
-
-  close(): void {
-    for (const guest of this.guests.values()) guest.close();
-    this.guests.clear();
   }
 }
 
