@@ -129,7 +129,6 @@ export function run(
   return { child, done };
 }
 
-/** Number of open fds of this process. */
 /** What wayland-info printed about a server, with the parts the server tests compare. */
 export interface WaylandInfo {
   out: string;
@@ -156,6 +155,32 @@ export async function waylandInfo(socket: string, runtimeDir: string): Promise<W
   };
 }
 
+/**
+ * Asserts what wayland-info saw of the server tests' display: wl_compositor 5, wl_shm 1 and
+ * wl_output 4 as globals 1..3, the three shm formats, and the output's one mode and names.
+ */
+export function assertServerInfo(
+  { out, globals, shmFormats }: WaylandInfo,
+  output: { width: number; height: number; model: string; name: string },
+): void {
+  assert.deepEqual(
+    globals,
+    [
+      ['wl_compositor', 5, 1],
+      ['wl_shm', 1, 2],
+      ['wl_output', 4, 3],
+    ],
+    out,
+  );
+  const mode = `width: ${output.width} px, height: ${output.height} px, refresh: 60.000 Hz`;
+  assert.ok(out.includes(mode), out);
+  assert.ok(out.includes(`make: 'guestfb', model: '${output.model}'`), out);
+  assert.ok(out.includes(`name: ${output.name}`), out);
+  assert.match(out, /flags: current preferred/);
+  assert.deepEqual(shmFormats, ['AR24', 'XB24', 'XR24']);
+}
+
+/** Number of open fds of this process. */
 export function countFds(): number {
   return readdirSync('/proc/self/fd').length;
 }
