@@ -5,7 +5,7 @@
  * Parsing is separate from running (parseCommandLine is pure) so usage errors are testable and
  * never need the native addon. Usage errors exit with status 2.
  */
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { linesOf } from './common/log.js';
 import { parseSocketMode, type SocketAccess } from './common/unix-socket.js';
 import type { GpuLimits } from './sources/virtio-gpu/gpu-device.js';
@@ -362,43 +362,47 @@ export function parseIvshmemPeers(
   return Number(text);
 }
 
+/** parseArgs, strict and without positionals; its complaints become UsageErrors (`what: ...`). */
+function parseOptions<const Options extends NonNullable<ParseArgsConfig['options']>>(
+  args: string[],
+  options: Options,
+  what?: string,
+) {
+  try {
+    return parseArgs({ args, strict: true, allowPositionals: false, options });
+  } catch (error) {
+    const message = (error as Error).message;
+    throw new UsageError(what ? `${what}: ${message}` : message);
+  }
+}
+
 /** Parses argv (without node and script). Throws UsageError on any mistake. */
 export function parseCommandLine(argv: readonly string[]): Command {
   const args = [...argv];
   if (args[0] === 'doctor') return parseDoctor(args.slice(1));
   if (args[0] === 'install-libvirt') return parseInstallLibvirt(args.slice(1));
   if (args[0] === 'run') args.shift();
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        source: { type: 'string', multiple: true },
-        'vhost-user-gpu': { type: 'string', multiple: true },
-        'vhost-user-input': { type: 'string', multiple: true },
-        ivshmem: { type: 'string', multiple: true },
-        'bar-size': { type: 'string' },
-        'ivshmem-peers': { type: 'string' },
-        'socket-mode': { type: 'string' },
-        'socket-group': { type: 'string' },
-        limit: { type: 'string', multiple: true },
-        display: { type: 'string' },
-        name: { type: 'string' },
-        rate: { type: 'string' },
-        layout: { type: 'string' },
-        'no-dmabuf': { type: 'boolean' },
-        'stats-interval': { type: 'string' },
-        duration: { type: 'string' },
-        libvirt: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-        version: { type: 'boolean' },
-      },
-    });
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
+  const parsed = parseOptions(args, {
+    source: { type: 'string', multiple: true },
+    'vhost-user-gpu': { type: 'string', multiple: true },
+    'vhost-user-input': { type: 'string', multiple: true },
+    ivshmem: { type: 'string', multiple: true },
+    'bar-size': { type: 'string' },
+    'ivshmem-peers': { type: 'string' },
+    'socket-mode': { type: 'string' },
+    'socket-group': { type: 'string' },
+    limit: { type: 'string', multiple: true },
+    display: { type: 'string' },
+    name: { type: 'string' },
+    rate: { type: 'string' },
+    layout: { type: 'string' },
+    'no-dmabuf': { type: 'boolean' },
+    'stats-interval': { type: 'string' },
+    duration: { type: 'string' },
+    libvirt: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+    version: { type: 'boolean' },
+  });
   const values = parsed.values;
   if (values.help) return { command: 'help', text: RUN_HELP };
   if (values.version) return { command: 'version' };
@@ -448,22 +452,16 @@ export function parseCommandLine(argv: readonly string[]): Command {
 }
 
 function parseDoctor(args: string[]): Command {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        display: { type: 'string' },
-        json: { type: 'boolean' },
-        'domain-xml': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (error) {
-    throw new UsageError(`doctor: ${(error as Error).message}`);
-  }
+  const parsed = parseOptions(
+    args,
+    {
+      display: { type: 'string' },
+      json: { type: 'boolean' },
+      'domain-xml': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    'doctor',
+  );
   if (parsed.values.help) return { command: 'help', text: DOCTOR_HELP };
   return {
     command: 'doctor',
@@ -474,22 +472,16 @@ function parseDoctor(args: string[]): Command {
 }
 
 function parseInstallLibvirt(args: string[]): Command {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        user: { type: 'boolean' },
-        system: { type: 'boolean' },
-        folder: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (error) {
-    throw new UsageError(`install-libvirt: ${(error as Error).message}`);
-  }
+  const parsed = parseOptions(
+    args,
+    {
+      user: { type: 'boolean' },
+      system: { type: 'boolean' },
+      folder: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    'install-libvirt',
+  );
   const values = parsed.values;
   if (values.help) return { command: 'help', text: INSTALL_LIBVIRT_HELP };
   if (values.user && values.system) {
