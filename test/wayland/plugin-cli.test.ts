@@ -11,13 +11,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createCompositor } from '../../examples/compositor/index.js';
 import { poll } from '../helpers/wait.js';
+import { useTempRuntimeDir } from './native-helpers.js';
 
 const bin = fileURLToPath(new URL('../../../bin/guestfb.js', import.meta.url));
 
 test('guestfb --source pattern shows a window, and SIGTERM prints the stats', async () => {
-  const runtimeDir = mkdtempSync(path.join(os.tmpdir(), 'guestfb-cli-'));
-  const savedRuntimeDir = process.env.XDG_RUNTIME_DIR;
-  process.env.XDG_RUNTIME_DIR = runtimeDir;
+  const runtime = useTempRuntimeDir();
+  const runtimeDir = runtime.dir;
   const compositor = createCompositor({
     outputs: [{ name: 'HEADLESS-1', width: 320, height: 240, refreshMhz: 60000 }],
     socket: 'guestfb-cli-test',
@@ -54,9 +54,7 @@ test('guestfb --source pattern shows a window, and SIGTERM prints the stats', as
     assert.match(stderr, /stopping \(SIGTERM\)/);
   } finally {
     await compositor.close();
-    if (savedRuntimeDir === undefined) delete process.env.XDG_RUNTIME_DIR;
-    else process.env.XDG_RUNTIME_DIR = savedRuntimeDir;
-    rmSync(runtimeDir, { recursive: true, force: true });
+    runtime.remove();
   }
 });
 

@@ -6,8 +6,6 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fd } from '../../native/fd.js';
 import { createCompositor, type Compositor } from '../../examples/compositor/index.js';
@@ -18,6 +16,7 @@ import { PatternGuest, patternPixel } from '../../plugin/sources/pattern.js';
 import type { HeadInfo, Rect, ScanoutInfo, SourceResource } from '../../plugin/sources/types.js';
 import { HandDrivenSource } from '../helpers/hand-driven-source.js';
 import { poll, settleUntil } from '../helpers/wait.js';
+import { useTempRuntimeDir } from './native-helpers.js';
 
 const OUTPUT = 'HEADLESS-1';
 const [OUT_W, OUT_H] = [320, 200];
@@ -253,9 +252,8 @@ test('the compositor going away stops the plugin and frees everything', async ()
 });
 
 test('standalone: a hung-up connection is reported once and the plugin stops', async () => {
-  const runtimeDir = mkdtempSync(path.join(os.tmpdir(), 'guestfb-hangup-'));
-  const saved = process.env.XDG_RUNTIME_DIR;
-  process.env.XDG_RUNTIME_DIR = runtimeDir;
+  const runtime = useTempRuntimeDir();
+  const runtimeDir = runtime.dir;
   const baseline = fd.openFdCount();
   const compositor = createCompositor({
     outputs: [{ name: OUTPUT, width: OUT_W, height: OUT_H, refreshMhz: 60000 }],
@@ -284,9 +282,7 @@ test('standalone: a hung-up connection is reported once and the plugin stops', a
   } finally {
     await compositor.close();
     source.close();
-    if (saved === undefined) delete process.env.XDG_RUNTIME_DIR;
-    else process.env.XDG_RUNTIME_DIR = saved;
-    rmSync(runtimeDir, { recursive: true, force: true });
+    runtime.remove();
   }
   assert.equal(fd.openFdCount(), baseline, 'fd count back to baseline');
 });

@@ -18,6 +18,7 @@ import { createCompositor } from '../../examples/compositor/index.js';
 import { poll } from '../helpers/wait.js';
 import { DrmFormat } from '../../plugin/common/formats.js';
 import { writeBarHeader } from '../../plugin/sources/shared-bar/header.js';
+import { useTempRuntimeDir } from './native-helpers.js';
 
 const guestfbBin = fileURLToPath(new URL('../../../bin/guestfb.js', import.meta.url));
 const compositorBin = fileURLToPath(new URL('../../../bin/guestfb-compositor.js', import.meta.url));
@@ -163,9 +164,8 @@ function connectAsQemu(socketPath: string): { conn: number; fds: number[]; value
 }
 
 test('guestfb --ivshmem as a client of a compositor: the guest frame, zero bytes copied', async () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'guestfb-bar-cli-'));
-  const savedRuntimeDir = process.env.XDG_RUNTIME_DIR;
-  process.env.XDG_RUNTIME_DIR = dir;
+  const runtime = useTempRuntimeDir();
+  const dir = runtime.dir;
   const compositor = createCompositor({
     outputs: [{ name: 'HEADLESS-1', width: 32, height: 16, refreshMhz: 60000 }],
     socket: 'guestfb-bar-cli',
@@ -226,12 +226,10 @@ test('guestfb --ivshmem as a client of a compositor: the guest frame, zero bytes
   }
   const status = await exited;
   await compositor.close();
-  if (savedRuntimeDir === undefined) delete process.env.XDG_RUNTIME_DIR;
-  else process.env.XDG_RUNTIME_DIR = savedRuntimeDir;
+  runtime.remove();
   assert.equal(status, 0, stderr);
   assert.match(stdout, /bytes copied: +0\b/);
   assert.ok(Number(/frames presented: (\d+)/.exec(stdout)?.[1] ?? 0) >= 1, stdout);
-  rmSync(dir, { recursive: true, force: true });
 });
 
 function readdirSyncSafe(dir: string): string[] {
