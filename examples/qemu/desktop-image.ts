@@ -24,7 +24,13 @@ import {
   hostCodename,
   withCacheLock,
 } from './debian-fetch.js';
-import { ensureGuest, orderModules, repoRoot, type GuestImage } from './guest-image.js';
+import {
+  ensureGuest,
+  orderModules,
+  parseModulesDep,
+  repoRoot,
+  type GuestImage,
+} from './guest-image.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -79,25 +85,6 @@ function sha256(...parts: (string | Buffer)[]): string {
 }
 
 const normalize = (name: string) => name.replace(/-/g, '_');
-
-/** Parses modules.dep into module name (normalized) -> { file, dependency names }. */
-export function parseModulesDep(text: string): Map<string, { file: string; deps: string[] }> {
-  const nameOf = (file: string) => normalize(path.basename(file).replace(/\.ko(\.\w+)?$/, ''));
-  const modules = new Map<string, { file: string; deps: string[] }>();
-  for (const line of text.split('\n')) {
-    const colon = line.indexOf(':');
-    if (colon <= 0) continue;
-    const file = line.slice(0, colon);
-    const deps = line
-      .slice(colon + 1)
-      .trim()
-      .split(/\s+/)
-      .filter(Boolean)
-      .map(nameOf);
-    modules.set(nameOf(file), { file, deps });
-  }
-  return modules;
-}
 
 /**
  * On a merged-/usr host (/lib, /bin, /sbin are symlinks into /usr) a layer's top-level lib, bin

@@ -94,6 +94,25 @@ interface KernelManifest {
 
 const normalize = (name: string) => name.replace(/-/g, '_');
 
+/** Parses modules.dep into module name (normalized) -> { file, dependency names }. */
+export function parseModulesDep(text: string): Map<string, { file: string; deps: string[] }> {
+  const nameOf = (file: string) => normalize(path.basename(file).replace(/\.ko(\.\w+)?$/, ''));
+  const modules = new Map<string, { file: string; deps: string[] }>();
+  for (const line of text.split('\n')) {
+    const colon = line.indexOf(':');
+    if (colon <= 0) continue;
+    const file = line.slice(0, colon);
+    const deps = line
+      .slice(colon + 1)
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(nameOf);
+    modules.set(nameOf(file), { file, deps });
+  }
+  return modules;
+}
+
 /** Orders `roots` and their dependencies (from `dependsOf`) so that each follows its dependencies. */
 export function orderModules(roots: string[], dependsOf: (name: string) => string[]): string[] {
   const order: string[] = [];

@@ -1,8 +1,8 @@
 // The desktop guest's module selection: modules.dep parsing and load order.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { layerModules, parseModulesDep } from '../../examples/qemu/desktop-image.js';
-import { orderModules } from '../../examples/qemu/guest-image.js';
+import { layerModules } from '../../examples/qemu/desktop-image.js';
+import { orderModules, parseModulesDep } from '../../examples/qemu/guest-image.js';
 
 const modulesDep = [
   'kernel/drivers/gpu/drm/virtio/virtio-gpu.ko: kernel/drivers/gpu/drm/drm_kms_helper.ko kernel/drivers/gpu/drm/drm.ko',

@@ -34,6 +34,7 @@ import {
   writeManifest,
   type ResolvedPackage,
 } from '../../examples/qemu/debian-fetch.js';
+import { orderModules, parseModulesDep } from '../../examples/qemu/guest-image.js';
 import { runToolChecked } from './process.js';
 
 /** Paths of a ready kernel tier. */
@@ -373,43 +374,19 @@ async function extractVkmsSources(
   rmSync(scratch, { recursive: true, force: true });
 }
 
-/** Reads modules.dep into name -> { file, deps (load order: last first) }. */
-function readModulesDep(modulesDir: string): Map<string, { file: string; deps: string[] }> {
-  const moduleName = (file: string): string =>
-    path
-      .basename(file)
-      .replace(/\.ko(\.\w+)?$/, '')
-      .replace(/-/g, '_');
-  const modules = new Map<string, { file: string; deps: string[] }>();
-  for (const line of readFileSync(path.join(modulesDir, 'modules.dep'), 'utf8').split('\n')) {
-    const colon = line.indexOf(':');
-    if (colon <= 0) continue;
-    const file = line.slice(0, colon);
-    const deps = line
-      .slice(colon + 1)
-      .trim()
-      .split(/\s+/)
-      .filter((dep) => dep !== '');
-    modules.set(moduleName(file), { file, deps: deps.map(moduleName) });
-  }
-  return modules;
-}
-
-/** `names` and their dependencies, each after everything it needs. */
+/**
+ * `names` and their dependencies, each after everything it needs. modules.dep lists a module's
+ * dependencies so that the last one loads first, hence the reversal.
+ */
 export function loadOrder(names: string[], modules: Map<string, { deps: string[] }>): string[] {
-  const order: string[] = [];
-  const visit = (name: string, chain: string[]): void => {
-    const key = name.replace(/-/g, '_');
-    if (order.includes(key)) return;
-    if (chain.includes(key))
-      throw new Error(`module dependency cycle: ${[...chain, key].join(' -> ')}`);
-    const module = modules.get(key);
-    if (!module) throw new Error(`module ${name} is not in modules.dep`);
-    for (const dep of [...module.deps].reverse()) visit(dep, [...chain, key]);
-    order.push(key);
-  };
-  for (const name of names) visit(name, []);
-  return order;
+  return orderModules(
+    names.map((name) => name.replace(/-/g, '_')),
+    (name) => {
+      const module = modules.get(name);
+      if (!module) throw new Error(`module ${name} is not in modules.dep`);
+      return [...module.deps].reverse();
+    },
+  );
 }
 
 /** Builds the initramfs unless one for the same inputs (init script, busybox, modules) exists. */
@@ -438,7 +415,7 @@ async function ensureInitramfs(
     'lib/modules',
     manifest.kernelRelease,
   );
-  const modules = readModulesDep(modulesDir);
+  const modules = parseModulesDep(readFileSync(path.join(modulesDir, 'modules.dep'), 'utf8'));
   const order = loadOrder(bootModules, modules);
   const key = createHash('sha256')
     .update(init)
