@@ -20,7 +20,13 @@ import { createCompositor, type Compositor } from '../../examples/compositor/ind
 import { decodePng } from '../../examples/compositor/render/screenshot.js';
 import { createGuestfbPlugin, type GuestfbPlugin } from '../../plugin/index.js';
 import { expectedPath, udmabufOnHost } from './helpers/udmabuf.js';
-import { guestContext, prepareE2e, removeWorkDir, withContext } from './helpers/context.js';
+import {
+  guestContext,
+  prepareE2e,
+  removeWorkDir,
+  stopAll,
+  withContext,
+} from './helpers/context.js';
 import { createSharedBarSource, Field } from '../../plugin/sources/shared-bar/index.js';
 import type { FramebufferSource } from '../../plugin/sources/types.js';
 import { XdgSurfaceObject } from '../../examples/compositor/protocol/xdg-surface.js';
@@ -256,11 +262,7 @@ test('QEMU 10 ivshmem-plain on a guestfb memfd (/proc/PID/fd): polled frames, pi
   } catch (error) {
     throw withContext(error, guestContext('guestfb log', logs, qemu));
   } finally {
-    qemu.kill('SIGKILL');
-    await qemu.exited;
-    plugin.stop();
-    await compositor.close();
-    source.close();
+    await stopAll({ qemu, plugin, compositor, others: [source] });
   }
   assert.equal(fd.openFdCount(), baselineFds, 'fd count back to baseline');
 });
@@ -328,11 +330,7 @@ test('barwriter --mirror /dev/fb0: the guest console through the BAR equals QEMU
     throw withContext(error, guestContext('guestfb log', logs, qemu));
   } finally {
     qmp?.close();
-    qemu.kill('SIGKILL');
-    await qemu.exited;
-    plugin.stop();
-    await compositor.close();
-    source.close();
+    await stopAll({ qemu, plugin, compositor, others: [source] });
   }
   assert.equal(fd.openFdCount(), baselineFds, 'fd count back to baseline');
 });

@@ -21,6 +21,15 @@ import { useTempRuntimeDir } from './native-helpers.js';
 const OUTPUT = 'HEADLESS-1';
 const [OUT_W, OUT_H] = [320, 200];
 
+/** The example compositor with one output, no log; listening on `socket` when named. */
+function quietCompositor(socket: string | false = false): Compositor {
+  return createCompositor({
+    outputs: [{ name: OUTPUT, width: OUT_W, height: OUT_H, refreshMhz: 60000 }],
+    socket,
+    log: () => undefined,
+  });
+}
+
 /** A source whose every event the test triggers by hand. */
 class ScriptedSource extends HandDrivenSource {
   private current: ScanoutInfo | null = null;
@@ -91,11 +100,7 @@ function windowMismatches(compositor: Compositor, guest: PatternGuest, frame: nu
 
 test('scanout switches, backing changes, destroyed resources, heads and disconnects', async () => {
   const baseline = fd.openFdCount();
-  const compositor = createCompositor({
-    outputs: [{ name: OUTPUT, width: OUT_W, height: OUT_H, refreshMhz: 60000 }],
-    socket: false,
-    log: () => undefined,
-  });
+  const compositor = quietCompositor();
   const exporter = UdmabufExporter.open({
     syscalls: {
       ...nativeUdmabufSyscalls,
@@ -220,11 +225,7 @@ test('scanout switches, backing changes, destroyed resources, heads and disconne
 
 test('the compositor going away stops the plugin and frees everything', async () => {
   const baseline = fd.openFdCount();
-  const compositor = createCompositor({
-    outputs: [{ name: OUTPUT, width: OUT_W, height: OUT_H, refreshMhz: 60000 }],
-    socket: false,
-    log: () => undefined,
-  });
+  const compositor = quietCompositor();
   const source = new ScriptedSource();
   source.addGuest(1, 64, 48, 1);
   source.show(1);
@@ -255,11 +256,7 @@ test('standalone: a hung-up connection is reported once and the plugin stops', a
   const runtime = useTempRuntimeDir();
   const runtimeDir = runtime.dir;
   const baseline = fd.openFdCount();
-  const compositor = createCompositor({
-    outputs: [{ name: OUTPUT, width: OUT_W, height: OUT_H, refreshMhz: 60000 }],
-    socket: 'guestfb-hangup',
-    log: () => undefined,
-  });
+  const compositor = quietCompositor('guestfb-hangup');
   const source = new ScriptedSource();
   source.addGuest(1, 64, 48, 1);
   source.show(1);
@@ -289,11 +286,7 @@ test('standalone: a hung-up connection is reported once and the plugin stops', a
 
 test('backing that claims more than its memfd holds is refused, not mapped', async () => {
   const baseline = fd.openFdCount();
-  const compositor = createCompositor({
-    outputs: [{ name: OUTPUT, width: OUT_W, height: OUT_H, refreshMhz: 60000 }],
-    socket: false,
-    log: () => undefined,
-  });
+  const compositor = quietCompositor();
   const source = new ScriptedSource();
   source.addGuest(1, 64, 48, 1);
   source.overclaim.add(1);
@@ -328,11 +321,7 @@ test('backing that claims more than its memfd holds is refused, not mapped', asy
 });
 
 test('a cursor flood (1,500 updates in one loop turn) is coalesced; the connection lives', async () => {
-  const compositor = createCompositor({
-    outputs: [{ name: OUTPUT, width: OUT_W, height: OUT_H, refreshMhz: 60000 }],
-    socket: false,
-    log: () => undefined,
-  });
+  const compositor = quietCompositor();
   const source = new ScriptedSource();
   const logs: string[] = [];
   const plugin = createGuestfbPlugin({
