@@ -131,7 +131,6 @@ static void parse_options(int argc, char** argv, struct options* o) {
   int ok = 1;
   int c;
   while ((c = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
-    char* end = NULL;
     switch (c) {
       case 'w':
         o->width = parse_u32(optarg, &ok);
@@ -140,21 +139,13 @@ static void parse_options(int argc, char** argv, struct options* o) {
         o->height = parse_u32(optarg, &ok);
         break;
       case 'r':
-        o->fps = strtod(optarg, &end);
-        if (*end || !(o->fps > 0 && o->fps <= 1000)) ok = 0;
+        if (parse_fps(optarg, &o->fps)) ok = 0;
         break;
       case 'n':
-        o->frames = strtoul(optarg, &end, 10);
-        if (*end) ok = 0;
+        if (parse_frames(optarg, &o->frames)) ok = 0;
         break;
       case 'D':
-        if (strcmp(optarg, "full") == 0) {
-          o->full_damage = 1;
-        } else if (strcmp(optarg, "box") == 0) {
-          o->full_damage = 0;
-        } else {
-          ok = 0;
-        }
+        if (parse_damage(optarg, &o->full_damage)) ok = 0;
         break;
       case 'p':
         o->host_peer = parse_u32(optarg, &ok);

@@ -119,21 +119,13 @@ static void parse_options(int argc, char** argv, struct options* o) {
         }
         break;
       case 'r':
-        o->fps = strtod(optarg, &end);
-        if (*end || !(o->fps > 0 && o->fps <= 1000)) goto bad;
+        if (parse_fps(optarg, &o->fps)) goto bad;
         break;
       case 'n':
-        o->frames = strtoul(optarg, &end, 10);
-        if (*end) goto bad;
+        if (parse_frames(optarg, &o->frames)) goto bad;
         break;
       case 'D':
-        if (strcmp(optarg, "full") == 0) {
-          o->full_damage = 1;
-        } else if (strcmp(optarg, "box") == 0) {
-          o->full_damage = 0;
-        } else {
-          goto bad;
-        }
+        if (parse_damage(optarg, &o->full_damage)) goto bad;
         break;
       case 'o':
         if (strcmp(optarg, "all") == 0) {

@@ -1,13 +1,15 @@
 // What the test guest's pattern programs share: the test pattern (drawpattern.c documents it;
 // examples/guest/pattern.ts is what the host checks against) drawn into a framebuffer, and the
-// frame clock. drawpattern draws into a DRM dumb buffer, barwriter into the ivshmem BAR; both
-// must draw the very same pixels, so the drawing lives here once.
+// frame clock and frame options. drawpattern draws into a DRM dumb buffer, barwriter into the
+// ivshmem BAR; both must draw the very same pixels, so the drawing lives here once.
 #ifndef GUESTFB_GUEST_COMMON_H
 #define GUESTFB_GUEST_COMMON_H
 
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #define COUNTER_CELLS 16
@@ -56,6 +58,35 @@ static inline void draw_bars(const struct canvas* c, uint32_t rotation) {
     uint32_t x1 = (uint32_t)((uint64_t)(b + 1) * c->width / 8);
     canvas_fill(c, x0, 0, x1, c->height, kBarColors[(b + rotation) % 8]);
   }
+}
+
+// The options both programs take for their frames, parsed alike. Each returns 0, or -1 when
+// `text` is not a valid value (the caller prints its usage).
+
+// --fps: frames per second, more than 0 and at most 1000.
+static inline int parse_fps(const char* text, double* fps) {
+  char* end = NULL;
+  *fps = strtod(text, &end);
+  return *end || !(*fps > 0 && *fps <= 1000) ? -1 : 0;
+}
+
+// --frames: how many frames, 0 for no end.
+static inline int parse_frames(const char* text, unsigned long* frames) {
+  char* end = NULL;
+  *frames = strtoul(text, &end, 10);
+  return *end ? -1 : 0;
+}
+
+// --damage full|box: the whole frame, or only the counter strip.
+static inline int parse_damage(const char* text, int* full_damage) {
+  if (strcmp(text, "full") == 0) {
+    *full_damage = 1;
+  } else if (strcmp(text, "box") == 0) {
+    *full_damage = 0;
+  } else {
+    return -1;
+  }
+  return 0;
 }
 
 // CLOCK_MONOTONIC in seconds: frames are scheduled on absolute times, so a slow frame does not
