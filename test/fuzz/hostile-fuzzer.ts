@@ -3,9 +3,12 @@
  * - vhost-user framing: random byte streams split at random points, with random fd counts;
  *   the reader yields messages or a ProtocolError, and every fd it was given is either in a
  *   message or closed;
- * - vhost-user messages with random payload sizes and fds to a GPU device, memory-table
- *   changes (random, overlapping, huge regions) between commands; the device never throws and,
- *   once disposed, holds no fd;
+ * - vhost-user messages with random payload sizes and fds to a GPU device, and memory changes
+ *   between commands (SET_MEM_TABLE, ADD_MEM_REG, REM_MEM_REG; built or random payloads):
+ *   regions inside, straddling or past the end of their memfd, empty or huge, at overflow-prone
+ *   offsets and addresses, on short memfds, eventfds and pipes. Nothing is ever mapped past the
+ *   end of a file, each region lies in a regular file, every fd is held or closed, a refused
+ *   change leaves the table as it was; the device never throws and, once disposed, holds no fd;
  * - backing storms: many resources per device, overlapping, huge and scattered entry lists of
  *   up to 16,384 entries; every kept backing is within its resource's page-rounded size and the
  *   device's span and byte limits;
@@ -21,11 +24,15 @@ import {
 import {
   encodeMemTable,
   encodeMessage,
+  encodeSingleRegion,
   Flags,
   FrameReader,
   MAX_FDS_PER_MESSAGE,
+  MAX_MEM_TABLE_REGIONS,
   ProtocolError,
   Request,
+  requestName,
+  u64Payload,
   type WireMemoryRegion,
 } from '../../plugin/vhost-user/vhost-user-protocol.js';
 import {
@@ -40,7 +47,14 @@ import { FuzzFailure, Prng } from './virtio-gpu-fuzzer.js';
 export interface HostileFuzzResult {
   cases: number;
   framing: { cases: number; messages: number; protocolErrors: number; fds: number };
-  messages: { cases: number; memTables: number; devices: number };
+  messages: {
+    cases: number;
+    memTables: number;
+    regionChanges: number;
+    memoryAccepted: number;
+    memoryRefused: number;
+    devices: number;
+  };
   backing: { cases: number; kept: number; refused: number; maxResources: number };
   bar: { cases: number; ok: number; writing: number; invalid: number; empty: number };
 }
@@ -53,16 +67,20 @@ export interface HostileFuzzOptions {
 
 const REQUESTS = Object.values(Request) as number[];
 const PAGE = 4096;
-const RANDOM_PAYLOAD_REQUESTS = REQUESTS.filter(
-  (r) => r !== Request.ADD_MEM_REG && r !== Request.SET_MEM_TABLE,
-);
 
 export function runHostileFuzz(options: HostileFuzzOptions): HostileFuzzResult {
   const rng = new Prng(options.seed);
   const result: HostileFuzzResult = {
     cases: 0,
     framing: { cases: 0, messages: 0, protocolErrors: 0, fds: 0 },
-    messages: { cases: 0, memTables: 0, devices: 0 },
+    messages: {
+      cases: 0,
+      memTables: 0,
+      regionChanges: 0,
+      memoryAccepted: 0,
+      memoryRefused: 0,
+      devices: 0,
+    },
     backing: { cases: 0, kept: 0, refused: 0, maxResources: 0 },
     bar: { cases: 0, ok: 0, writing: 0, invalid: 0, empty: 0 },
   };
@@ -82,7 +100,7 @@ export function runHostileFuzz(options: HostileFuzzOptions): HostileFuzzResult {
           device = new GpuBench({ blob: rng.chance(0.5) });
           result.messages.devices++;
         }
-        messageCase(device, rng, result);
+        messageCase(device, rng, result, where);
       } else {
         if (!storm || rng.chance(0.05)) {
           if (storm) disposeChecked(storm, where);
@@ -178,42 +196,218 @@ function framingCase(rng: Prng, result: HostileFuzzResult, where: () => string):
   }
 }
 
+/** Files a front-end may offer as guest memory besides the bench's RAM: empty, short, odd-sized. */
+const SHORT_FILES = [0, PAGE, 6000, 64 * 1024].map((size) => new ArrayBuffer(size));
+const U64_MAX = 2n ** 64n - 1n;
+/** Values at the edges of the arithmetic: 2^53 (exact numbers), 2^63 (sign), 2^64 (wrap). */
+const HUGE = [2n ** 53n - BigInt(PAGE), 2n ** 53n, 2n ** 63n, U64_MAX - BigInt(PAGE) + 1n, U64_MAX];
+
 /**
- * Random memory regions of the bench's one memfd: partial, overlapping, misplaced in guest and
- * user address space. Each stays inside the memfd: a region past its end is issue 12 #9 (checked
- * against fstat before mapping, another change); until that lands the stand-in mmap refuses it.
+ * One fd a front-end hands over as guest memory, and the size of the file behind it (what the
+ * regions are drawn around): mostly the bench's RAM memfd, else a short or empty memfd, an
+ * eventfd or a pipe (no file at all: their "size" is the RAM's, as if the sender meant it).
  */
-function randomRegions(rng: Prng): WireMemoryRegion[] {
-  const regions: WireMemoryRegion[] = [];
-  for (let i = 1 + rng.below(rng.chance(0.9) ? 3 : 8); i > 0; i--) {
-    const mmapOffset = PAGE * rng.below(RAM_SIZE / PAGE);
-    const size = rng.chance(0.9) ? PAGE * (1 + rng.below((RAM_SIZE - mmapOffset) / PAGE)) : 0;
-    const guestAddr = rng.chance(0.8)
-      ? mmapOffset
-      : rng.chance(0.5)
-        ? rng.u32() * PAGE
-        : 2 ** 53 - PAGE * rng.below(4);
-    regions.push({
-      guestAddr: BigInt(guestAddr),
-      size: BigInt(size),
-      userAddr: rng.chance(0.9) ? BigInt(USER_BASE + guestAddr) : BigInt(rng.u32()) << 32n,
-      mmapOffset: BigInt(mmapOffset),
-    });
+function memoryFd(bench: GpuBench, rng: Prng): { fd: number; fileSize: number } {
+  const kind = rng.below(20);
+  if (kind < 12) return { fd: bench.fds.dup(bench.memfd), fileSize: RAM_SIZE };
+  if (kind < 17) {
+    const buffer = rng.pick(SHORT_FILES);
+    return { fd: bench.fds.memfd(buffer), fileSize: buffer.byteLength };
   }
-  return regions;
+  return { fd: kind < 19 ? bench.fds.eventfd() : bench.fds.pipe(), fileSize: RAM_SIZE };
 }
 
-function messageCase(bench: GpuBench, rng: Prng, result: HostileFuzzResult): void {
-  result.messages.cases++;
-  if (rng.chance(0.3)) {
-    // A new memory table mid-run, then commands that may land in or out of it.
-    const regions = randomRegions(rng);
-    const fdCount = rng.chance(0.9) ? regions.length : rng.below(regions.length + 3);
-    const fds = Array.from({ length: fdCount }, () => bench.fds.dup(bench.memfd));
-    const table = encodeMemTable(regions);
-    const payload = rng.chance(0.9) ? table : table.subarray(0, rng.below(table.length + 1));
-    bench.device.handle(message(Request.SET_MEM_TABLE, payload, fds, rng.chance(0.5)));
+/**
+ * A memory region of a file of `fileSize` bytes: inside it, straddling or past its end, empty,
+ * huge, at unaligned or overflow-prone offsets, and at guest and user addresses that are
+ * ordinary, misplaced or near 2^53 / 2^64.
+ */
+function randomRegion(rng: Prng, fileSize: number): WireMemoryRegion {
+  const pages = Math.floor(fileSize / PAGE);
+  let mmapOffset: bigint;
+  switch (rng.below(10)) {
+    case 6:
+      mmapOffset = BigInt(fileSize); // at the very end
+      break;
+    case 7:
+      mmapOffset = BigInt(fileSize + PAGE * (1 + rng.below(16))); // past the end
+      break;
+    case 8:
+      mmapOffset = BigInt(rng.below(fileSize + 1)); // unaligned
+      break;
+    case 9:
+      mmapOffset = rng.pick(HUGE);
+      break;
+    default:
+      mmapOffset = BigInt(PAGE * rng.below(pages + 1));
+  }
+  const room = mmapOffset <= BigInt(fileSize) ? fileSize - Number(mmapOffset) : 0;
+  let size: bigint;
+  switch (rng.below(12)) {
+    case 6:
+      size = BigInt(room + PAGE * (1 + rng.below(4))); // straddles the end
+      break;
+    case 7:
+      size = BigInt(room + 1); // one byte too long
+      break;
+    case 8:
+      size = 0n;
+      break;
+    case 9:
+      size = rng.pick(HUGE);
+      break;
+    case 10:
+      size = BigInt(fileSize); // the whole file, from wherever the offset is
+      break;
+    case 11:
+      size = rng.chance(0.5) ? 1n : BigInt(1 + rng.below(Math.max(1, room)));
+      break;
+    default:
+      size = BigInt(PAGE * (1 + rng.below(Math.max(1, Math.floor(room / PAGE))))); // fits (mostly)
+  }
+  const guestAddr = rng.chance(0.7)
+    ? BigInt(PAGE * rng.below(2 * (RAM_SIZE / PAGE)))
+    : rng.chance(0.5)
+      ? BigInt(rng.u32()) * BigInt(PAGE)
+      : rng.chance(0.5)
+        ? rng.pick(HUGE)
+        : (U64_MAX - size + 1n) & U64_MAX; // ends exactly at 2^64
+  const userAddr = rng.chance(0.8)
+    ? BigInt(USER_BASE) + guestAddr
+    : rng.chance(0.5)
+      ? BigInt(rng.u32()) << 32n
+      : rng.pick(HUGE);
+  return {
+    guestAddr: guestAddr & U64_MAX,
+    size: size & U64_MAX,
+    userAddr: userAddr & U64_MAX,
+    mmapOffset: mmapOffset & U64_MAX,
+  };
+}
+
+/** The u64 REPLY_ACK answer to a NEED_REPLY message: 0 done, else failed; null without one. */
+function ackOf(reply: Uint8Array | null): bigint | null {
+  if (!reply || reply.length < 20) return null;
+  return new DataView(reply.buffer, reply.byteOffset).getBigUint64(12, true);
+}
+
+/**
+ * A memory message (SET_MEM_TABLE, ADD_MEM_REG, REM_MEM_REG) built from random regions and fds,
+ * or with a random payload; then what must hold whatever it carried: nothing is mapped past the
+ * end of a file (the stand-in mmap counts such maps, real mmap would grant them and SIGBUS on the
+ * tail), every region lies inside a regular file, each fd the message brought is held by a region
+ * or closed, and a refused message left the table exactly as it was.
+ */
+function memoryCase(
+  bench: GpuBench,
+  rng: Prng,
+  result: HostileFuzzResult,
+  where: () => string,
+): void {
+  const memory = bench.device.memory;
+  const before = [...memory.regions];
+  const filesBefore = bench.fds.files.size;
+  const kind = rng.below(10);
+  const needReply = rng.chance(0.9);
+  // A random SET_PROTOCOL_FEATURES may have turned REPLY_ACK off; the answer is what is checked.
+  if (needReply) bench.send(Request.SET_PROTOCOL_FEATURES, u64Payload(0xffffn));
+  let request: number;
+  let payload: Uint8Array;
+  const fds: number[] = [];
+  let wire: WireMemoryRegion[] = [];
+  if (kind < 5) {
+    request = Request.SET_MEM_TABLE;
+    for (let i = 1 + rng.below(rng.chance(0.9) ? 3 : MAX_MEM_TABLE_REGIONS); i > 0; i--) {
+      const file = memoryFd(bench, rng);
+      fds.push(file.fd);
+      wire.push(randomRegion(rng, file.fileSize));
+    }
+    // Now and then one fd too many or too few.
+    const miscount = rng.below(20);
+    if (miscount === 0) fds.push(bench.fds.dup(bench.memfd));
+    else if (miscount === 1) bench.fds.close(fds.pop()!);
+    const table = encodeMemTable(wire);
+    payload = rng.chance(0.95) ? table : table.subarray(0, rng.below(table.length + 1));
     result.messages.memTables++;
+  } else if (kind < 8) {
+    request = kind < 7 ? Request.ADD_MEM_REG : Request.REM_MEM_REG;
+    const existing = request === Request.REM_MEM_REG && before.length > 0 && rng.chance(0.7);
+    if (existing) {
+      const region = rng.pick(before);
+      wire = [
+        {
+          guestAddr: BigInt(region.guestAddr),
+          size: BigInt(region.size),
+          userAddr: BigInt(region.userAddr),
+          mmapOffset: BigInt(region.mmapOffset),
+        },
+      ];
+    } else {
+      const file = memoryFd(bench, rng);
+      wire = [randomRegion(rng, file.fileSize)];
+      if (request === Request.ADD_MEM_REG && rng.chance(0.95)) fds.push(file.fd);
+      else bench.fds.close(file.fd);
+    }
+    for (let extra = rng.chance(0.9) ? 0 : rng.below(4); extra > 0; extra--) {
+      fds.push(memoryFd(bench, rng).fd);
+    }
+    const single = encodeSingleRegion(wire[0]!);
+    payload = rng.chance(0.95) ? single : single.subarray(0, rng.below(single.length + 1));
+    result.messages.regionChanges++;
+  } else {
+    // Random bytes: a region count, addresses and sizes as they fall.
+    request = rng.pick([Request.SET_MEM_TABLE, Request.ADD_MEM_REG, Request.REM_MEM_REG]);
+    payload = new Uint8Array(rng.chance(0.5) ? rng.pick([8, 40, 72, 8 + 32 * 8]) : rng.below(300));
+    for (let i = 0; i < payload.length; i++) payload[i] = rng.chance(0.5) ? 0 : rng.below(256);
+    if (payload.length >= 4 && rng.chance(0.7))
+      new DataView(payload.buffer).setUint32(0, rng.below(4), true);
+    for (let n = rng.below(4); n > 0; n--) fds.push(memoryFd(bench, rng).fd);
+  }
+  const reply = bench.device.handle(message(request, payload, fds, needReply));
+  const ack = ackOf(reply);
+  const fail = (what: string): never => {
+    throw new FuzzFailure(`${where()}: ${requestName(request)}: ${what}`);
+  };
+  if (bench.fds.mapsPastEnd !== 0) fail('mapped past the end of its file');
+  const after = memory.regions;
+  for (const region of after) {
+    const file = bench.fds.files.get(region.fd);
+    if (file?.kind !== 'mem') fail(`region at gpa ${region.guestAddr} on a non-file fd`);
+    const fileSize = bench.fds.fileSize(region.fd);
+    if (region.size <= 0 || region.mmapOffset + region.size > fileSize) {
+      fail(`region [${region.mmapOffset}, +${region.size}) of a ${fileSize}-byte file`);
+    }
+    if (region.bytes.length !== region.size) fail('region view shorter than the region');
+  }
+  // Each fd the message brought is now a region's or closed; each region it dropped, closed.
+  if (bench.fds.files.size - filesBefore !== after.length - before.length) {
+    fail(`${bench.fds.files.size - filesBefore} fds for ${after.length - before.length} regions`);
+  }
+  if (ack !== null && ack !== 0n) {
+    result.messages.memoryRefused++;
+    if (after.length !== before.length || after.some((r, i) => r !== before[i])) {
+      fail('a refused message changed the memory table');
+    }
+  } else if (ack === 0n) {
+    result.messages.memoryAccepted++;
+    if (request === Request.SET_MEM_TABLE && payload.length >= 8) {
+      const count = new DataView(payload.buffer, payload.byteOffset).getUint32(0, true);
+      if (after.length !== count) fail(`accepted a table of ${count} as ${after.length} regions`);
+    }
+  }
+  if (needReply && ack === null) fail('no REPLY_ACK answer');
+}
+
+function messageCase(
+  bench: GpuBench,
+  rng: Prng,
+  result: HostileFuzzResult,
+  where: () => string,
+): void {
+  result.messages.cases++;
+  if (rng.chance(0.4)) {
+    // A memory change mid-run, then commands that may land in or out of the new table.
+    memoryCase(bench, rng, result, where);
     const res = 1 + rng.below(8);
     bench.device.gpu.handleControl(encodeRequest(Cmd.RESOURCE_CREATE_2D, [res, 2, 64, 64]));
     bench.device.gpu.handleControl(
@@ -226,18 +420,23 @@ function messageCase(bench: GpuBench, rng: Prng, result: HostileFuzzResult): voi
     );
     return;
   }
-  // Memory regions come from randomRegions above (a random ADD_MEM_REG may point past the
-  // memfd: issue 12 #9, not yet checked).
-  const request = rng.pick(RANDOM_PAYLOAD_REQUESTS);
+  const request = rng.chance(0.95) ? rng.pick(REQUESTS) : rng.u32();
   const size = rng.chance(0.7) ? rng.pick([0, 8, 12, 40, 64]) : rng.below(300);
   const payload = new Uint8Array(size);
   for (let i = 0; i < size; i++) payload[i] = rng.chance(0.7) ? 0 : rng.below(256);
   if (size >= 4 && rng.chance(0.7)) new DataView(payload.buffer).setUint32(0, rng.below(3), true);
   const fdCount = rng.chance(0.6) ? 0 : rng.below(rng.chance(0.9) ? 3 : 12);
   const fds = Array.from({ length: fdCount }, () =>
-    rng.chance(0.5) ? bench.fds.eventfd() : bench.fds.dup(bench.memfd),
+    rng.chance(0.4)
+      ? bench.fds.eventfd()
+      : rng.chance(0.8)
+        ? bench.fds.dup(bench.memfd)
+        : memoryFd(bench, rng).fd,
   );
   bench.device.handle(message(request, payload, fds, rng.chance(0.5)));
+  if (bench.fds.mapsPastEnd !== 0) {
+    throw new FuzzFailure(`${where()}: ${requestName(request)}: mapped past the end of a file`);
+  }
 }
 
 function backingCase(

@@ -16,7 +16,14 @@ test(`hostile fuzz: ${cases} framing, message, backing and BAR cases (seed ${see
     framing.messages > 1000 && framing.protocolErrors > 100,
     bySeed(JSON.stringify(framing)),
   );
-  assert.ok(messages.memTables > 500 && messages.devices > 5, bySeed(JSON.stringify(messages)));
+  assert.ok(
+    messages.memTables > 500 &&
+      messages.regionChanges > 300 &&
+      messages.memoryAccepted > 100 &&
+      messages.memoryRefused > 500 &&
+      messages.devices > 2,
+    bySeed(JSON.stringify(messages)),
+  );
   assert.ok(backing.kept > 10 && backing.refused > 10, bySeed(JSON.stringify(backing)));
   assert.ok(bar.ok > 100 && bar.invalid > 100, bySeed(JSON.stringify(bar)));
 });

@@ -22,7 +22,8 @@ import type { DeviceIo } from '../../plugin/vhost-user/vhost-user-device.js';
 import type { QueueBudget, QueueScheduler } from '../../plugin/vhost-user/scheduler.js';
 import { VhostUserGpuDevice } from '../../plugin/sources/virtio-gpu/vhost-user-gpu.js';
 
-type FakeFile = { kind: 'mem'; buffer: ArrayBuffer } | { kind: 'eventfd'; counter: number };
+type FakeFile =
+  { kind: 'mem'; buffer: ArrayBuffer } | { kind: 'eventfd'; counter: number } | { kind: 'pipe' };
 
 export class FakeFds implements DeviceIo {
   private next = 1000;
@@ -30,6 +31,11 @@ export class FakeFds implements DeviceIo {
   readonly watchers = new Map<number, () => void>();
   readonly mappings = new Set<Uint8Array>();
   closed: number[] = [];
+  /**
+   * Maps asked for past the end of a memfd. Real mmap grants them (touching the tail is SIGBUS);
+   * this stand-in refuses them and counts them, so a test sees the caller skipped its fstat check.
+   */
+  mapsPastEnd = 0;
 
   memfd(buffer: ArrayBuffer): number {
     const fd = this.next++;
@@ -40,6 +46,13 @@ export class FakeFds implements DeviceIo {
   eventfd(): number {
     const fd = this.next++;
     this.files.set(fd, { kind: 'eventfd', counter: 0 });
+    return fd;
+  }
+
+  /** A non-file fd (one end of a pipe): neither mappable nor an eventfd. */
+  pipe(): number {
+    const fd = this.next++;
+    this.files.set(fd, { kind: 'pipe' });
     return fd;
   }
 
@@ -55,7 +68,10 @@ export class FakeFds implements DeviceIo {
     const file = this.files.get(fd);
     if (!file || file.kind !== 'mem') throw new Error(`map of fd ${fd}`);
     if (offset % 4096 !== 0) throw new Error('unaligned mmap offset');
-    if (offset + length > file.buffer.byteLength) throw new Error('mmap past the end of the memfd');
+    if (offset + length > file.buffer.byteLength) {
+      this.mapsPastEnd++;
+      throw new Error('mmap past the end of the memfd');
+    }
     const view = new Uint8Array(file.buffer, offset, length);
     this.mappings.add(view);
     return view;
@@ -63,7 +79,8 @@ export class FakeFds implements DeviceIo {
 
   fileSize(fd: number): number {
     const file = this.files.get(fd);
-    if (!file || file.kind !== 'mem') throw new Error(`fd ${fd} is not a memfd`);
+    if (!file) throw new Error(`fd ${fd} is not open`);
+    if (file.kind !== 'mem') throw new Error(`fd ${fd} is not a regular file (${file.kind})`);
     return file.buffer.byteLength;
   }
 
