@@ -6,7 +6,7 @@
  * the source offers it to the guest as its preferred mode), never applied by scaling: that would
  * make the compositor resample every frame. Flushes
  * become damage_buffer + commit through the FramePacer: no pixel is touched on the zero-copy
- * paths, and the frame callback paces commits.
+ * paths, and frame callbacks pace commits when the guest is faster than the display.
  */
 import type {
   WlCallbackProxy,
@@ -143,7 +143,7 @@ export class HeadWindow {
       this.updateReady();
       return;
     }
-    this.pacer.reset(buffer.width, buffer.height);
+    this.pacer.reset(buffer.width, buffer.height, buffer.path !== 'shm-copy');
     this.updateReady();
   }
 
@@ -157,8 +157,8 @@ export class HeadWindow {
     this.pacer.setReady(this.configured && this.current !== null && !this.destroyed);
   }
 
-  /** CommitTarget: damage, frame callback, commit. */
-  commit(damage: DamageAccumulator): number {
+  /** CommitTarget: damage, frame callback (when the pacer needs one), commit. */
+  commit(damage: DamageAccumulator, frameCallback: boolean): number {
     const buffer = this.current;
     if (buffer === null) return 0;
     const copied = buffer.prepare(damage);
@@ -173,7 +173,7 @@ export class HeadWindow {
         damage.rectHeight(i),
       );
     }
-    this.frameCallback = this.surface.frame().setListener(this.frameListener);
+    if (frameCallback) this.frameCallback = this.surface.frame().setListener(this.frameListener);
     this.surface.commit();
     buffer.markCommitted();
     this.events.committed?.();

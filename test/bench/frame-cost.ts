@@ -49,6 +49,14 @@ const { values } = parseArgs({
     frames: { type: 'string' },
     'long-frames': { type: 'string' },
     quick: { type: 'boolean' },
+    /** Comma-separated WxH list instead of the three standard sizes (A/B runs). */
+    sizes: { type: 'string' },
+    /** CPU per frame only: no allocation count, strace, 8 guests or long run (A/B runs). */
+    'per-frame-only': { type: 'boolean' },
+    /** Comma-separated: backend, plugin (default both). */
+    modes: { type: 'string' },
+    /** Writes a V8 CPU profile of each guestfb process into this folder (--cpu-prof). */
+    'cpu-prof-dir': { type: 'string' },
     compositor: { type: 'string' },
     child: { type: 'string' },
     socket: { type: 'string', multiple: true },
@@ -299,6 +307,9 @@ async function startSetup(
   };
   try {
     const args = ['--expose-gc', thisFile, '--child', mode, '--size', `${width}x${height}`];
+    const profileDir = values['cpu-prof-dir'];
+    if (profileDir)
+      args.unshift('--cpu-prof', '--cpu-prof-interval=100', `--cpu-prof-dir=${profileDir}`);
     const sockets = Array.from({ length: guests }, (_, i) => path.join(dir, `gpu${i}.sock`));
     for (const socket of sockets) {
       rmSync(socket, { force: true });
@@ -476,7 +487,9 @@ const median = (xs: number[]) => {
 async function main(): Promise<void> {
   if (values.help) {
     process.stdout.write(
-      'Usage: node dist/test/bench/frame-cost.js [--json] [--frames N (300)] [--long-frames N (100000)] [--quick]\n',
+      'Usage: node dist/test/bench/frame-cost.js [--json] [--frames N (300)] [--long-frames N (100000)] [--quick]\n' +
+        '       [--sizes WxH,... --modes backend,plugin --per-frame-only] (a subset, for A/B runs)\n' +
+        '       [--cpu-prof-dir DIR] (a V8 CPU profile of each guestfb process)\n',
     );
     return;
   }
@@ -495,11 +508,21 @@ async function main(): Promise<void> {
   };
   const dir = mkdtempSync(path.join(os.tmpdir(), 'guestfb-bench-frames-'));
   const fps = 30;
-  const resolutions: [number, number][] = [
-    [1280, 800],
-    [1920, 1080],
-    [3840, 2160],
-  ];
+  const resolutions: [number, number][] = values.sizes
+    ? values.sizes.split(',').map((size) => {
+        const [w, h] = size.split('x').map(Number);
+        if (!(w! > 0 && h! > 0)) throw new Error(`--sizes: bad size ${size}`);
+        return [w!, h!];
+      })
+    : [
+        [1280, 800],
+        [1920, 1080],
+        [3840, 2160],
+      ];
+  const extras = !values['per-frame-only'];
+  const modes = (values.modes ?? 'backend,plugin').split(',') as ('backend' | 'plugin')[];
+  if (!modes.every((mode) => mode === 'backend' || mode === 'plugin'))
+    throw new Error('--modes: backend and/or plugin');
   const perResolution: Record<string, { backend: Measured; plugin: Measured }> = {};
   let syscalls: SyscallCount[] | string = 'not measured';
   const allocations: Record<string, { bytesPerFrame: number; frames: number; gcs: number }> = {};
@@ -509,16 +532,16 @@ async function main(): Promise<void> {
     for (const [width, height] of resolutions) {
       const name = `${width}x${height}`;
       const result = {} as { backend: Measured; plugin: Measured };
-      for (const mode of ['backend', 'plugin'] as const) {
+      for (const mode of modes) {
         progress(`${mode} at ${name}, ${frames} frames at ${fps} Hz`);
         const setup = await startSetup(dir, mode, width, height, 1);
         try {
           result[mode] = await measure(setup, frames, fps, 1);
-          if (width === 1920) {
+          if (width === 1920 && extras) {
             progress(`allocations per frame, 1920x1080 ${mode}`);
             allocations[mode] = await measureAllocations(setup, 100, fps);
           }
-          if (mode === 'plugin' && width === 1920) {
+          if (mode === 'plugin' && width === 1920 && extras) {
             progress('syscalls per frame (strace -c -f), 1920x1080 back-end + plugin');
             syscalls = await countSyscalls(setup, Math.min(frames, 300), fps, dir);
           }
@@ -529,18 +552,18 @@ async function main(): Promise<void> {
       perResolution[name] = result;
     }
 
-    progress(`8 guests at 1920x1080, ${fps} Hz each, one guestfb process`);
-    {
+    if (extras) {
+      progress(`8 guests at 1920x1080, ${fps} Hz each, one guestfb process`);
       const setup = await startSetup(dir, 'plugin', 1920, 1080, 8);
       try {
         const many = await measure(setup, frames, fps, 8);
-        const one = perResolution['1920x1080']!.plugin;
+        const one = perResolution['1920x1080']?.plugin;
         eightGuests = {
           guests: 8,
           cpuUsPerFrame: many.cpuUsPerFrame,
-          oneGuestCpuUsPerFrame: one.cpuUsPerFrame,
+          oneGuestCpuUsPerFrame: one?.cpuUsPerFrame ?? null,
           /** 8-guest CPU per frame / one guest's */
-          ratio: many.cpuUsPerFrame / one.cpuUsPerFrame,
+          ratio: one ? many.cpuUsPerFrame / one.cpuUsPerFrame : null,
           worstHandoffP99Us: many.handoffP99Us,
           worstHandoffP50Us: many.handoffP50Us,
           framesPresented: many.framesPresented,
@@ -552,8 +575,8 @@ async function main(): Promise<void> {
       }
     }
 
-    progress(`long run: ${longFrames} frames back to back, 640x480 back-end + plugin`);
-    {
+    if (extras) {
+      progress(`long run: ${longFrames} frames back to back, 640x480 back-end + plugin`);
       const setup = await startSetup(dir, 'plugin', 640, 480, 1);
       try {
         await setup.run(WARM_UP_FRAMES, 0);
@@ -620,13 +643,17 @@ function printTable(result: {
     'resolution  back-end µs/frame  back-end+plugin µs/frame  wake-ups/frame  handoff p50/p99 µs  kick→interrupt p50/p99 µs  bytes copied/frame',
   );
   for (const [name, r] of Object.entries(result.resolutions)) {
-    const h = (v: number | null) => (v === null ? 'n/a' : v.toFixed(0));
+    const h = (v: number | null | undefined) =>
+      v === null || v === undefined ? 'n/a' : v.toFixed(0);
+    const w = (v: number | undefined) => (v === undefined ? 'n/a' : v.toFixed(2));
+    // (--modes may have left one of the two out)
+    const backend = r.backend as Measured | undefined;
+    const plugin = r.plugin as Measured | undefined;
     out(
-      `${name.padEnd(11)} ${r.backend.cpuUsPerFrame.toFixed(0).padStart(17)} ${r.plugin.cpuUsPerFrame
-        .toFixed(0)
-        .padStart(
-          24,
-        )} ${`${r.backend.wakeUpsPerFrame.toFixed(2)}/${r.plugin.wakeUpsPerFrame.toFixed(2)}`.padStart(15)} ${`${h(r.plugin.handoffP50Us)}/${h(r.plugin.handoffP99Us)}`.padStart(19)} ${`${r.plugin.roundTripUs.p50.toFixed(0)}/${r.plugin.roundTripUs.p99.toFixed(0)}`.padStart(26)}  ${r.plugin.bytesCopiedPerFrame}`,
+      `${name.padEnd(11)} ${h(backend?.cpuUsPerFrame).padStart(17)} ${h(plugin?.cpuUsPerFrame).padStart(24)} ` +
+        `${`${w(backend?.wakeUpsPerFrame)}/${w(plugin?.wakeUpsPerFrame)}`.padStart(15)} ` +
+        `${`${h(plugin?.handoffP50Us)}/${h(plugin?.handoffP99Us)}`.padStart(19)} ` +
+        `${`${h(plugin?.roundTripUs.p50)}/${h(plugin?.roundTripUs.p99)}`.padStart(26)}  ${plugin?.bytesCopiedPerFrame ?? 'n/a'}`,
     );
   }
   out();
@@ -653,12 +680,12 @@ function printTable(result: {
     const e = result.eightGuests as {
       cpuUsPerFrame: number;
       oneGuestCpuUsPerFrame: number;
-      ratio: number;
+      ratio: number | null;
       worstHandoffP99Us: number | null;
     };
     out(
       `8 guests at 1920x1080@30: ${e.cpuUsPerFrame.toFixed(0)} µs/frame (one guest ${e.oneGuestCpuUsPerFrame.toFixed(0)}, ` +
-        `ratio ${e.ratio.toFixed(2)}); worst guest's handoff p99 ${e.worstHandoffP99Us?.toFixed(0) ?? 'n/a'} µs`,
+        `ratio ${e.ratio?.toFixed(2) ?? 'n/a'}); worst guest's handoff p99 ${e.worstHandoffP99Us?.toFixed(0) ?? 'n/a'} µs`,
     );
   }
   if (result.longRun) {

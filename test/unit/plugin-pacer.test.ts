@@ -6,14 +6,20 @@ import { PluginStats } from '../../plugin/stats.js';
 
 function recorder(bytesPerCommit = 0) {
   const commits: { x: number; y: number; width: number; height: number }[][] = [];
+  /** Whether each commit asked for a frame callback. */
+  const callbacks: boolean[] = [];
   return {
     commits,
-    commit(damage: DamageAccumulator): number {
+    callbacks,
+    commit(damage: DamageAccumulator, frameCallback: boolean): number {
       commits.push(damage.toRects());
+      callbacks.push(frameCallback);
       return bytesPerCommit * damage.area();
     },
   };
 }
+
+const full = [{ x: 0, y: 0, width: 100, height: 100 }];
 
 test('nothing commits before the surface is ready; readiness commits what accumulated', () => {
   const stats = new PluginStats();
@@ -67,4 +73,66 @@ test('reset damages the whole new buffer; stop drops state', () => {
   pacer.stop();
   pacer.flush([{ x: 0, y: 0, width: 1, height: 1 }]);
   assert.equal(target.commits.length, 1);
+});
+
+test('a guest slower than the display commits without frame callbacks; a faster one is paced', () => {
+  const stats = new PluginStats();
+  const target = recorder();
+  let clock = 1000;
+  const pacer = new FramePacer(stats, target, 100, 100, {
+    unpacedIntervalMs: 20,
+    now: () => clock,
+  });
+  pacer.setReady(true);
+  pacer.flush(full);
+  // The first commit of a ready surface asks for a callback; nothing commits until it fires.
+  assert.deepEqual(target.callbacks, [true]);
+  clock += 5;
+  pacer.flush(full);
+  assert.equal(target.commits.length, 1);
+  clock += 11;
+  pacer.frameDone(); // 16 ms after the last commit: the merged flush is paced again
+  assert.deepEqual(target.callbacks, [true, true]);
+  clock += 16;
+  pacer.frameDone();
+  assert.equal(pacer.waitingForFrame, false);
+  // Now the guest draws every 33 ms: each flush commits at once, without a callback.
+  for (let i = 0; i < 3; i++) {
+    clock += 33;
+    pacer.flush(full);
+    assert.equal(pacer.waitingForFrame, false, 'no callback pending after an unpaced commit');
+  }
+  assert.deepEqual(target.callbacks, [true, true, false, false, false]);
+  assert.equal(pacer.unpacedCommits, 3);
+  // A flush 19 ms after that commit is faster than the display: paced, and the next one merges.
+  clock += 19;
+  pacer.flush(full);
+  assert.deepEqual(target.callbacks.slice(5), [true]);
+  clock += 40;
+  pacer.flush(full);
+  assert.equal(target.commits.length, 6, 'merged while the callback is pending');
+  pacer.frameDone();
+  assert.deepEqual(target.callbacks.slice(5), [true, false], '40 ms later: unpaced');
+  assert.equal(stats.framesPresented, 7);
+  // A new buffer's first commit is paced, whatever the interval.
+  clock += 100;
+  pacer.reset(100, 100);
+  pacer.flush(full);
+  assert.deepEqual(target.callbacks.slice(7), [true]);
+});
+
+test('a buffer that copies is always paced by frame callbacks', () => {
+  const stats = new PluginStats();
+  const target = recorder(4);
+  let clock = 0;
+  const pacer = new FramePacer(stats, target, 100, 100, { now: () => clock });
+  pacer.reset(100, 100, false);
+  pacer.setReady(true);
+  for (let i = 0; i < 3; i++) {
+    clock += 100;
+    pacer.frameDone();
+    pacer.flush(full);
+  }
+  assert.deepEqual(target.callbacks, [true, true, true, true]);
+  assert.equal(pacer.unpacedCommits, 0);
 });
