@@ -10,7 +10,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +23,14 @@ import {
   Resp,
 } from '../../plugin/sources/virtio-gpu/gpu-protocol.js';
 import { DescFlag } from '../../plugin/vhost-user/virtqueue.js';
+import {
+  encodeMemTable,
+  encodeSingleRegion,
+  parseU64,
+  Request,
+  type WireMemoryRegion,
+} from '../../plugin/vhost-user/vhost-user-protocol.js';
+import { fd } from '../../native/fd.js';
 import { until } from '../helpers/wait.js';
 import { FORMAT_B8G8R8X8, PAGE, TestGuest, VhostSocket } from '../helpers/vhost-frontend.js';
 import { vcpuWorkerUrl, type VcpuProgram, type VcpuReport } from '../helpers/vcpu-worker.js';
@@ -378,6 +386,123 @@ test('#2 backing attack: overlapping, oversized and too many spans; RSS bounded'
     },
     1024 * MiB,
   );
+});
+
+/** Open fds of a process. */
+function fdCount(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/** Mappings of a process whose file is a memfd named `name`. */
+function memfdMappings(pid: number, name: string): number {
+  return readFileSync(`/proc/${pid}/maps`, 'utf8')
+    .split('\n')
+    .filter((line) => line.includes(`/memfd:${name} `)).length;
+}
+
+test('#9 memory regions past the end of their memfd are refused before mapping; no SIGBUS, no fd leak', async (t) => {
+  await withCompositor(t, async (running) => {
+    const { bad, good } = running;
+    const pid = running.child.pid!;
+    const SHORT = 'hostile-short-ram';
+    const region = (size: number, mmapOffset: number): WireMemoryRegion => ({
+      guestAddr: 0n,
+      size: BigInt(size),
+      userAddr: 0x7f00_0000_0000n,
+      mmapOffset: BigInt(mmapOffset),
+    });
+    const shortMemfd = (bytes: number): number => {
+      const x = fd.memfdCreate(SHORT, true);
+      fd.ftruncate(x, bytes);
+      return x;
+    };
+    // Each attack: what is sent, the fd it carries, the exact line guestfb must log.
+    const attacks: { request: number; payload: Uint8Array; fds: () => number[]; line: string }[] = [
+      {
+        // 16 MiB claimed of a 1 MiB memfd: mapped anyway, its tail was SIGBUS.
+        request: Request.SET_MEM_TABLE,
+        payload: encodeMemTable([region(16 * MiB, 0)]),
+        fds: () => [shortMemfd(MiB)],
+        line: `guestfb bad: vhost-user SET_MEM_TABLE: memory region [0, +${16 * MiB}) of its fd ends past the fd's ${MiB} bytes`,
+      },
+      {
+        // The size fits, the offset puts it wholly past the end.
+        request: Request.SET_MEM_TABLE,
+        payload: encodeMemTable([region(MiB, 4 * MiB)]),
+        fds: () => [shortMemfd(2 * MiB)],
+        line: `guestfb bad: vhost-user SET_MEM_TABLE: memory region [${4 * MiB}, +${MiB}) of its fd ends past the fd's ${2 * MiB} bytes`,
+      },
+      {
+        request: Request.ADD_MEM_REG,
+        payload: encodeSingleRegion({ ...region(2 * MiB, PAGE), guestAddr: 0x1_0000_0000n }),
+        fds: () => [shortMemfd(2 * MiB)],
+        line: `guestfb bad: vhost-user ADD_MEM_REG: memory region [${PAGE}, +${2 * MiB}) of its fd ends past the fd's ${2 * MiB} bytes`,
+      },
+      {
+        request: Request.SET_MEM_TABLE,
+        payload: encodeMemTable([region(MiB, 0)]),
+        fds: () => [fd.eventfd(0)],
+        line: 'guestfb bad: vhost-user SET_MEM_TABLE: memory region fd: not a regular file (a memfd or a memory file)',
+      },
+    ];
+    // The suite's bound: 20 ms above the good guest's own p99 alone, just before.
+    const baseline = percentile(await measureGoodGuest(good, BASELINE_MS), 99);
+    const bound = P99_BOUND_MS + baseline;
+    const fdsBefore = fdCount(pid);
+    const mark = running.mark();
+    let sent = 0;
+    let refused = 0;
+    let stop = false;
+    // The hostile front-end sends them back to back, each awaited (REPLY_ACK), while the good
+    // guest measures.
+    const hostile = (async () => {
+      while (!stop) {
+        const attack = attacks[sent % attacks.length]!;
+        const fds = attack.fds();
+        let reply: Uint8Array;
+        try {
+          reply = await bad.vhost.call(attack.request, attack.payload, fds);
+        } finally {
+          for (const x of fds) fd.close(x);
+        }
+        sent++;
+        if (parseU64(reply) !== 0n) refused++;
+      }
+    })();
+    let latencies: number[];
+    try {
+      latencies = await measureGoodGuest(good, ATTACK_MS);
+    } finally {
+      stop = true;
+      await hostile;
+    }
+    const p99 = percentile(latencies, 99);
+    // The bad guest's own table is still in place: its rings and RAM still work.
+    await bad.expect(encodeRequest(Cmd.GET_DISPLAY_INFO, []), Resp.OK_DISPLAY_INFO);
+    const fdsAfter = fdCount(pid);
+    const line =
+      `${sent} bad memory messages (${refused} refused); good guest p99 ${p99.toFixed(2)} ms over ` +
+      `${latencies.length} flushes (alone before: ${baseline.toFixed(2)} ms); compositor fds ` +
+      `${fdsBefore} before, ${fdsAfter} after`;
+    t.diagnostic(line);
+    console.log(`${t.name}: ${line}`);
+    assert.equal(refused, sent, 'every bad region answered as failed');
+    assert.ok(sent >= attacks.length * 10, `only ${sent} bad messages sent`);
+    assert.ok(latencies.length >= 100, `only ${latencies.length} good flushes`);
+    assert.ok(
+      p99 < bound,
+      `good guest p99 ${p99.toFixed(2)} ms (bound ${P99_BOUND_MS} ms above its ${baseline.toFixed(2)} ms alone)`,
+    );
+    assert.equal(fdsAfter, fdsBefore, 'every fd the hostile front-end sent was closed');
+    assert.equal(memfdMappings(pid, SHORT), 0, 'nothing of the short memfds stays mapped');
+    const logged = running.since(mark);
+    for (const attack of attacks) {
+      assert.ok(
+        logged.includes(attack.line),
+        `log line missing: ${attack.line}\n${logged.slice(0, 2000)}`,
+      );
+    }
+  });
 });
 
 test('#5 cursor flood: the cursor queue refilled without end keeps the Wayland connection', async (t) => {
