@@ -14,6 +14,11 @@
 //     (modulo 65536) is set, black otherwise (cell 0 is the most significant bit). Frame 0 is
 //     the first frame shown. Skipped when the output is smaller than 256x16.
 //
+// Cursor (--cursor): each output also gets a 64x64 ARGB8888 cursor through
+// DRM_IOCTL_MODE_CURSOR2 (virtio-gpu's UPDATE_CURSOR): transparent but for a 16x16 opaque square
+// at its top-left in kCursorColors[o % 4] (o as for the bars: orange ff8000, violet 8000ff,
+// mint 00ff80, pink ff0080), hotspot (5, 3), placed at the output's centre.
+//
 // Damage: --damage full sends the whole frame each frame, --damage box only the counter strip.
 // Mode: see pick_mode (--mode WxH picks the exact or the largest fitting listed mode).
 // Output on stdout, one line per event, prefixed "drawpattern:".
@@ -36,6 +41,12 @@
 #include "guest-common.h"
 
 #define MAX_OUTPUTS 16
+#define CURSOR_SIZE 64
+#define CURSOR_SQUARE 16
+#define CURSOR_HOT_X 5
+#define CURSOR_HOT_Y 3
+
+static const uint32_t kCursorColors[4] = {0xff8000, 0x8000ff, 0x00ff80, 0xff0080};
 
 struct options {
   const char* device;
@@ -45,6 +56,7 @@ struct options {
   unsigned long frames;  // 0: forever
   int full_damage;
   int hold;
+  int cursor;
   int output;                        // -1: all, -2: last, otherwise an index
   uint32_t mode_width, mode_height;  // 0: automatic
 };
@@ -87,19 +99,24 @@ static void usage(FILE* out) {
   fprintf(out,
           "usage: drawpattern [--device /dev/dri/card0] [--pattern bars|solid:RRGGBB]\n"
           "                   [--fps 30] [--frames N (0: forever)] [--damage full|box]\n"
-          "                   [--output all|last|N] [--mode WxH] [--hold]\n"
+          "                   [--output all|last|N] [--mode WxH] [--hold] [--cursor]\n"
           "Draws the documented test pattern on connected outputs, then sends DIRTYFB damage\n"
           "at --fps for --frames frames; --hold keeps the last frame up until killed.\n");
 }
 
 static void parse_options(int argc, char** argv, struct options* o) {
-  static const struct option long_options[] = {
-      {"device", required_argument, 0, 'd'}, {"pattern", required_argument, 0, 'p'},
-      {"fps", required_argument, 0, 'r'},    {"frames", required_argument, 0, 'n'},
-      {"damage", required_argument, 0, 'D'}, {"output", required_argument, 0, 'o'},
-      {"hold", no_argument, 0, 'H'},         {"mode", required_argument, 0, 'm'},
-      {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
-  *o = (struct options){"/dev/dri/card0", 0, 0, 30.0, 300, 1, 0, -1, 0, 0};
+  static const struct option long_options[] = {{"device", required_argument, 0, 'd'},
+                                               {"pattern", required_argument, 0, 'p'},
+                                               {"fps", required_argument, 0, 'r'},
+                                               {"frames", required_argument, 0, 'n'},
+                                               {"damage", required_argument, 0, 'D'},
+                                               {"output", required_argument, 0, 'o'},
+                                               {"hold", no_argument, 0, 'H'},
+                                               {"mode", required_argument, 0, 'm'},
+                                               {"cursor", no_argument, 0, 'c'},
+                                               {"help", no_argument, 0, 'h'},
+                                               {0, 0, 0, 0}};
+  *o = (struct options){"/dev/dri/card0", 0, 0, 30.0, 300, 1, 0, 0, -1, 0, 0};
   int c;
   while ((c = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
     char* end = NULL;
@@ -139,6 +156,9 @@ static void parse_options(int argc, char** argv, struct options* o) {
         break;
       case 'H':
         o->hold = 1;
+        break;
+      case 'c':
+        o->cursor = 1;
         break;
       case 'm':
         o->mode_width = (uint32_t)strtoul(optarg, &end, 10);
@@ -312,6 +332,46 @@ static void set_crtc(int fd, struct output* out) {
   if (xioctl(fd, DRM_IOCTL_MODE_SETCRTC, &crtc)) die("DRM_IOCTL_MODE_SETCRTC");
 }
 
+// The output's cursor (see the header): a dumb buffer handed to DRM_IOCTL_MODE_CURSOR2, kept
+// until exit.
+static void set_cursor(int fd, const struct output* out) {
+  struct drm_mode_create_dumb create;
+  memset(&create, 0, sizeof create);
+  create.width = CURSOR_SIZE;
+  create.height = CURSOR_SIZE;
+  create.bpp = 32;
+  if (xioctl(fd, DRM_IOCTL_MODE_CREATE_DUMB, &create)) die("DRM_IOCTL_MODE_CREATE_DUMB (cursor)");
+  struct drm_mode_map_dumb map;
+  memset(&map, 0, sizeof map);
+  map.handle = create.handle;
+  if (xioctl(fd, DRM_IOCTL_MODE_MAP_DUMB, &map)) die("DRM_IOCTL_MODE_MAP_DUMB (cursor)");
+  uint8_t* pixels =
+      mmap(NULL, create.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)map.offset);
+  if (pixels == MAP_FAILED) die("mmap cursor buffer");
+  uint32_t color = 0xff000000u | kCursorColors[out->index % 4];
+  for (uint32_t y = 0; y < CURSOR_SIZE; y++) {
+    uint32_t* row = (uint32_t*)(pixels + (size_t)y * create.pitch);
+    for (uint32_t x = 0; x < CURSOR_SIZE; x++)
+      row[x] = x < CURSOR_SQUARE && y < CURSOR_SQUARE ? color : 0;
+  }
+  munmap(pixels, create.size);
+
+  struct drm_mode_cursor2 cursor;
+  memset(&cursor, 0, sizeof cursor);
+  cursor.flags = DRM_MODE_CURSOR_BO | DRM_MODE_CURSOR_MOVE;
+  cursor.crtc_id = out->crtc_id;
+  cursor.x = (int32_t)(out->width / 2) - CURSOR_HOT_X;
+  cursor.y = (int32_t)(out->height / 2) - CURSOR_HOT_Y;
+  cursor.width = CURSOR_SIZE;
+  cursor.height = CURSOR_SIZE;
+  cursor.handle = create.handle;
+  cursor.hot_x = CURSOR_HOT_X;
+  cursor.hot_y = CURSOR_HOT_Y;
+  if (xioctl(fd, DRM_IOCTL_MODE_CURSOR2, &cursor)) die("DRM_IOCTL_MODE_CURSOR2");
+  printf("drawpattern: cursor on output %d: %06x square, hotspot %d,%d\n", out->index,
+         kCursorColors[out->index % 4], CURSOR_HOT_X, CURSOR_HOT_Y);
+}
+
 static void send_damage(int fd, struct output* out, int full) {
   struct drm_clip_rect clip;
   if (full || !has_counter(out->width, out->height)) {
@@ -373,6 +433,7 @@ int main(int argc, char** argv) {
     draw_counter(&out->canvas, 0);
     set_crtc(fd, out);
     send_damage(fd, out, 1);
+    if (o.cursor) set_cursor(fd, out);
     printf("drawpattern: output %d connector %u crtc %u mode %ux%u fb %u pitch %u\n", out->index,
            out->connector_id, out->crtc_id, out->width, out->height, out->fb_id, out->pitch);
   }

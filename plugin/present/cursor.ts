@@ -3,7 +3,9 @@
  * is over the head's window (wl_pointer.set_cursor, with the hotspot). Without a pointer (a
  * headless or seatless compositor) the image goes on a subsurface at the guest's cursor
  * position, so it appears in the window like the guest drew it. Without wl_subcompositor
- * either, the cursor is skipped (said once in the log).
+ * either, the cursor is skipped (said once in the log). When the pointer first enters, the
+ * subsurface goes: its surface has the subsurface role and set_cursor needs a surface without
+ * one (a compositor ends the connection otherwise), so a fresh surface takes the image.
  *
  * A guest can send cursor updates far faster than a compositor reads them (1,400 in one loop
  * turn overflowed the socket, and libwayland-client 1.21 treats a full socket while queuing as
@@ -105,6 +107,13 @@ export class HeadCursor {
   private hotX = 0;
   private hotY = 0;
   private visible = false;
+  /** The image shown now (re-attached when the subsurface gives way to the pointer). */
+  private image: CursorImage | null = null;
+  /** The role the surface has been given (null: none yet, or no surface). */
+  private surfaceRole: 'cursor' | 'subsurface' | null = null;
+  /** The latest position sent (the hotspot, in head pixels). */
+  private x = 0;
+  private y = 0;
   /** Pointer serial of the last enter into the parent window, while the pointer is inside. */
   private enterSerial: number | null = null;
   private pointer: WlPointerProxy | null = null;
@@ -126,6 +135,7 @@ export class HeadCursor {
   pointerFocus(pointer: WlPointerProxy, serial: number | null): void {
     this.pointer = pointer;
     this.enterSerial = serial;
+    this.takeRole('cursor');
     if (serial !== null) this.applyPointerCursor();
   }
 
@@ -133,6 +143,30 @@ export class HeadCursor {
   pointerGone(): void {
     this.pointer = null;
     this.enterSerial = null;
+    this.takeRole('subsurface');
+  }
+
+  /**
+   * A surface keeps its role until destroyed, and set_cursor on a subsurface's surface (or the
+   * reverse) is a protocol error that ends the connection. So when the mode changes, the
+   * surface goes and the image is sent again on a new one.
+   */
+  private takeRole(role: 'cursor' | 'subsurface'): void {
+    if (this.surfaceRole === null || this.surfaceRole === role) return;
+    const wasSubsurface = this.subsurface !== null;
+    if (this.subsurface?.alive) this.subsurface.destroy();
+    if (this.surface?.alive) this.surface.destroy();
+    this.subsurface = null;
+    this.surface = null;
+    this.surfaceRole = null;
+    if (wasSubsurface) this.commitParent(); // it leaves the window on the parent's commit
+    if (this.visible && this.image) {
+      this.visible = false;
+      const pending = this.pending ?? { x: this.x, y: this.y };
+      pending.image ??= this.image;
+      this.pending = pending;
+      this.schedule(false);
+    }
   }
 
   /**
@@ -192,6 +226,7 @@ export class HeadCursor {
     if (pending.image !== undefined) {
       if (pending.image === null) {
         this.visible = false;
+        this.image = null;
         this.attach(null);
       } else {
         const buffer = this.bufferFor(pending.image);
@@ -202,11 +237,14 @@ export class HeadCursor {
         }
         this.hotX = pending.image.hotX;
         this.hotY = pending.image.hotY;
+        this.image = pending.image;
         this.visible = buffer !== null;
         this.attach(buffer);
       }
     }
     this.pending = null;
+    this.x = pending.x;
+    this.y = pending.y;
     this.counters.batches++;
     if (mode === 'pointer') {
       this.applyPointerCursor();
@@ -243,6 +281,7 @@ export class HeadCursor {
     const surface = this.ensureSurface();
     this.subsurface = this.globals.subcompositor.getSubsurface(surface, this.parent);
     this.subsurface.setDesync();
+    this.surfaceRole = 'subsurface';
   }
 
   private attach(buffer: WlBufferProxy | null): void {
@@ -256,6 +295,7 @@ export class HeadCursor {
     if (!this.pointer?.alive || this.enterSerial === null) return;
     if (this.visible && this.surface) {
       this.pointer.setCursor(this.enterSerial, this.surface, this.hotX, this.hotY);
+      this.surfaceRole = 'cursor';
     } else {
       this.pointer.setCursor(this.enterSerial, null, 0, 0);
     }
@@ -274,6 +314,8 @@ export class HeadCursor {
     this.buffers?.destroy();
     this.subsurface = null;
     this.surface = null;
+    this.surfaceRole = null;
     this.buffers = null;
+    this.image = null;
   }
 }

@@ -43,6 +43,8 @@ export class HeadWindow {
   title: string;
   private current: PresentedBuffer | null = null;
   private configured = false;
+  /** A commit without damage was asked for while a frame was in flight. */
+  private commitWanted = false;
   private frameCallback: WlCallbackProxy | null = null;
   /** One listener object for every frame callback: nothing allocated per frame for it. */
   private readonly frameListener = { done: () => this.onFrameDone() };
@@ -175,15 +177,22 @@ export class HeadWindow {
     }
     if (frameCallback) this.frameCallback = this.surface.frame().setListener(this.frameListener);
     this.surface.commit();
+    this.commitWanted = false;
     buffer.markCommitted();
     this.events.committed?.();
     return copied;
   }
 
-  /** Commits without new damage when no frame is in flight (e.g. to move a subsurface). */
+  /** Commits without new damage (e.g. to move a subsurface); while a frame is in flight, once
+   * it is done (a guest that sends no more frames still gets its cursor moved). */
   commitIfIdle(): void {
-    if (this.destroyed || !this.configured || this.pacer.waitingForFrame) return;
+    if (this.destroyed || !this.configured) return;
+    if (this.pacer.waitingForFrame) {
+      this.commitWanted = true;
+      return;
+    }
     this.surface.commit();
+    this.commitWanted = false;
   }
 
   private onFrameDone(): void {
@@ -191,6 +200,7 @@ export class HeadWindow {
     this.frameCallback = null;
     this.pacer.frameDone();
     this.events.frameDone?.();
+    if (this.commitWanted) this.commitIfIdle();
   }
 
   destroy(): void {

@@ -9,6 +9,9 @@
 // notches), and the releases guestfb sends when the keyboard focus moves or leaves and when
 // the pointer leaves with a button down. Then 200 key events one at a time: the round trip
 // (script line written -> guest read -> guest's line back on the host) is reported, p50/p99.
+// The guest also sets a cursor on each head (drawpattern --cursor: virtio-gpu UPDATE_CURSOR with
+// a hotspot): when the pointer is on a head's window, that head's cursor image is drawn at the
+// host pointer minus its hotspot (guestfb's wl_pointer.set_cursor), checked in screenshots.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -34,7 +37,7 @@ import {
   createVhostUserGpuBackend,
   type VhostUserGpuBackend,
 } from '../../plugin/sources/virtio-gpu/index.js';
-import { waitFor } from './helpers/windows.js';
+import { screenshot, waitFor } from './helpers/windows.js';
 import {
   failureContext,
   guestContext,
@@ -51,6 +54,10 @@ const HEAD1 = 'ev — ev-1';
 const HEAD1_X = W + 40;
 const WAIT_MS = 300_000;
 const LATENCY_EVENTS = 200;
+/** drawpattern --cursor: a 16x16 square of one colour per head, hotspot (5, 3). */
+const CURSOR_COLORS = [0xff8000, 0x8000ff];
+const CURSOR_SQUARE = 16;
+const CURSOR_HOT = { x: 5, y: 3 };
 
 let tier: QemuTier;
 let guest: GuestImage;
@@ -118,6 +125,41 @@ async function expectEvents(what: string, scriptLines: string[], expected: strin
   consumed += expected.length;
 }
 
+/** Where the screenshot has pixels of `color`: bounding box and count. */
+function pixelsOf(color: number) {
+  const shot = screenshot(compositor!, 'HEADLESS-1');
+  let [left, top, right, bottom, count] = [shot.width, shot.height, -1, -1, 0];
+  for (let y = 0; y < shot.height; y++) {
+    for (let x = 0; x < shot.width; x++) {
+      if (shot.pixel(x, y) !== color) continue;
+      count++;
+      left = Math.min(left, x);
+      top = Math.min(top, y);
+      right = Math.max(right, x);
+      bottom = Math.max(bottom, y);
+    }
+  }
+  return { x: left, y: top, width: right - left + 1, height: bottom - top + 1, count };
+}
+
+/** Asserts head `head`'s cursor square is drawn once, at the pointer (x, y) minus the hotspot. */
+async function expectCursor(head: number, x: number, y: number) {
+  const expected = {
+    x: x - CURSOR_HOT.x,
+    y: y - CURSOR_HOT.y,
+    width: CURSOR_SQUARE,
+    height: CURSOR_SQUARE,
+    count: CURSOR_SQUARE * CURSOR_SQUARE,
+  };
+  let seen = pixelsOf(CURSOR_COLORS[head]!);
+  await waitFor(
+    () => JSON.stringify((seen = pixelsOf(CURSOR_COLORS[head]!))) === JSON.stringify(expected),
+    10_000,
+    50,
+  );
+  assert.deepEqual(seen, expected, `head ${head}'s cursor at the pointer (${x}, ${y})\n${debug()}`);
+}
+
 const SYN = '0 0 0';
 const key = (code: number, value: number) => [`1 ${code} ${value}`, SYN];
 /** The absolute value guestfb gives layout pixel `px` of `size`: the centre of its range. */
@@ -180,7 +222,7 @@ test('exact evdev events in the guest: keys, modifiers, both heads, buttons, whe
     timeoutMs: 15 * 60_000,
     guestCommand:
       `${findPort}evdump --out $port & ` +
-      `drawpattern --output all --mode ${W}x${H} --frames 1 --hold`,
+      `drawpattern --output all --mode ${W}x${H} --frames 1 --hold --cursor`,
     extraArgs: [
       '-chardev',
       `socket,id=inp,path=${inputSocket}`,
@@ -239,6 +281,7 @@ test('exact evdev events in the guest: keys, modifiers, both heads, buttons, whe
     [`3 0 ${abs(100, 2 * W)}`, `3 1 ${abs(50, H)}`, SYN, ...key(272, 1), ...key(272, 0)],
   );
   assert.deepEqual([abs(100, 2 * W), abs(50, H)], [2572, 3447]);
+  await expectCursor(0, 100, 50);
   await expectEvents(
     'shift+A: one SYN_REPORT per key',
     [
@@ -256,6 +299,8 @@ test('exact evdev events in the guest: keys, modifiers, both heads, buttons, whe
     [`3 0 ${abs(W + 200, 2 * W)}`, `3 1 ${abs(300, H)}`, SYN, ...key(273, 1), ...key(273, 0)],
   );
   assert.deepEqual([abs(W + 200, 2 * W), abs(300, H)], [21516, 20514]);
+  await expectCursor(1, HEAD1_X + 200, 300);
+  assert.equal(pixelsOf(CURSOR_COLORS[0]!).count, 0, "head 0's cursor left with the pointer");
   await expectEvents(
     'wheel: one notch down, two up (hi-res in 1/120 notches, then whole notches)',
     ['wheel 1', 'wheel -2'],

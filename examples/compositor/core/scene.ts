@@ -1,6 +1,8 @@
 /**
  * The scene: outputs side by side in one global space, windows (mapped toplevel surface trees)
- * stacked bottom to top, damage tracking in global coordinates, and the per-output render tick
+ * stacked bottom to top, the pointer's cursor image on top of them (a surface with the cursor
+ * role, drawn at the pointer position minus its hotspot, as a compositor shows a client's
+ * wl_pointer.set_cursor), damage tracking in global coordinates, and the per-output render tick
  * that composes damage, paces frame callbacks at the output's refresh rate, reports presentation
  * feedback with the tick's CLOCK_MONOTONIC time, and releases replaced buffers.
  */
@@ -106,6 +108,13 @@ export interface SceneOptions {
   afterRender?: (output: Output) => void;
 }
 
+/** The image the pointer shows: a cursor-role surface tree and its hotspot. */
+export interface CursorImage {
+  surface: Surface;
+  hotX: number;
+  hotY: number;
+}
+
 const CASCADE_STEP = 32;
 
 export class Scene {
@@ -114,6 +123,11 @@ export class Scene {
   readonly surfaces = new Set<Surface>();
   readonly background: number;
   private cascadeIndex = 0;
+  /** The pointer's position (global) and the image drawn there (null: none). */
+  private pointer = { x: 0, y: 0 };
+  private cursorImage: CursorImage | null = null;
+  /** Global rectangles the cursor covered when last drawn (for damage when it moves). */
+  private cursorBounds = new Region();
   private readonly log: (message: string) => void;
   private running = false;
   /** Frame callbacks sent so far (all surfaces), for tests and stats. */
@@ -160,6 +174,14 @@ export class Scene {
   }
 
   removeSurface(surface: Surface): void {
+    if (this.cursorImage) {
+      let root = surface;
+      while (root.parent) root = root.parent;
+      if (root === this.cursorImage.surface) {
+        if (surface === root) this.setCursor(null);
+        else this.cursorChanged();
+      }
+    }
     const window = this.windowOf(surface);
     if (window) {
       if (window.surface === surface) this.unmapWindow(surface);
@@ -208,6 +230,57 @@ export class Scene {
     this.damageGlobal(window.bounds);
   }
 
+  // --- the pointer's cursor --------------------------------------------------------------------
+
+  /** The cursor image shown at the pointer (null: none). */
+  get cursor(): CursorImage | null {
+    return this.cursorImage;
+  }
+
+  /** Where the pointer is, in global coordinates. */
+  get pointerPosition(): { x: number; y: number } {
+    return { ...this.pointer };
+  }
+
+  /** Shows `image` at the pointer (null hides it); damages where the old and new ones are. */
+  setCursor(image: CursorImage | null): void {
+    this.cursorImage = image ? { ...image } : null;
+    this.cursorChanged();
+  }
+
+  /** Moves the hotspot by (-dx, -dy): wl_surface.offset or attach's x/y on a cursor surface. */
+  moveCursorHotspot(dx: number, dy: number): void {
+    if (!this.cursorImage || (dx === 0 && dy === 0)) return;
+    this.cursorImage.hotX -= dx;
+    this.cursorImage.hotY -= dy;
+    this.cursorChanged();
+  }
+
+  /** Moves the pointer (global coordinates); the cursor image follows it. */
+  movePointer(x: number, y: number): void {
+    if (x === this.pointer.x && y === this.pointer.y) return;
+    this.pointer = { x, y };
+    if (this.cursorImage) this.cursorChanged();
+  }
+
+  /** Top-left corner of the cursor surface (the pointer minus the hotspot). */
+  private cursorOrigin(image: CursorImage): { x: number; y: number } {
+    return { x: this.pointer.x - image.hotX, y: this.pointer.y - image.hotY };
+  }
+
+  /** The cursor's image, place or content changed: damage where it was and where it is. */
+  private cursorChanged(): void {
+    const image = this.cursorImage;
+    let bounds = new Region();
+    if (image) {
+      const origin = this.cursorOrigin(image);
+      bounds = this.surfaceTreeBounds(image.surface, origin.x, origin.y);
+    }
+    this.damageGlobal(this.cursorBounds);
+    this.damageGlobal(bounds);
+    this.cursorBounds = bounds;
+  }
+
   /** The window whose tree holds `surface`. */
   windowOf(surface: Surface): Window | undefined {
     let root = surface;
@@ -227,11 +300,16 @@ export class Scene {
       y += link.y;
       node = node.parent;
     }
+    if (this.cursorImage?.surface === node) {
+      const origin = this.cursorOrigin(this.cursorImage);
+      return { x: origin.x + x, y: origin.y + y };
+    }
     const window = this.windows.find((w) => w.surface === node);
     return window ? { x: window.x + x, y: window.y + y } : null;
   }
 
-  /** The surfaces of every window as render layers, bottom to top, in global coordinates. */
+  /** The surfaces of every window as render layers, bottom to top, in global coordinates; the
+   * cursor image last (on top). */
   layers(): SceneLayer[] {
     const layers: SceneLayer[] = [];
     const walk = (surface: Surface, x: number, y: number): void => {
@@ -245,10 +323,18 @@ export class Scene {
       }
     };
     for (const window of this.windows) walk(window.surface, window.x, window.y);
+    if (this.cursorImage) {
+      const origin = this.cursorOrigin(this.cursorImage);
+      walk(this.cursorImage.surface, origin.x, origin.y);
+    }
     return layers;
   }
 
   private treeBounds(window: Window): Region {
+    return this.surfaceTreeBounds(window.surface, window.x, window.y);
+  }
+
+  private surfaceTreeBounds(root: Surface, rootX: number, rootY: number): Region {
     const region = new Region();
     const walk = (surface: Surface, x: number, y: number): void => {
       for (const entry of surface.stack) {
@@ -260,12 +346,18 @@ export class Scene {
         }
       }
     };
-    walk(window.surface, window.x, window.y);
+    walk(root, rootX, rootY);
     return region.simplify();
   }
 
   /** A surface tree changed shape (a subsurface came or went): damage old and new bounds. */
   treeChanged(surface: Surface): void {
+    let root = surface;
+    while (root.parent) root = root.parent;
+    if (root === this.cursorImage?.surface) {
+      this.cursorChanged();
+      return;
+    }
     const window = this.windowOf(surface);
     if (window) this.relayout(window);
   }
@@ -278,6 +370,20 @@ export class Scene {
   }
 
   private surfaceApplied(surface: Surface, result: CommitResult): void {
+    const cursor = this.cursorImage;
+    if (cursor) {
+      let root = surface;
+      while (root.parent) root = root.parent;
+      if (root === cursor.surface) {
+        // A cursor is small: its whole old and new area is damaged on every commit.
+        if (surface === root && (result.dx !== 0 || result.dy !== 0)) {
+          this.moveCursorHotspot(result.dx, result.dy);
+        } else {
+          this.cursorChanged();
+        }
+        return;
+      }
+    }
     const window = this.windowOf(surface);
     if (!window) return;
     if (window.surface === surface && (result.dx !== 0 || result.dy !== 0)) {

@@ -7,6 +7,10 @@
  * press gives that window keyboard focus and raises it (a press on no window clears it). The keys a client gets in
  * wl_keyboard.enter are the ones held at that moment. No key repeat is generated here: clients
  * repeat from repeat_info themselves.
+ *
+ * Cursor: the client with pointer focus picks the image with wl_pointer.set_cursor (serial of
+ * its latest enter); the scene draws it at the pointer minus the hotspot. A focus change drops
+ * it (the next client sets its own; there is no default image).
  */
 import {
   WlKeyboardKeyState,
@@ -19,6 +23,7 @@ import {
 import type { Display } from '../../../protocol-xml/runtime/server.js';
 import { SurfaceObject } from '../protocol/wl-surface.js';
 import type { Scene } from './scene.js';
+import type { Surface } from './surface.js';
 
 /** Continuous axis units per wheel notch (what weston sends for a wheel click). */
 export const AXIS_UNITS_PER_NOTCH = 10;
@@ -39,6 +44,8 @@ export class Seat {
   private readonly pointers = new Set<WlPointerResource>();
   private readonly keyboards = new Set<WlKeyboardResource>();
   private pointerFocus: SurfaceObject | null = null;
+  /** Serial of the latest wl_pointer.enter (set_cursor must name it). */
+  private enterSerial: number | null = null;
   private keyboardFocus: SurfaceObject | null = null;
   private readonly keysDown = new Set<number>();
   private readonly buttonsDown = new Set<number>();
@@ -57,7 +64,10 @@ export class Seat {
     const focus = this.liveFocus('pointer');
     if (focus && focus.resource.client === pointer.client) {
       const local = this.local(focus);
-      if (local) pointer.sendEnter(this.display.nextSerial(), focus.resource, local.x, local.y);
+      if (local) {
+        this.enterSerial = this.display.nextSerial();
+        pointer.sendEnter(this.enterSerial, focus.resource, local.x, local.y);
+      }
       if (pointer.version >= 5) pointer.sendFrame();
     }
   }
@@ -122,13 +132,33 @@ export class Seat {
     for (const pointer of this.pointersOf(object)) if (pointer.version >= 5) pointer.sendFrame();
   }
 
+  /**
+   * wl_pointer.set_cursor: shown while `pointer`'s client has the pointer focus and `serial` is
+   * its latest enter's; otherwise ignored, as the protocol says. Null hides the cursor.
+   */
+  setCursor(
+    pointer: WlPointerResource,
+    serial: number,
+    surface: Surface | null,
+    hotX: number,
+    hotY: number,
+  ): void {
+    const focus = this.liveFocus('pointer');
+    if (!focus || focus.resource.client !== pointer.client || serial !== this.enterSerial) return;
+    this.scene.setCursor(surface ? { surface, hotX, hotY } : null);
+  }
+
   /** Moves the pointer to output coordinates (global space); enter/leave/motion + frame. */
   moveTo(x: number, y: number): void {
     this.x = x;
     this.y = y;
+    this.scene.movePointer(x, y);
     const under = this.windowAt(x, y);
     const focus = this.liveFocus('pointer');
     if (under !== focus) {
+      // The old focus's cursor image is not the new one's.
+      this.scene.setCursor(null);
+      this.enterSerial = null;
       if (focus) {
         const serial = this.display.nextSerial();
         for (const pointer of this.pointersOf(focus)) pointer.sendLeave(serial, focus.resource);
@@ -138,6 +168,7 @@ export class Seat {
       if (under) {
         const local = this.local(under)!;
         const serial = this.display.nextSerial();
+        this.enterSerial = serial;
         for (const pointer of this.pointersOf(under))
           pointer.sendEnter(serial, under.resource, local.x, local.y);
         this.frame(under);

@@ -186,11 +186,15 @@ export class Surface {
 
   // --- requests -------------------------------------------------------------------------------
 
-  attach(buffer: ClientBuffer | null, dx: number, dy: number): void {
+  /** wl_surface.attach; the offset only before version 5 (later, wl_surface.offset sets it and
+   * attach must not undo that). */
+  attach(buffer: ClientBuffer | null, dx?: number, dy?: number): void {
     this.pending.bufferChanged = true;
     this.pending.buffer = buffer;
-    this.pending.dx = dx;
-    this.pending.dy = dy;
+    if (dx !== undefined && dy !== undefined) {
+      this.pending.dx = dx;
+      this.pending.dy = dy;
+    }
   }
 
   offset(dx: number, dy: number): void {

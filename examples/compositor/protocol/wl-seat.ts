@@ -29,6 +29,7 @@ export function createSeatGlobal(context: ServerContext): Global {
           seat.client,
           Math.min(seat.version, WlPointerResource.version),
           id,
+          context.seat,
         );
         context.seat.addPointer(pointer.resource);
       },

@@ -74,7 +74,8 @@ export class SurfaceObject implements WlSurfaceRequests {
     }
     const object = BufferObject.from(buffer);
     if (buffer && !object) throw new Error(`wl_buffer@${buffer.id} has no buffer object`);
-    this.surface.attach(object, x, y);
+    if (resource.version >= 5) this.surface.attach(object);
+    else this.surface.attach(object, x, y);
   }
 
   offset(_resource: WlSurfaceResource, x: number, y: number): void {
