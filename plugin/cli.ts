@@ -17,7 +17,15 @@ export class UsageError extends Error {
 
 export type SourceSpec =
   | { kind: 'pattern'; width: number; height: number }
-  | { kind: 'vhost-user-gpu'; name: string; socket: string; heads?: number }
+  | {
+      kind: 'vhost-user-gpu';
+      name: string;
+      socket: string;
+      heads?: number;
+      /** The preferred mode every head reports to the guest (display info and EDID). */
+      width?: number;
+      height?: number;
+    }
   | { kind: 'ivshmem'; name: string; socket: string; barSize: number };
 
 /** A guest's vhost-user-input device (`--vhost-user-input [NAME=]SOCKET`). */
@@ -127,6 +135,10 @@ export type Command =
   | { command: 'help'; text: string }
   | { command: 'version' };
 
+/** Sides `size=WxH` may give: the Linux virtio-gpu driver's mode limits (its XRES_MIN/MAX). */
+export const SIZE_MIN = 32;
+export const SIZE_MAX = 8192;
+
 export const DEFAULT_PATTERN_WIDTH = 1280;
 export const DEFAULT_PATTERN_HEIGHT = 720;
 
@@ -137,11 +149,14 @@ udmabuf and linux-dmabuf when the host allows, otherwise through wl_shm (logged 
 
 Sources (at least one, repeatable):
   --source pattern[:WxH]        a built-in moving test pattern (default ${DEFAULT_PATTERN_WIDTH}x${DEFAULT_PATTERN_HEIGHT})
-  --vhost-user-gpu [NAME=]SOCKET[,heads=N]
+  --vhost-user-gpu [NAME=]SOCKET[,heads=N][,size=WxH]
                                 act as QEMU's vhost-user-gpu backend on SOCKET (QEMU:
                                 -chardev socket,id=gpu,path=SOCKET
                                 -device vhost-user-gpu-pci,chardev=gpu[,max_outputs=N]);
-                                heads=N: N scanouts, one window each (default 1)
+                                heads=N: N scanouts, one window each (default 1);
+                                size=WxH: every head's preferred mode in the guest's display
+                                info and EDID (${SIZE_MIN}..${SIZE_MAX} each side; default:
+                                QEMU's xres/yres, else 1280x800)
   --ivshmem [NAME=]SOCKET       act as the ivshmem server on SOCKET and show the framebuffer a
                                 guest writes into the shared BAR (QEMU:
                                 -chardev socket,id=ivsh,path=SOCKET
@@ -255,22 +270,45 @@ export function parseNamedSocket(
 }
 
 /**
- * `[NAME=]SOCKET[,heads=N]`: N scanouts (1..16, default 1) for a guest whose device line says
- * max_outputs=N; each head is a window titled `NAME — NAME-i`.
+ * `[NAME=]SOCKET[,heads=N][,size=WxH]` (options in any order after the socket): N scanouts
+ * (1..16, default 1) for a guest whose device line says max_outputs=N, each head a window titled
+ * `NAME — NAME-i`; WxH the preferred mode every head reports to the guest.
  */
 export function parseVhostSpec(spec: string, index: number): SourceSpec {
-  const heads = /,heads=([^,]*)$/.exec(spec);
-  const named = parseNamedSocket(
-    'vhost-user-gpu',
-    heads ? spec.slice(0, heads.index) : spec,
-    `vm${index}`,
-  );
-  if (!heads) return { kind: 'vhost-user-gpu', ...named };
-  const count = Number(heads[1]);
-  if (!/^\d{1,2}$/.test(heads[1]!) || count < 1 || count > 16) {
-    throw new UsageError(`--vhost-user-gpu: heads=${heads[1]} outside 1..16`);
+  const options = new Map<string, string>();
+  let rest = spec;
+  for (let m = /,(heads|size)=([^,]*)$/.exec(rest); m; m = /,(heads|size)=([^,]*)$/.exec(rest)) {
+    if (options.has(m[1]!)) throw new UsageError(`--vhost-user-gpu: ${m[1]}= given twice`);
+    options.set(m[1]!, m[2]!);
+    rest = rest.slice(0, m.index);
   }
-  return { kind: 'vhost-user-gpu', ...named, heads: count };
+  const named = parseNamedSocket('vhost-user-gpu', rest, `vm${index}`);
+  const result: Extract<SourceSpec, { kind: 'vhost-user-gpu' }> = {
+    kind: 'vhost-user-gpu',
+    ...named,
+  };
+  const heads = options.get('heads');
+  if (heads !== undefined) {
+    const count = Number(heads);
+    if (!/^\d{1,2}$/.test(heads) || count < 1 || count > 16) {
+      throw new UsageError(`--vhost-user-gpu: heads=${heads} outside 1..16`);
+    }
+    result.heads = count;
+  }
+  const size = options.get('size');
+  if (size !== undefined) {
+    const m = /^(\d{1,5})x(\d{1,5})$/.exec(size);
+    const [width, height] = m ? [Number(m[1]), Number(m[2])] : [0, 0];
+    const inRange = (v: number) => v >= SIZE_MIN && v <= SIZE_MAX;
+    if (!inRange(width) || !inRange(height)) {
+      throw new UsageError(
+        `--vhost-user-gpu: size=${size} is not WxH with each side ${SIZE_MIN}..${SIZE_MAX}`,
+      );
+    }
+    result.width = width;
+    result.height = height;
+  }
+  return result;
 }
 
 /**
@@ -723,6 +761,8 @@ async function openVhostSource(
     role: 'listen',
     name: spec.name,
     scanouts: spec.heads,
+    width: spec.width,
+    height: spec.height,
     socketAccess,
     limits: gpuLimits.limits,
     budget: gpuLimits.budget,

@@ -42,11 +42,14 @@ Options:
   --bar-size SIZE            the ivshmem BAR size, a power of two (default 64M)
   --ivshmem-peers N          ivshmem clients at once (default 1: the one QEMU); each gets the
                              read-write BAR, so more are refused
-  --vhost-user-gpu [NAME=]SOCKET[,heads=N]
+  --vhost-user-gpu [NAME=]SOCKET[,heads=N][,size=WxH]
                              load guestfb as QEMU's vhost-user GPU back-end on SOCKET
                              (repeatable; QEMU: -chardev socket,id=gpu,path=SOCKET
                              -device vhost-user-gpu-pci,chardev=gpu[,max_outputs=N]);
-                             heads=N: N scanouts, one window each (default 1)
+                             heads=N: N scanouts, one window each (default 1);
+                             size=WxH: every head's preferred mode in the guest's display
+                             info and EDID (32..8192 each side; default: QEMU's xres/yres,
+                             else 1280x800)
   --vhost-user-input [NAME=]SOCKET
                              load guestfb as QEMU's vhost-user input back-end on SOCKET for
                              guest NAME (of its --vhost-user-gpu or --ivshmem; repeatable):

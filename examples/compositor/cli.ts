@@ -171,6 +171,8 @@ function startGuestfb(
         role: 'listen',
         name: spec.name,
         scanouts: spec.heads,
+        width: spec.width,
+        height: spec.height,
         socketAccess: options.socketAccess,
         limits: options.gpuLimits.limits,
         budget: options.gpuLimits.budget,

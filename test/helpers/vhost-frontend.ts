@@ -127,6 +127,8 @@ export interface TestGuestOptions {
   ramBytes?: number;
   /** Both queues' size (default 256). */
   queueSize?: number;
+  /** Device features to accept besides the transport's (e.g. Feature.VIRTIO_GPU_F_EDID). */
+  deviceFeatures?: bigint;
 }
 
 /** One guest: QEMU's negotiation, guest RAM, the control (0) and cursor (1) queues. */
@@ -143,12 +145,14 @@ export class TestGuest {
   private readonly stopWatches: (() => void)[] = [];
   private readonly waiters: ((() => boolean) | null)[] = [null, null];
   private readonly handedOver = [false, false];
+  private readonly deviceFeatures: bigint;
 
   constructor(
     readonly socketPath: string,
     options: TestGuestOptions = {},
   ) {
     this.ramBytes = options.ramBytes ?? 64 << 20;
+    this.deviceFeatures = options.deviceFeatures ?? 0n;
     this.memfd = fd.memfdCreate('test-guest-ram', true);
     fd.ftruncate(this.memfd, this.ramBytes);
     this.mapping = fd.mmap(this.memfd, 0, this.ramBytes, true);
@@ -178,7 +182,10 @@ export class TestGuest {
     await front.call(
       Request.SET_FEATURES,
       u64Payload(
-        Feature.VERSION_1 | Feature.VHOST_USER_F_PROTOCOL_FEATURES | Feature.RING_INDIRECT_DESC,
+        Feature.VERSION_1 |
+          Feature.VHOST_USER_F_PROTOCOL_FEATURES |
+          Feature.RING_INDIRECT_DESC |
+          this.deviceFeatures,
       ),
     );
     await front.call(Request.SET_MEM_TABLE, encodeMemTable(ramRegions(this.ramBytes)), [

@@ -43,6 +43,10 @@ test('compositor CLI options', () => {
     limits: { maxResources: 8 },
     budget: { sliceMs: 1 },
   });
+  assert.deepEqual(parseCli(['--vhost-user-gpu', 'vm=/g,heads=2,size=1024x600']).vhostUserGpu, [
+    { kind: 'vhost-user-gpu', name: 'vm', socket: '/g', heads: 2, width: 1024, height: 600 },
+  ]);
+  assert.match(USAGE, /size=WxH: every head's preferred mode/);
   assert.match(USAGE, /--limit NAME=VALUE/);
   assert.deepEqual(parseCli([]).socketAccess, {});
   assert.match(USAGE, /--socket-mode OCTAL .*default 0600/s);
@@ -63,6 +67,8 @@ test('compositor CLI rejects bad input with a usage error', () => {
     ['--ivshmem-peers', '2'],
     ['--ivshmem', '/s', '--ivshmem-peers', '100'],
     ['--limit', 'maxResources=-1'],
+    ['--vhost-user-gpu', 'vm=/g,size=10x10'],
+    ['--vhost-user-gpu', 'vm=/g,size=wide'],
   ]) {
     assert.throws(() => parseCli(argv), UsageError, argv.join(' '));
   }

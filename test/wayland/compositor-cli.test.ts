@@ -10,6 +10,17 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { decodePng } from '../../examples/compositor/render/screenshot.js';
+import { parseEdid } from '../../plugin/sources/virtio-gpu/edid.js';
+import {
+  Cmd,
+  DISPLAY_INFO_SIZE,
+  EDID_RESPONSE_SIZE,
+  HDR_SIZE,
+  Resp,
+  encodeRequest,
+} from '../../plugin/sources/virtio-gpu/gpu-protocol.js';
+import { Feature } from '../../plugin/vhost-user/vhost-user-protocol.js';
+import { TestGuest } from '../helpers/vhost-frontend.js';
 import { run } from './native-helpers.js';
 import { poll, until } from '../helpers/wait.js';
 
@@ -96,14 +107,21 @@ test('guestfb-compositor serves clients and writes screenshots until SIGTERM', a
   }
 });
 
-test('guestfb-compositor --vhost-user-gpu serves vhost-user in-process and prints stats on exit', async () => {
+test('guestfb-compositor --vhost-user-gpu serves vhost-user in-process (heads and size reach the guest) and prints stats on exit', async () => {
   const runtime = mkdtempSync(path.join(os.tmpdir(), 'guestfb-cli-vhost-'));
   const gpuSocket = path.join(runtime, 'gpu.sock');
   try {
     const env = { ...process.env, XDG_RUNTIME_DIR: runtime };
     const child = spawn(
       process.execPath,
-      [bin, '--headless', '--socket', 'guestfb-cli-2', '--vhost-user-gpu', `vm=${gpuSocket}`],
+      [
+        bin,
+        '--headless',
+        '--socket',
+        'guestfb-cli-2',
+        '--vhost-user-gpu',
+        `vm=${gpuSocket},size=1024x600,heads=2`,
+      ],
       { env, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let stdout = '';
@@ -129,6 +147,46 @@ test('guestfb-compositor --vhost-user-gpu serves vhost-user in-process and print
     const features = reply.readBigUInt64LE(12);
     assert.notEqual(features & (1n << 32n), 0n, 'VIRTIO_F_VERSION_1 offered');
     socket.destroy();
+    // A guest driver's view (a vhost-user front-end as QEMU, queues as Linux drives them): both
+    // heads' preferred mode is size=, in the display info and in head 0's EDID.
+    const connectGuest = async (): Promise<TestGuest> => {
+      for (let tries = 0; ; tries++) {
+        const candidate = new TestGuest(gpuSocket, { deviceFeatures: Feature.VIRTIO_GPU_F_EDID });
+        try {
+          await candidate.connect();
+          return candidate;
+        } catch (error) {
+          // The first connection may still be closing on the back-end's side.
+          candidate.close();
+          if (tries >= 20) throw error;
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      }
+    };
+    const guest = await connectGuest();
+    const response = await guest.command(
+      encodeRequest(Cmd.GET_DISPLAY_INFO, []),
+      DISPLAY_INFO_SIZE,
+    );
+    const info = new DataView(response.buffer);
+    assert.equal(info.getUint32(0, true), Resp.OK_DISPLAY_INFO);
+    for (const head of [0, 1]) {
+      const at = HDR_SIZE + 24 * head;
+      assert.deepEqual(
+        [8, 12].map((o) => info.getUint32(at + o, true)),
+        [1024, 600],
+        `head ${head}`,
+      );
+    }
+    const edid = await guest.command(encodeRequest(Cmd.GET_EDID, [0, 0]), EDID_RESPONSE_SIZE);
+    assert.equal(new DataView(edid.buffer).getUint32(0, true), Resp.OK_EDID);
+    assert.deepEqual(parseEdid(edid.subarray(HDR_SIZE + 8, HDR_SIZE + 8 + 128)), {
+      checksumOk: true,
+      width: 1024,
+      height: 600,
+      name: 'vm-0',
+    });
+    guest.close();
     child.kill('SIGTERM');
     assert.equal(await exited, 0, stderr);
     assert.match(stdout, /guestfb statistics:\n.*frames presented: 0/s);
