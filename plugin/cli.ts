@@ -6,7 +6,7 @@
  * never need the native addon. Usage errors exit with status 2.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { linesOf } from './common/log.js';
+import { linesOf, type LogLimits } from './common/log.js';
 import { parseSocketMode, type SocketAccess } from './common/unix-socket.js';
 import type { GpuLimits } from './sources/virtio-gpu/gpu-device.js';
 import type { QueueBudget } from './vhost-user/scheduler.js';
@@ -60,10 +60,14 @@ export interface RunOptions {
   gpuLimits: DeviceLimits;
 }
 
-/** What `--limit NAME=VALUE` sets: GPU limits and the queue budget of each vhost-user GPU. */
+/**
+ * What `--limit NAME=VALUE` sets: GPU limits, the queue budget and the log rate of each
+ * vhost-user GPU.
+ */
 export interface DeviceLimits {
   limits: Partial<GpuLimits>;
   budget: Partial<QueueBudget>;
+  log: Partial<LogLimits>;
 }
 
 /** `--limit` names: where each goes and how its value reads. */
@@ -71,15 +75,21 @@ const LIMIT_NAMES = {
   maxResources: 'count',
   maxBackingEntries: 'count',
   maxResourceBytes: 'bytes',
+  maxDimension: 'dimension',
   maxTotalSpans: 'count',
   maxTotalBackingBytes: 'bytes',
   chainsPerSlice: 'count',
   sliceMs: 'ms',
+  logBurst: 'count',
+  logPerSecond: 'count',
 } as const;
+
+/** The largest head or resource width and height anywhere in guestfb. */
+const MAX_DIMENSION = 16384;
 
 /** Parses repeated `--limit NAME=VALUE` (sizes take K/M/G). Throws UsageError. */
 export function parseLimits(specs: readonly string[]): DeviceLimits {
-  const out: DeviceLimits = { limits: {}, budget: {} };
+  const out: DeviceLimits = { limits: {}, budget: {}, log: {} };
   for (const spec of specs) {
     const match = /^(\w+)=(.+)$/.exec(spec);
     const name = match?.[1] as keyof typeof LIMIT_NAMES | undefined;
@@ -99,6 +109,16 @@ export function parseLimits(specs: readonly string[]): DeviceLimits {
       out.budget.sliceMs = value;
       continue;
     }
+    if (kind === 'dimension') {
+      value = /^\d{1,5}$/.test(text) ? Number(text) : NaN;
+      if (!(value >= 1 && value <= MAX_DIMENSION)) {
+        throw new UsageError(
+          `--limit ${name}: "${text}" is not a size of 1..${MAX_DIMENSION} pixels`,
+        );
+      }
+      out.limits.maxDimension = value;
+      continue;
+    }
     const size = /^(\d{1,15})([kKmMgG]?)$/.exec(text);
     const unit = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30 }[(size?.[2] ?? '').toLowerCase()]!;
     value = size && (kind === 'bytes' || size[2] === '') ? Number(size[1]) * unit : NaN;
@@ -108,6 +128,8 @@ export function parseLimits(specs: readonly string[]): DeviceLimits {
       );
     }
     if (name === 'chainsPerSlice') out.budget.chainsPerSlice = value;
+    else if (name === 'logBurst') out.log.burst = value;
+    else if (name === 'logPerSecond') out.log.perSecond = value;
     else out.limits[name as keyof GpuLimits] = value;
   }
   return out;
@@ -180,8 +202,9 @@ Input (repeatable):
 
 Per-guest limits (every --vhost-user-gpu; repeatable; defaults in the README, "Security model"):
   --limit NAME=VALUE            maxResources, maxBackingEntries, maxResourceBytes (K/M/G),
-                                maxTotalSpans, maxTotalBackingBytes (K/M/G), chainsPerSlice,
-                                sliceMs; e.g. --limit maxResources=256 --limit sliceMs=1
+                                maxDimension (1..16384), maxTotalSpans, maxTotalBackingBytes
+                                (K/M/G), chainsPerSlice, sliceMs, logBurst, logPerSecond;
+                                e.g. --limit maxResources=256 --limit sliceMs=1
 
 Who may connect (every socket above; whoever connects is the guest's QEMU):
   --socket-mode OCTAL           permission bits of the socket files (default 0600: your user
@@ -766,6 +789,7 @@ async function openVhostSource(
     socketAccess,
     limits: gpuLimits.limits,
     budget: gpuLimits.budget,
+    logLimits: gpuLimits.log,
     log: linesOf(log, `${spec.name}: `),
   });
   log(

@@ -62,7 +62,8 @@ Options:
                              process listens is refused ("in use"); a stale socket is replaced.
   --limit NAME=VALUE         per-guest limit of every --vhost-user-gpu (repeatable):
                              maxResources, maxBackingEntries, maxResourceBytes (K/M/G),
-                             maxTotalSpans, maxTotalBackingBytes (K/M/G), chainsPerSlice, sliceMs
+                             maxDimension (1..16384), maxTotalSpans, maxTotalBackingBytes
+                             (K/M/G), chainsPerSlice, sliceMs, logBurst, logPerSecond
   --input-script FILE        apply scripted input lines from FILE ("-" = stdin, or a FIFO) as
                              they arrive: move X Y | button left|right|middle press|release |
                              key KEY_NAME press|release | type TEXT | wheel N | wait MS |

@@ -176,6 +176,7 @@ function startGuestfb(
         socketAccess: options.socketAccess,
         limits: options.gpuLimits.limits,
         budget: options.gpuLimits.budget,
+        logLimits: options.gpuLimits.log,
         log: linesOf(log, `guestfb ${spec.name}: `, { showLevel: false }),
       }),
     );

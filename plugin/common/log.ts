@@ -39,6 +39,17 @@ export interface LogLimits {
 
 export const DEFAULT_LOG_LIMITS: LogLimits = { burst: 100, perSecond: 10 };
 
+/** Checks caller-given log limits (finite, not negative) and fills in defaults. */
+export function resolveLogLimits(limits: Partial<LogLimits> = {}): LogLimits {
+  const resolved = { ...DEFAULT_LOG_LIMITS, ...limits };
+  for (const [name, value] of Object.entries(resolved)) {
+    if (!Number.isFinite(value) || value < 0) {
+      throw new RangeError(`log limit ${name} must be a number >= 0 (got ${String(value)})`);
+    }
+  }
+  return resolved;
+}
+
 class Bucket {
   private tokens: number;
   private last: number;
@@ -75,7 +86,7 @@ export function rateLimitedLog(
   levels: readonly LogLevel[] = ['info', 'warn', 'error'],
   now: () => number = () => performance.now(),
 ): Logger {
-  const resolved = { ...DEFAULT_LOG_LIMITS, ...limits };
+  const resolved = resolveLogLimits(limits);
   const lines = new Bucket(resolved, now());
   const errors = new Bucket(resolved, now());
   return (level, message) => {

@@ -39,10 +39,26 @@ test('compositor CLI options', () => {
   ]);
   assert.deepEqual(sockets.socketAccess, { mode: 0o660, group: 1000 });
   assert.equal(sockets.ivshmemPeers, 2);
-  assert.deepEqual(parseCli(['--limit', 'maxResources=8', '--limit', 'sliceMs=1']).gpuLimits, {
-    limits: { maxResources: 8 },
-    budget: { sliceMs: 1 },
-  });
+  assert.deepEqual(
+    parseCli([
+      '--limit',
+      'maxResources=8',
+      '--limit',
+      'sliceMs=1',
+      '--limit',
+      'maxDimension=4096',
+      '--limit',
+      'logBurst=20',
+      '--limit',
+      'logPerSecond=2',
+    ]).gpuLimits,
+    {
+      limits: { maxResources: 8, maxDimension: 4096 },
+      budget: { sliceMs: 1 },
+      log: { burst: 20, perSecond: 2 },
+    },
+  );
+  assert.match(USAGE, /maxDimension \(1\.\.16384\).*logBurst, logPerSecond/s);
   assert.deepEqual(parseCli(['--vhost-user-gpu', 'vm=/g,heads=2,size=1024x600']).vhostUserGpu, [
     { kind: 'vhost-user-gpu', name: 'vm', socket: '/g', heads: 2, width: 1024, height: 600 },
   ]);
@@ -69,6 +85,11 @@ test('compositor CLI rejects bad input with a usage error', () => {
     ['--limit', 'maxResources=-1'],
     ['--vhost-user-gpu', 'vm=/g,size=10x10'],
     ['--vhost-user-gpu', 'vm=/g,size=wide'],
+    ['--limit', 'maxDimension=16385'],
+    ['--limit', 'maxDimension=0'],
+    ['--limit', 'maxDimension=1k'],
+    ['--limit', 'logBurst=0'],
+    ['--limit', 'logPerSecond=1.5'],
   ]) {
     assert.throws(() => parseCli(argv), UsageError, argv.join(' '));
   }

@@ -18,7 +18,7 @@ test('run options parse with defaults', () => {
     libvirt: false,
     socketAccess: {},
     ivshmemPeers: undefined,
-    gpuLimits: { limits: {}, budget: {} },
+    gpuLimits: { limits: {}, budget: {}, log: {} },
   });
   const full = parseCommandLine([
     'run',
@@ -132,6 +132,17 @@ test('usage mistakes throw UsageError with a message that names the problem', ()
     [['--source', 'pattern', '--limit', 'maxResourceBytes=1T'], /not a positive size/],
     [['--source', 'pattern', '--limit', 'sliceMs=0'], /sliceMs: "0" is not a time/],
     [['--source', 'pattern', '--limit', 'toString=1'], /is not NAME=VALUE/],
+    [
+      ['--source', 'pattern', '--limit', 'maxDimension=16385'],
+      /--limit maxDimension: "16385" is not a size of 1\.\.16384 pixels/,
+    ],
+    [['--source', 'pattern', '--limit', 'maxDimension=0'], /is not a size of 1\.\.16384/],
+    [['--source', 'pattern', '--limit', 'maxDimension=2k'], /is not a size of 1\.\.16384/],
+    [['--source', 'pattern', '--limit', 'logBurst=0'], /logBurst: "0" is not a positive integer/],
+    [
+      ['--source', 'pattern', '--limit', 'logPerSecond=1M'],
+      /logPerSecond: "1M" is not a positive integer/,
+    ],
   ];
   for (const [args, message] of cases) {
     assert.throws(
@@ -193,6 +204,12 @@ test('--socket-mode, --socket-group and --ivshmem-peers', () => {
       'chainsPerSlice=64',
       '--limit',
       'sliceMs=0.5',
+      '--limit',
+      'maxDimension=8192',
+      '--limit',
+      'logBurst=5',
+      '--limit',
+      'logPerSecond=1',
     )?.gpuLimits,
     {
       limits: {
@@ -201,8 +218,10 @@ test('--socket-mode, --socket-group and --ivshmem-peers', () => {
         maxTotalBackingBytes: 2 ** 30,
         maxTotalSpans: 1000,
         maxBackingEntries: 2048,
+        maxDimension: 8192,
       },
       budget: { chainsPerSlice: 64, sliceMs: 0.5 },
+      log: { burst: 5, perSecond: 1 },
     },
   );
   assert.match(RUN_HELP, /--limit NAME=VALUE/);

@@ -445,7 +445,10 @@ export class GpuDevice {
     if (fourcc === null) throw new CommandError(Resp.ERR_INVALID_PARAMETER, `format ${format}`);
     const max = this.limits.maxDimension;
     if (width === 0 || height === 0 || width > max || height > max) {
-      throw new CommandError(Resp.ERR_INVALID_PARAMETER, `size ${width}x${height}`);
+      throw new CommandError(
+        Resp.ERR_INVALID_PARAMETER,
+        `size ${width}x${height} outside 1..${max} (limit maxDimension)`,
+      );
     }
     const stride = width * BYTES_PER_PIXEL;
     if (stride * height > this.limits.maxResourceBytes) {
@@ -772,7 +775,10 @@ export class GpuDevice {
     if (fourcc === null) throw new CommandError(Resp.ERR_INVALID_PARAMETER, `format ${format}`);
     const max = this.limits.maxDimension;
     if (width === 0 || height === 0 || width > max || height > max) {
-      throw new CommandError(Resp.ERR_INVALID_PARAMETER, `size ${width}x${height}`);
+      throw new CommandError(
+        Resp.ERR_INVALID_PARAMETER,
+        `size ${width}x${height} outside 1..${max} (limit maxDimension)`,
+      );
     }
     if (stride < width * BYTES_PER_PIXEL) {
       throw new CommandError(

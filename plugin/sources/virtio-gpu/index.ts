@@ -23,7 +23,7 @@ import type {
   SourceStats,
 } from '../types.js';
 import { TypedEmitter } from '../../common/emitter.js';
-import { linesOf, type Logger } from '../../common/log.js';
+import { linesOf, resolveLogLimits, type Logger, type LogLimits } from '../../common/log.js';
 import type { GpuLimits } from './gpu-device.js';
 import type { SocketAccess } from '../../common/unix-socket.js';
 import { headsFromModes, QemuDisplayChannel } from './qemu-display.js';
@@ -60,6 +60,8 @@ export interface VhostUserGpuBackendOptions {
   limits?: Partial<GpuLimits>;
   /** How much a queue runs before yielding to the other guests (see vhost-user/scheduler.ts). */
   budget?: Partial<QueueBudget>;
+  /** The guest's info log rate (default: a burst of 100 lines, then 10 a second). */
+  logLimits?: Partial<LogLimits>;
   /**
    * How a requested head size reaches the guest (requestHeadSize). Only QEMU can raise the
    * guest's display-change event (it owns the device config's events_read), so without this
@@ -143,6 +145,7 @@ class Backend implements VhostUserGpuBackend {
     // Bad limits fail here, not at the first connection.
     resolveGpuLimits(options.limits);
     resolveQueueBudget(options.budget);
+    resolveLogLimits(options.logLimits);
     const name = options.name ?? 'guestfb';
     this.defaultHeads = Array.from({ length: scanouts }, (_, id) => ({
       id,
@@ -285,6 +288,7 @@ class Session {
       log,
       blob: options.blob,
       limits: options.limits,
+      logLimits: options.logLimits,
       budget: options.budget,
       onGpuSocket: (gpuFd) => this.attachDisplay(gpuFd),
       canProcess: () => this.display === null || this.display.ready,

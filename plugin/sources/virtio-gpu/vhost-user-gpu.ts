@@ -10,7 +10,7 @@ import {
   type DeviceIo,
   type DeviceModel,
 } from '../../vhost-user/vhost-user-device.js';
-import type { Logger } from '../../common/log.js';
+import type { Logger, LogLimits } from '../../common/log.js';
 import {
   Feature,
   ProtocolError,
@@ -37,6 +37,8 @@ export interface GpuModelOptions {
   /** Offer VIRTIO_GPU_F_RESOURCE_BLOB (guest blobs). */
   blob?: boolean;
   limits?: Partial<GpuLimits>;
+  /** The guest's log rate (burst, then lines a second; see plugin/common/log.ts). */
+  logLimits?: Partial<LogLimits>;
   /** Takes the vhost-user-gpu socket fd QEMU passes with GPU_SET_SOCKET. */
   onGpuSocket?: (fd: number) => void;
 }
@@ -60,6 +62,7 @@ export class GpuDeviceModel implements DeviceModel {
       emitter: options.emitter,
       log: context.log,
       limits: options.limits,
+      logLimits: options.logLimits,
     });
     this.deviceFeatures =
       Feature.VIRTIO_GPU_F_EDID | (options.blob ? Feature.VIRTIO_GPU_F_RESOURCE_BLOB : 0n);
