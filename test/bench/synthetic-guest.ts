@@ -14,84 +14,23 @@
  *   → "ready" once every guest shows its framebuffer
  *   ← "run N FPS" (FPS 0: each frame as soon as the previous one completed)
  *   → "done {json}" with the kick → interrupt round trip per frame (µs, p50/p99/max)
+ *
+ * The vhost-user front-end and guest driver are the tests' (test/helpers/vhost-frontend.ts),
+ * set up as QEMU does for this device: EVENT_IDX, one 64-entry control queue.
  */
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { fd } from '../../native/fd.js';
 import {
   Cmd,
   DISPLAY_INFO_SIZE,
-  encodeMemEntries,
   encodeRequest,
   HDR_SIZE,
-  Resp,
 } from '../../plugin/sources/virtio-gpu/gpu-protocol.js';
-import {
-  encodeMemTable,
-  encodeMessage,
-  encodeVringState,
-  Feature,
-  Flags,
-  FrameReader,
-  parseU64,
-  Request,
-  u64Payload,
-  type Message,
-} from '../../plugin/vhost-user/vhost-user-protocol.js';
-import {
-  Allocator,
-  HIGH_START,
-  ramRegions,
-  RingDriver,
-  USER_BASE,
-} from '../unit/virtio-gpu-harness.js';
+import { HIGH_START } from '../unit/virtio-gpu-harness.js';
+import { TestGuest } from '../helpers/vhost-frontend.js';
 
-const PAGE = 4096;
 const QUEUE_SIZE = 64;
 const RESOURCE_ID = 1;
-const FORMAT_B8G8R8X8 = 2;
-
-function readable(socket: number): Promise<void> {
-  return new Promise((resolve) => {
-    const stop = fd.watchReadable(socket, () => {
-      stop();
-      resolve();
-    });
-  });
-}
-
-/** The front-end end of a vhost-user socket: requests with NEED_REPLY, replies read back. */
-class FrontEnd {
-  private readonly reader = new FrameReader((x) => fd.close(x), 1 << 20, true);
-  private readonly queue: Message[] = [];
-  constructor(readonly socket: number) {}
-
-  send(request: number, payload?: Uint8Array, fds: number[] = []): void {
-    fd.unixSend(this.socket, encodeMessage(request, Flags.VERSION, payload), fds);
-  }
-
-  async call(request: number, payload?: Uint8Array, fds: number[] = []): Promise<Uint8Array> {
-    fd.unixSend(
-      this.socket,
-      encodeMessage(request, Flags.VERSION | Flags.NEED_REPLY, payload),
-      fds,
-    );
-    for (;;) {
-      const queued = this.queue.shift();
-      if (queued) {
-        if (queued.request !== request) throw new Error(`reply ${queued.request} to ${request}`);
-        return queued.payload;
-      }
-      const chunk = fd.pollReadable(this.socket, 0) ? fd.unixRecv(this.socket, 65536) : null;
-      if (chunk === null) {
-        await readable(this.socket);
-        continue;
-      }
-      if (chunk.data.length === 0) throw new Error('the back-end closed the connection');
-      this.queue.push(...this.reader.push(chunk.data, chunk.fds));
-    }
-  }
-}
 
 /** Nearest-rank percentile of a sorted array. */
 function percentile(sorted: Float64Array, p: number): number {
@@ -100,19 +39,10 @@ function percentile(sorted: Float64Array, p: number): number {
 }
 
 export class SyntheticGuest {
-  private readonly ram: Uint8Array;
-  private readonly mapping: ArrayBuffer;
-  private readonly memfd: number;
-  private readonly kick = fd.eventfd(0);
-  private readonly call = fd.eventfd(0);
-  private readonly alloc: Allocator;
-  private readonly ring: RingDriver;
-  private front: FrontEnd | null = null;
+  private readonly guest: TestGuest;
   private transferGpa = 0;
   private flushGpa = 0;
   private responseGpa = 0;
-  private stopWatch: (() => void) | null = null;
-  private onInterrupt: (() => void) | null = null;
 
   constructor(
     readonly socketPath: string,
@@ -122,130 +52,36 @@ export class SyntheticGuest {
     const frameBytes = width * height * 4;
     // QEMU's pc layout (a hole below 1 MiB), the framebuffer, and room for rings and requests.
     const ramSize = Math.ceil((HIGH_START + 2 * frameBytes + (4 << 20)) / (2 << 20)) * (2 << 20);
-    this.memfd = fd.memfdCreate('synthetic-guest-ram', true);
-    fd.ftruncate(this.memfd, ramSize);
-    this.mapping = fd.mmap(this.memfd, 0, ramSize, true);
-    this.ram = new Uint8Array(this.mapping);
-    this.alloc = new Allocator(HIGH_START, ramSize);
-    this.ring = new RingDriver(this.ram, this.alloc, QUEUE_SIZE);
-    this.alloc.mark();
-    this.regions = ramRegions(ramSize);
+    this.guest = new TestGuest(socketPath, {
+      ramBytes: ramSize,
+      queueSize: QUEUE_SIZE,
+      eventIdx: true,
+      queues: 1,
+      memfdName: 'synthetic-guest-ram',
+    });
   }
-
-  private readonly regions: ReturnType<typeof ramRegions>;
 
   /** Connects, negotiates like QEMU, and brings up a scanned-out framebuffer. */
   async start(): Promise<void> {
-    let socket = -1;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        socket = fd.unixConnect(this.socketPath);
-        break;
-      } catch (error) {
-        if (attempt > 500) throw error;
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
-    }
-    const front = new FrontEnd(socket);
-    this.front = front;
-    await front.call(Request.GET_FEATURES);
-    const protocol = parseU64(await front.call(Request.GET_PROTOCOL_FEATURES));
-    front.send(Request.SET_PROTOCOL_FEATURES, u64Payload(protocol));
-    await front.call(Request.SET_OWNER);
-    await front.call(
-      Request.SET_FEATURES,
-      u64Payload(
-        Feature.VERSION_1 |
-          Feature.VHOST_USER_F_PROTOCOL_FEATURES |
-          Feature.RING_EVENT_IDX |
-          Feature.RING_INDIRECT_DESC,
-      ),
-    );
-    await front.call(Request.SET_MEM_TABLE, encodeMemTable(this.regions), [this.memfd, this.memfd]);
-    await front.call(Request.SET_VRING_NUM, encodeVringState({ index: 0, num: QUEUE_SIZE }));
-    await front.call(Request.SET_VRING_BASE, encodeVringState({ index: 0, num: 0 }));
-    const addr = new Uint8Array(40);
-    const view = new DataView(addr.buffer);
-    view.setBigUint64(8, BigInt(USER_BASE + this.ring.descGpa), true);
-    view.setBigUint64(16, BigInt(USER_BASE + this.ring.usedGpa), true);
-    view.setBigUint64(24, BigInt(USER_BASE + this.ring.availGpa), true);
-    await front.call(Request.SET_VRING_ADDR, addr);
-    await front.call(Request.SET_VRING_CALL, u64Payload(0n), [this.call]);
-    await front.call(Request.SET_VRING_KICK, u64Payload(0n), [this.kick]);
-    await front.call(Request.SET_VRING_ENABLE, encodeVringState({ index: 0, num: 1 }));
-    this.stopWatch = fd.watchReadable(this.call, () => {
-      fd.eventfdRead(this.call);
-      this.onInterrupt?.();
-    });
-
+    const guest = this.guest;
+    await guest.connect();
     const { width: w, height: h } = this;
-    await this.command(encodeRequest(Cmd.GET_DISPLAY_INFO, []), DISPLAY_INFO_SIZE);
-    await this.expectOk(
-      encodeRequest(Cmd.RESOURCE_CREATE_2D, [RESOURCE_ID, FORMAT_B8G8R8X8, w, h]),
-    );
-    const pages = Math.ceil((w * h * 4) / PAGE);
-    const base = this.alloc.reserve(pages * PAGE, PAGE);
-    for (let y = 0; y < h; y += 1)
-      this.ram.fill(y & 0xff, base + y * w * 4, base + (y + 1) * w * 4);
+    await guest.command(encodeRequest(Cmd.GET_DISPLAY_INFO, []), DISPLAY_INFO_SIZE);
     // One contiguous span: on a host without udmabuf the plugin then shows the guest memfd itself
     // through wl_shm (the zero-copy stand-in); with udmabuf it becomes a dma-buf.
-    const entries = [{ addr: base, length: pages * PAGE }];
-    await this.expectOk(
-      encodeRequest(
-        Cmd.RESOURCE_ATTACH_BACKING,
-        [RESOURCE_ID, entries.length],
-        {},
-        encodeMemEntries(entries),
-      ),
-    );
-    await this.expectOk(encodeRequest(Cmd.SET_SCANOUT, [0, 0, w, h, 0, RESOURCE_ID]));
+    const base = await guest.createResource(RESOURCE_ID, w, h);
+    for (let y = 0; y < h; y += 1)
+      guest.ram.fill(y & 0xff, base + y * w * 4, base + (y + 1) * w * 4);
+    await guest.expect(encodeRequest(Cmd.SET_SCANOUT, [0, 0, w, h, 0, RESOURCE_ID]));
     // The per-frame requests live at fixed guest addresses, written once.
     const transfer = encodeRequest(Cmd.TRANSFER_TO_HOST_2D, [0, 0, w, h, 0, 0, RESOURCE_ID, 0]);
     const flush = encodeRequest(Cmd.RESOURCE_FLUSH, [0, 0, w, h, RESOURCE_ID, 0]);
-    this.transferGpa = this.alloc.reserve(transfer.length, 64);
-    this.ram.set(transfer, this.transferGpa);
-    this.flushGpa = this.alloc.reserve(flush.length, 64);
-    this.ram.set(flush, this.flushGpa);
-    this.responseGpa = this.alloc.reserve(2 * HDR_SIZE, 64);
+    this.transferGpa = guest.alloc.reserve(transfer.length, 64);
+    guest.ram.set(transfer, this.transferGpa);
+    this.flushGpa = guest.alloc.reserve(flush.length, 64);
+    guest.ram.set(flush, this.flushGpa);
+    this.responseGpa = guest.alloc.reserve(2 * HDR_SIZE, 64);
     await this.frame();
-  }
-
-  private async command(request: Uint8Array, responseSize: number): Promise<Uint8Array> {
-    const reqGpa = this.alloc.take(request.length, 8);
-    this.ram.set(request, reqGpa);
-    const respGpa = this.alloc.take(responseSize, 8);
-    this.ring.addChain([
-      { gpa: reqGpa, length: request.length, write: false },
-      { gpa: respGpa, length: responseSize, write: true },
-    ]);
-    await this.kickAndWait(1);
-    this.alloc.reset();
-    return this.ram.slice(respGpa, respGpa + responseSize);
-  }
-
-  private async expectOk(request: Uint8Array): Promise<void> {
-    const response = await this.command(request, HDR_SIZE);
-    const type = new DataView(response.buffer).getUint32(0, true);
-    if (type !== Resp.OK_NODATA)
-      throw new Error(`command refused: response 0x${type.toString(16)}`);
-  }
-
-  /** Publishes what was added, kicks once and resolves when `count` chains came back used. */
-  private kickAndWait(count: number): Promise<void> {
-    const target = (this.ring.usedIdx() + count) & 0xffff;
-    // EVENT_IDX: interrupt me when the last of them is used.
-    this.ring.setUsedEvent((target - 1) & 0xffff);
-    return new Promise((resolve) => {
-      const check = () => {
-        if (this.ring.usedIdx() !== target) return false;
-        this.ring.takeUsed();
-        this.onInterrupt = null;
-        resolve();
-        return true;
-      };
-      this.onInterrupt = check;
-      fd.eventfdWrite(this.kick);
-    });
   }
 
   /**
@@ -254,25 +90,21 @@ export class SyntheticGuest {
    * response when VIRTIO_RING_F_INDIRECT_DESC is negotiated (QEMU always negotiates it).
    */
   frame(): Promise<void> {
-    this.alloc.reset(); // the indirect tables of the previous frame are free again
-    this.ring.addIndirect([
+    const guest = this.guest;
+    guest.alloc.reset(); // the indirect tables of the previous frame are free again
+    guest.rings[0].addIndirect([
       { gpa: this.transferGpa, length: HDR_SIZE + 32, write: false },
       { gpa: this.responseGpa, length: HDR_SIZE, write: true },
     ]);
-    this.ring.addIndirect([
+    guest.rings[0].addIndirect([
       { gpa: this.flushGpa, length: HDR_SIZE + 24, write: false },
       { gpa: this.responseGpa + HDR_SIZE, length: HDR_SIZE, write: true },
     ]);
-    return this.kickAndWait(2);
+    return guest.kickAndWait(0, 2);
   }
 
   close(): void {
-    this.stopWatch?.();
-    if (this.front) fd.close(this.front.socket);
-    fd.close(this.kick);
-    fd.close(this.call);
-    fd.munmap(this.mapping);
-    fd.close(this.memfd);
+    this.guest.close();
   }
 }
 

@@ -129,6 +129,15 @@ export interface TestGuestOptions {
   queueSize?: number;
   /** Device features to accept besides the transport's (e.g. Feature.VIRTIO_GPU_F_EDID). */
   deviceFeatures?: bigint;
+  /**
+   * Negotiate VIRTIO_RING_F_EVENT_IDX (as QEMU does) and ask for one interrupt per wait, when
+   * its last chain is used (default false: an interrupt per used chain).
+   */
+  eventIdx?: boolean;
+  /** Queues set up over vhost-user: 2 (control and cursor, the default) or 1 (control only). */
+  queues?: 1 | 2;
+  /** The guest RAM memfd's name (default test-guest-ram). */
+  memfdName?: string;
 }
 
 /** One guest: QEMU's negotiation, guest RAM, the control (0) and cursor (1) queues. */
@@ -146,6 +155,8 @@ export class TestGuest {
   private readonly waiters: ((() => boolean) | null)[] = [null, null];
   private readonly handedOver = [false, false];
   private readonly deviceFeatures: bigint;
+  private readonly eventIdx: boolean;
+  private readonly queueCount: number;
 
   constructor(
     readonly socketPath: string,
@@ -153,7 +164,9 @@ export class TestGuest {
   ) {
     this.ramBytes = options.ramBytes ?? 64 << 20;
     this.deviceFeatures = options.deviceFeatures ?? 0n;
-    this.memfd = fd.memfdCreate('test-guest-ram', true);
+    this.eventIdx = options.eventIdx ?? false;
+    this.queueCount = options.queues ?? 2;
+    this.memfd = fd.memfdCreate(options.memfdName ?? 'test-guest-ram', true);
     fd.ftruncate(this.memfd, this.ramBytes);
     this.mapping = fd.mmap(this.memfd, 0, this.ramBytes, true);
     this.ram = new Uint8Array(this.mapping);
@@ -185,6 +198,7 @@ export class TestGuest {
         Feature.VERSION_1 |
           Feature.VHOST_USER_F_PROTOCOL_FEATURES |
           Feature.RING_INDIRECT_DESC |
+          (this.eventIdx ? Feature.RING_EVENT_IDX : 0n) |
           this.deviceFeatures,
       ),
     );
@@ -192,7 +206,7 @@ export class TestGuest {
       this.memfd,
       this.memfd,
     ]);
-    for (const index of [0, 1]) {
+    for (let index = 0; index < this.queueCount; index++) {
       const ring = this.rings[index]!;
       await front.call(Request.SET_VRING_NUM, encodeVringState({ index, num: ring.size }));
       await front.call(Request.SET_VRING_BASE, encodeVringState({ index, num: 0 }));
@@ -221,6 +235,8 @@ export class TestGuest {
     if (this.handedOver[index]) throw new Error(`queue ${index} belongs to a vCPU`);
     const ring = this.rings[index]!;
     const target = (ring.usedIdx() + count) & 0xffff;
+    // EVENT_IDX: interrupt me when the last of them is used.
+    if (this.eventIdx) ring.setUsedEvent((target - 1) & 0xffff);
     return new Promise((resolve) => {
       const check = (): boolean => {
         if (ring.usedIdx() !== target) return false;
