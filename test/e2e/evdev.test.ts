@@ -158,6 +158,13 @@ async function expectCursor(head: number, x: number, y: number) {
     50,
   );
   assert.deepEqual(seen, expected, `head ${head}'s cursor at the pointer (${x}, ${y})\n${debug()}`);
+  // The rest of the 64x64 cursor is transparent (alpha 0 in a B8G8R8X8 resource): no black box.
+  const shot = screenshot(compositor!, 'HEADLESS-1');
+  let black = 0;
+  for (let dy = 0; dy < 64; dy++)
+    for (let dx = CURSOR_SQUARE; dx < 64; dx++)
+      if (shot.pixel(expected.x + dx, expected.y + dy) === 0) black++;
+  assert.ok(black < 64, `${black} black pixels beside head ${head}'s cursor square`);
 }
 
 const SYN = '0 0 0';

@@ -527,6 +527,18 @@ test('cursor queue: UPDATE_CURSOR reads the image, MOVE_CURSOR moves, resource 0
   assert.equal(bench.device.gpu.counters.errors, 2, 'bad scanout and unknown resource counted');
 });
 
+test("a cursor on a B8G8R8X8 resource (Linux's dumb buffers) keeps its alpha: ARGB8888", () => {
+  const bench = new GpuBench();
+  create2d(bench, 7, 64, 64, VirtioFormat.B8G8R8X8_UNORM);
+  const entries = scatteredBacking(bench, 64 * 64 * 4);
+  attach(bench, 7, entries);
+  new DataView(bench.ramBuffer).setUint32(entries[0]!.addr, 0x00123456, true);
+  bench.cursorCommand(encodeRequest(Cmd.UPDATE_CURSOR, [0, 10, 20, 0, 7, 5, 3, 0]));
+  const [update] = bench.eventsNamed('cursor').map((args) => args[0] as CursorUpdate);
+  assert.equal(update!.image!.fourcc, DrmFormat.ARGB8888, 'transparent stays transparent');
+  assert.equal(new DataView(update!.image!.pixels.buffer).getUint32(0, true), 0x00123456);
+});
+
 test('a response buffer too small for the response gets ERR_UNSPEC, smaller than a header is dropped', () => {
   const bench = new GpuBench();
   const small = bench.command(encodeRequest(Cmd.GET_DISPLAY_INFO, []), HDR_SIZE);

@@ -16,6 +16,7 @@ import type {
 } from '../types.js';
 import type { TypedEmitter } from '../../common/emitter.js';
 import { generateEdid } from './edid.js';
+import { DrmFormat } from '../../common/formats.js';
 import type { GuestMemory, Span } from '../../vhost-user/guest-memory.js';
 import { rateLimitedLog, type Logger, type LogLimits } from '../../common/log.js';
 import {
@@ -145,6 +146,14 @@ export function resolveGpuLimits(limits: Partial<GpuLimits> = {}): GpuLimits {
   }
   return resolved;
 }
+
+/** The alpha format with the same byte order, for the X formats. */
+const CURSOR_ALPHA_FORMAT = new Map<number, number>([
+  [DrmFormat.XRGB8888, DrmFormat.ARGB8888],
+  [DrmFormat.XBGR8888, DrmFormat.ABGR8888],
+  [DrmFormat.RGBX8888, DrmFormat.RGBA8888],
+  [DrmFormat.BGRX8888, DrmFormat.BGRA8888],
+]);
 
 export class GpuDevice {
   /** Negotiated virtio features (the backend sets them on SET_FEATURES). */
@@ -943,7 +952,9 @@ export class GpuDevice {
       hotY: Math.min(hotY, res.height - 1),
       width: res.width,
       height: res.height,
-      fourcc: res.fourcc,
+      // A cursor's fourth byte is alpha whatever the resource says: Linux makes cursors from dumb
+      // buffers, whose resources are B8G8R8X8, and QEMU reads them as ARGB too.
+      fourcc: CURSOR_ALPHA_FORMAT.get(res.fourcc) ?? res.fourcc,
       pixels,
     };
   }
