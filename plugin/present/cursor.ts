@@ -94,6 +94,21 @@ class CursorBuffers {
   }
 }
 
+/** Same size, format, hotspot and pixels. */
+function sameImage(a: CursorImage, b: CursorImage): boolean {
+  if (
+    a.width !== b.width ||
+    a.height !== b.height ||
+    a.fourcc !== b.fourcc ||
+    a.hotX !== b.hotX ||
+    a.hotY !== b.hotY
+  ) {
+    return false;
+  }
+  const size = a.width * a.height * 4;
+  return Buffer.compare(a.pixels.subarray(0, size), b.pixels.subarray(0, size)) === 0;
+}
+
 export class HeadCursor {
   private surface: WlSurfaceProxy | null = null;
   private subsurface: WlSubsurfaceProxy | null = null;
@@ -223,7 +238,15 @@ export class HeadCursor {
     }
     // The role first: some compositors (weston) ignore content committed before it.
     if (mode === 'subsurface') this.ensureSubsurface();
-    if (pending.image !== undefined) {
+    // A guest re-sending the image it already shows (UPDATE_CURSOR in a loop) costs no upload,
+    // no commit and, on the pointer, no set_cursor: the compositor redraws nothing for it.
+    const unchanged =
+      pending.image !== undefined &&
+      pending.image !== null &&
+      this.visible &&
+      this.image !== null &&
+      sameImage(this.image, pending.image);
+    if (pending.image !== undefined && !unchanged) {
       if (pending.image === null) {
         this.visible = false;
         this.image = null;
@@ -247,7 +270,8 @@ export class HeadCursor {
     this.y = pending.y;
     this.counters.batches++;
     if (mode === 'pointer') {
-      this.applyPointerCursor();
+      // On the pointer only the image counts: the host pointer places it.
+      if (pending.image !== undefined && !unchanged) this.applyPointerCursor();
     } else {
       this.subsurface?.setPosition(pending.x - this.hotX, pending.y - this.hotY);
       this.commitParent();

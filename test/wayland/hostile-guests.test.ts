@@ -10,7 +10,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,6 +35,9 @@ import { until } from '../helpers/wait.js';
 import { FORMAT_B8G8R8X8, PAGE, TestGuest, VhostSocket } from '../helpers/vhost-frontend.js';
 import { vcpuWorkerUrl, type VcpuProgram, type VcpuReport } from '../helpers/vcpu-worker.js';
 import { waylandInfo } from './native-helpers.js';
+import { decodePng } from '../../examples/compositor/render/screenshot.js';
+
+type Screenshot = ReturnType<typeof decodePng>;
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const bin = path.resolve(here, '../../../bin/guestfb-compositor.js');
@@ -61,6 +64,8 @@ interface Running {
   /** Lines the compositor wrote since the call to mark() (stderr and stdout). */
   since(mark: number): string;
   mark(): number;
+  /** Writes one line to the compositor's input script (with `inputScript`; else throws). */
+  script(line: string): void;
 }
 
 /** Starts guestfb-compositor with two vhost-user GPU back-ends and connects both guests. */
@@ -68,6 +73,8 @@ async function withCompositor(
   t: TestContext,
   body: (running: Running) => Promise<void>,
   badRamBytes = 64 * MiB,
+  /** Drive the seat from stdin (--input-script -), screenshots into the runtime folder. */
+  inputScript = false,
 ): Promise<void> {
   const runtime = mkdtempSync(path.join(os.tmpdir(), 'guestfb-hostile-'));
   const socket = 'hostile-0';
@@ -86,8 +93,12 @@ async function withCompositor(
       `good=${goodPath}`,
       '--vhost-user-gpu',
       `bad=${badPath}`,
+      ...(inputScript ? ['--input-script', '-', '--screenshot-dir', runtime] : []),
     ],
-    { env: { ...process.env, XDG_RUNTIME_DIR: runtime }, stdio: ['ignore', 'pipe', 'pipe'] },
+    {
+      env: { ...process.env, XDG_RUNTIME_DIR: runtime },
+      stdio: [inputScript ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+    },
   );
   let output = '';
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
@@ -114,6 +125,10 @@ async function withCompositor(
       output: () => output,
       mark: () => output.length,
       since: (mark) => output.slice(mark),
+      script: (line) => {
+        if (!child.stdin) throw new Error('no input script');
+        child.stdin.write(`${line}\n`);
+      },
     });
     assert.equal(child.exitCode, null, `the compositor died:\n${output}`);
     const info = await waylandInfo(socket, runtime);
@@ -128,6 +143,7 @@ async function withCompositor(
   } finally {
     good.close();
     bad.close();
+    child.stdin?.end();
     child.kill('SIGTERM');
     const end = await exited;
     rmSync(runtime, { recursive: true, force: true });
@@ -505,37 +521,101 @@ test('#9 memory regions past the end of their memfd are refused before mapping; 
   });
 });
 
-test('#5 cursor flood: the cursor queue refilled without end keeps the Wayland connection', async (t) => {
-  await withCompositor(t, async (running) => {
-    const { bad } = running;
-    await bad.createResource(1, 320, 200);
-    await bad.expect(encodeRequest(Cmd.SET_SCANOUT, [0, 0, 320, 200, 0, 1]));
-    const cursorBase = await bad.createResource(2, 64, 64);
-    bad.ram.fill(0xff, cursorBase, cursorBase + 64 * 64 * 4);
-    // UPDATE_CURSOR on scanout 0 at (x, y) with resource 2; the vCPU flips it to MOVE_CURSOR
-    // and moves it between publishes.
-    const update = encodeRequest(Cmd.UPDATE_CURSOR, [0, 10, 10, 0, 2, 1, 1, 0]);
-    const at = bad.alloc.reserve(update.length, 64);
-    bad.ram.set(update, at);
-    const ring = bad.rings[1];
-    const heads: number[] = [];
-    for (let head = 0; head < ring.size; head++) {
-      ring.writeDesc(head, at, update.length, 0, 0);
-      heads.push(head);
-    }
-    const positions = Array.from({ length: 32 }, (_, i) => i * 9);
-    const { vcpu } = await attack(t, running, {
-      queue: bad.handOver(1),
-      heads,
-      scribble: [
-        { gpa: at, values: [Cmd.UPDATE_CURSOR, Cmd.MOVE_CURSOR] },
-        { gpa: at + HDR_SIZE + 4, values: positions },
-        { gpa: at + HDR_SIZE + 8, values: positions },
-      ],
-    });
-    // 1,400 updates in one loop turn broke the connection before coalescing.
-    assert.ok(vcpu.completed > 20 * 256, `${vcpu.completed} cursor chains completed`);
+/** The compositor's screenshot of its one output, taken through the input script. */
+async function scriptScreenshot(running: Running, name: string): Promise<Screenshot> {
+  const file = path.join(running.runtime, `${name}.png`);
+  running.script(`screenshot ${name}`);
+  await until(() => existsSync(file) && statSync(file).size > 0, `screenshot ${name}`, {
+    child: running.child,
   });
+  // Written in one go by the compositor; a short read while it writes is retried.
+  for (;;) {
+    try {
+      return decodePng(readFileSync(file));
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+}
+
+/** Bounding box and count of the pixels of `color` in a screenshot. */
+function pixelsOf(shot: Screenshot, color: number) {
+  let [left, top, right, bottom, count] = [shot.width, shot.height, -1, -1, 0];
+  for (let y = 0; y < shot.height; y++) {
+    for (let x = 0; x < shot.width; x++) {
+      if (shot.pixel(x, y) !== color) continue;
+      count++;
+      left = Math.min(left, x);
+      top = Math.min(top, y);
+      right = Math.max(right, x);
+      bottom = Math.max(bottom, y);
+    }
+  }
+  return { x: left, y: top, width: right - left + 1, height: bottom - top + 1, count };
+}
+
+test('#5 cursor flood: the cursor queue refilled without end keeps the Wayland connection, and the cursor image arrives', async (t) => {
+  await withCompositor(
+    t,
+    async (running) => {
+      const { bad } = running;
+      await bad.createResource(1, 320, 200);
+      await bad.expect(encodeRequest(Cmd.SET_SCANOUT, [0, 0, 320, 200, 0, 1]));
+      // A 64x64 cursor of one colour (B8G8R8X8 bytes 00 80 ff ff: 0xff8000), hotspot (5, 3).
+      const CURSOR_COLOR = 0xff8000;
+      const HOT = { x: 5, y: 3 };
+      const cursorBase = await bad.createResource(2, 64, 64);
+      for (let i = 0; i < 64 * 64; i++) bad.ram.set([0x00, 0x80, 0xff, 0xff], cursorBase + 4 * i);
+      // The host pointer rests on the bad guest's window: its cursor is drawn there, at the
+      // pointer minus the hotspot, whatever position the guest gives it.
+      const title = 'bad — bad';
+      const pointer = { x: 300, y: 200 };
+      running.script(`wait-window 10000 ${title}`);
+      running.script(`place 200 100 ${title}`);
+      running.script(`move ${pointer.x} ${pointer.y}`);
+      // UPDATE_CURSOR on scanout 0 at (x, y) with resource 2; the vCPU flips it to MOVE_CURSOR
+      // and moves it between publishes.
+      const update = encodeRequest(Cmd.UPDATE_CURSOR, [0, 10, 10, 0, 2, HOT.x, HOT.y, 0]);
+      const at = bad.alloc.reserve(update.length, 64);
+      bad.ram.set(update, at);
+      const ring = bad.rings[1];
+      const heads: number[] = [];
+      for (let head = 0; head < ring.size; head++) {
+        ring.writeDesc(head, at, update.length, 0, 0);
+        heads.push(head);
+      }
+      const positions = Array.from({ length: 32 }, (_, i) => i * 9);
+      const { vcpu } = await attack(t, running, {
+        queue: bad.handOver(1),
+        heads,
+        scribble: [
+          { gpa: at, values: [Cmd.UPDATE_CURSOR, Cmd.MOVE_CURSOR] },
+          { gpa: at + HDR_SIZE + 4, values: positions },
+          { gpa: at + HDR_SIZE + 8, values: positions },
+        ],
+      });
+      // 1,400 updates in one loop turn broke the connection before coalescing.
+      assert.ok(vcpu.completed > 20 * 256, `${vcpu.completed} cursor chains completed`);
+      // What the compositor shows: the guest's cursor image, whole, once, at the pointer minus
+      // the hotspot the guest gave.
+      const expected = {
+        x: pointer.x - HOT.x,
+        y: pointer.y - HOT.y,
+        width: 64,
+        height: 64,
+        count: 64 * 64,
+      };
+      let seen = pixelsOf(await scriptScreenshot(running, 'cursor-0'), CURSOR_COLOR);
+      for (let shot = 1; shot < 50 && JSON.stringify(seen) !== JSON.stringify(expected); shot++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        seen = pixelsOf(await scriptScreenshot(running, `cursor-${shot}`), CURSOR_COLOR);
+      }
+      t.diagnostic(`cursor in the compositor's output: ${JSON.stringify(seen)}`);
+      assert.deepEqual(seen, expected, 'the cursor image at the pointer minus its hotspot');
+    },
+    64 * MiB,
+    true,
+  );
 });
 
 test('#8 log flood: create/unref churn is held to the per-guest line rate', async (t) => {
