@@ -211,10 +211,12 @@ test('qemu arguments: fast boot trims the machine and the kernel command line, o
   const plain = qemuArgs(fakeTier, fakeGuest, {});
   assert.equal(plain[plain.indexOf('-machine') + 1], 'pc,memory-backend=mem');
   assert.ok(!plain.includes('-global'));
+  assert.ok(!plain.includes('-bios'), "SeaBIOS, QEMU's default firmware");
   assert.doesNotMatch(plain[plain.indexOf('-append') + 1]!, /initcall_blacklist/);
   const fast = qemuArgs(fakeTier, fakeGuest, { fastBoot: true });
   assert.equal(fast[fast.indexOf('-machine') + 1], 'pc,memory-backend=mem,i8042=off,vmport=off');
   assert.ok(fast.includes('PIIX4_PM.acpi-root-pci-hotplug=off'));
+  assert.equal(fast[fast.indexOf('-bios') + 1], 'qboot.rom');
   const append = fast[fast.indexOf('-append') + 1]!;
   for (const word of fastBootKernelArgs) assert.ok(append.split(' ').includes(word), word);
   assert.match(append, /initcall_blacklist=[a-z0-9_,]*init_kprobe_trace/);
