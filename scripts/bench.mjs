@@ -1,4 +1,4 @@
-// `npm run bench [-- --json] [-- --rounds N] [-- --frames N] [-- --quick]`: every benchmark in
+// `npm run bench [-- --json] [-- --json-out FILE] [-- --rounds N] [-- --frames N] [-- --quick]`: every benchmark in
 // one run.
 //   handoff       the plugin's handoff cost, zero-copy vs copy (gets --json, --rounds)
 //   vhost-vs-qemu guestfb's back-end against QEMU's vhost-user-gpu under a real guest (gets every
@@ -20,6 +20,7 @@
 // /dev/udmabuf the plugin under a real guest takes its copying fallback, so that sum is the
 // zero-copy path's cost.
 import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -31,9 +32,13 @@ const vhostArgs = [];
 const frameArgs = [];
 const nestedArgs = [];
 let nestedRun = true;
+/** --json-out FILE: the JSON object also goes to FILE (the tables still print). */
+let jsonOut = null;
 for (let i = 0; i < args.length; i++) {
   const arg = args[i];
-  if (arg === '--json') {
+  if (arg === '--json-out') {
+    jsonOut = args[++i];
+  } else if (arg === '--json') {
     // (the children always print JSON; this script prints the tables)
   } else if (arg === '--no-nested') {
     nestedRun = false;
@@ -92,10 +97,10 @@ const nested = nestedRun ? run('nested.js', nestedArgs) : null;
       ratio: totalUs === null ? null : (r.qemuMsPerFrame * 1000) / totalUs,
     };
   });
+  const all = { handoff, vhostVsQemu, frameCost, zeroCopy, inputLatency, nested };
+  if (jsonOut) writeFileSync(jsonOut, `${JSON.stringify(all)}\n`);
   if (json) {
-    process.stdout.write(
-      `${JSON.stringify({ handoff, vhostVsQemu, frameCost, zeroCopy, inputLatency, nested })}\n`,
-    );
+    process.stdout.write(`${JSON.stringify(all)}\n`);
   } else {
     printTables(zeroCopy);
   }

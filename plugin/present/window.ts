@@ -18,14 +18,17 @@ import type { PluginStats } from '../stats.js';
 import type { PresentedBuffer } from './buffers.js';
 import type { DamageAccumulator } from './damage.js';
 import type { PresentGlobals } from './globals.js';
-import { FramePacer, type RectLike } from './pacer.js';
+import { FramePacer, type PacerOptions, type RectLike } from './pacer.js';
 
 export interface WindowEvents {
   /** The compositor asked to close the window (xdg_toplevel.close). */
   close(): void;
   /** The window committed (for the subsurface cursor, which moves on parent commits). */
   committed?(): void;
-  /** A frame callback fired (after the pacer committed any merged damage). */
+  /**
+   * A frame callback fired (after the pacer committed any merged damage). Only paced commits ask
+   * for one (see pacer.ts).
+   */
   frameDone?(): void;
   /**
    * The compositor configured the window with a size (not 0x0) other than the shown buffer's and
@@ -62,10 +65,11 @@ export class HeadWindow {
     stats: PluginStats,
     title: string,
     private readonly events: WindowEvents,
+    pacing: PacerOptions = {},
   ) {
     this.title = title;
     this.surface = globals.compositor.createSurface();
-    this.pacer = new FramePacer(stats, this, 1, 1);
+    this.pacer = new FramePacer(stats, this, 1, 1, pacing);
     if (globals.wmBase) {
       this.xdgSurface = globals.wmBase.getXdgSurface(this.surface);
       this.xdgSurface.setListener({

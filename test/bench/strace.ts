@@ -29,11 +29,11 @@ export const SYSCALL_PURPOSE: Record<string, string> = {
   read: "drains the guest's kick eventfd (the guest added TRANSFER_TO_HOST_2D + RESOURCE_FLUSH)",
   write: "signals the used-buffer interrupt eventfd (the guest's fence: its commands are done)",
   sendmsg:
-    'flushes the Wayland requests of the commit (attach, damage_buffer, frame, commit) in one write, once per loop turn',
+    'flushes the Wayland requests of the commit (attach, damage_buffer, commit; frame when paced) in one write, once per loop turn',
   recvmsg:
-    "reads the compositor's events: the frame callback's done (+ delete_id), a buffer release when the compositor sends it apart",
+    "reads the compositor's events: a buffer release when the compositor sends one, a frame callback's done (+ delete_id) when the guest is faster than the display",
   epoll_pwait:
-    "libuv's wait: per wake-up one non-blocking poll (its idle-time metric) and one blocking wait; one wake-up for the kick, one for the frame callback",
+    "libuv's wait: per wake-up one non-blocking poll (its idle-time metric) and one blocking wait; one wake-up for the kick (a frame callback's done or a separate release would add one)",
   futex: "V8's helper threads (GC, compiler), not guestfb's frame path",
   brk: "malloc growing the C heap (libwayland's closures), not per frame in steady state",
   mprotect: 'V8 making code pages writable for the JIT, not per frame in steady state',
