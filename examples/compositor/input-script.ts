@@ -18,7 +18,9 @@
  * skipped; it never stops the compositor.
  */
 import fs from 'node:fs';
+import net from 'node:net';
 import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
 import {
   BTN_LEFT,
   BTN_MIDDLE,
@@ -217,6 +219,22 @@ export async function applyCommand(command: ScriptCommand, target: ScriptTarget)
 }
 
 /**
+ * The script's bytes. A FIFO is opened non-blocking and read through the event loop (a libuv
+ * pipe): a file stream would block a thread-pool thread in open() until a writer comes and in
+ * read() while a writer idles, and the process cannot exit while one does (SIGTERM left
+ * guestfb-compositor hanging after its statistics while a test held the FIFO open). epoll
+ * reports nothing before a writer has written or gone, so there is no early end of file.
+ */
+function openScript(path: string): Readable {
+  if (path === '-') return process.stdin;
+  if (fs.statSync(path).isFIFO()) {
+    const fifo = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    return new net.Socket({ fd: fifo, readable: true, writable: false }).setEncoding('utf8');
+  }
+  return fs.createReadStream(path, { encoding: 'utf8' });
+}
+
+/**
  * Reads `path` ("-" = stdin; a FIFO works: lines apply as they are written) and applies each
  * line in order. Resolves at end of input; `log` gets bad lines and screenshots.
  */
@@ -226,7 +244,7 @@ export async function runInputScript(
   log: (message: string) => void,
   signal?: AbortSignal,
 ): Promise<{ lines: number; errors: number }> {
-  const input = path === '-' ? process.stdin : fs.createReadStream(path, { encoding: 'utf8' });
+  const input = openScript(path);
   const lines = createInterface({ input, crlfDelay: Infinity });
   let number = 0;
   let errors = 0;
@@ -252,7 +270,7 @@ export async function runInputScript(
     }
   } finally {
     lines.close();
-    if (input !== process.stdin) (input as fs.ReadStream).destroy();
+    if (input !== process.stdin) input.destroy();
   }
   return { lines: number, errors };
 }

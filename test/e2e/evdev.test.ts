@@ -1,7 +1,9 @@
-// End to end, input: QEMU 10 boots the test guest with guestfb as its vhost-user GPU (two heads,
-// drawpattern on both) AND its vhost-user input device, loaded in the example compositor in
-// this process. Input comes from the compositor's input-script runner reading a FIFO (the code
-// behind `guestfb-compositor --input-script FIFO`), line by line as this test writes them.
+// End to end, input, through the commands a user runs: QEMU 10 boots the test guest with
+// guestfb as its vhost-user GPU (two heads, drawpattern on both) AND its vhost-user input
+// device, both served by a `guestfb-compositor --headless --vhost-user-gpu ev=...,heads=2,
+// size=640x480 --vhost-user-input ev=... --input-script FIFO` process. Input is the script lines
+// this test writes into the FIFO, applied as they arrive; screenshots come from its
+// `screenshot NAME` lines.
 // Inside the guest, examples/guest/evdump.c prints every event its /dev/input/event* nodes
 // deliver to a virtio-serial port this test reads. Asserted: the EXACT evdev sequence for keys
 // with a modifier, absolute positions in head 0's and head 1's windows (the combined layout is
@@ -11,33 +13,24 @@
 // (script line written -> guest read -> guest's line back on the host) is reported, p50/p99.
 // The guest also sets a cursor on each head (drawpattern --cursor: virtio-gpu UPDATE_CURSOR with
 // a hotspot): when the pointer is on a head's window, that head's cursor image is drawn at the
-// host pointer minus its hotspot (guestfb's wl_pointer.set_cursor), checked in screenshots.
+// host pointer minus its hotspot (guestfb's wl_pointer.set_cursor), checked in screenshots. The
+// process's exit on SIGTERM (status 0, its input back-end's counters) ends the test.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import { createCompositor, type Compositor } from '../../examples/compositor/index.js';
-import { runInputScript } from '../../examples/compositor/input-script.js';
-import { compositorScriptTarget } from '../../examples/compositor/script-target.js';
+import { fileURLToPath } from 'node:url';
+import { decodePng } from '../../examples/compositor/render/screenshot.js';
 import {
   bootGuest,
   type GuestImage,
   type QemuProcess,
   type QemuTier,
 } from '../../examples/qemu/qemu.js';
-import { createGuestfbPlugin, type GuestfbPlugin } from '../../plugin/index.js';
-import {
-  createVhostUserInputBackend,
-  type VhostUserInputBackend,
-} from '../../plugin/virtio-input/index.js';
-import {
-  createVhostUserGpuBackend,
-  type VhostUserGpuBackend,
-} from '../../plugin/sources/virtio-gpu/index.js';
-import { screenshot, waitFor } from './helpers/windows.js';
+import { waitFor, type Screenshot } from './helpers/windows.js';
 import {
   failureContext,
   guestContext,
@@ -62,15 +55,16 @@ const CURSOR_HOT = { x: 5, y: 3 };
 let tier: QemuTier;
 let guest: GuestImage;
 let workDir: string;
-let compositor: Compositor | undefined;
-let plugin: GuestfbPlugin | undefined;
-let gpu: VhostUserGpuBackend | undefined;
-let input: VhostUserInputBackend | undefined;
+/** dist/test/e2e/ -> the repository root. */
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+let cli: ChildProcess | undefined;
+let cliExited: Promise<number | null> | undefined;
 let qemu: QemuProcess | undefined;
 let script: FileHandle | undefined;
 let serial: net.Socket | undefined;
-const abort = new AbortController();
-const logs: string[] = [];
+/** guestfb-compositor's stderr (its log) and stdout, as they came. */
+let cliLog = '';
+let cliOut = '';
 /** evdump's lines as they arrived, with the host time they arrived. */
 const lines: { text: string; at: number }[] = [];
 
@@ -79,18 +73,19 @@ before(async () => {
 });
 
 after(async () => {
-  abort.abort();
+  // The reader first: a write blocked on the FIFO then fails instead of holding the close.
+  if (cli && cli.exitCode === null) cli.kill('SIGKILL');
+  await cliExited;
   serial?.destroy();
   await script?.close().catch(() => undefined);
-  await stopAll({ qemu, plugin, compositor, others: [gpu, input] });
+  await stopAll({ qemu });
   removeWorkDir({ workDir });
 });
 
 function debug(): string {
   return [
     failureContext([['evdump', lines.map((l) => l.text)]]),
-    `--- heads: ${JSON.stringify(gpu?.heads())}; scanouts: ${JSON.stringify([0, 1].map((i) => gpu?.scanout(i)?.rect))}`,
-    guestContext('backend/plugin log', logs, qemu, 3000),
+    guestContext('guestfb-compositor log', cliLog.split('\n'), qemu, 3000),
   ].join('\n');
 }
 
@@ -125,9 +120,23 @@ async function expectEvents(what: string, scriptLines: string[], expected: strin
   consumed += expected.length;
 }
 
-/** Where the screenshot has pixels of `color`: bounding box and count. */
-function pixelsOf(color: number) {
-  const shot = screenshot(compositor!, 'HEADLESS-1');
+let shots = 0;
+/** A `screenshot NAME` script line; resolves with the PNG once the compositor logged it. */
+async function scriptScreenshot(): Promise<Screenshot> {
+  const name = `shot-${++shots}`;
+  const file = path.join(workDir, 'shots', `${name}.png`);
+  await send(`screenshot ${name}`);
+  const written = await waitFor(
+    () => cliLog.includes(`input script: screenshot ${file}`),
+    60_000,
+    10,
+  );
+  assert.ok(written, `no screenshot ${name}\n${debug()}`);
+  return decodePng(readFileSync(file));
+}
+
+/** Where a screenshot has pixels of `color`: bounding box and count. */
+function pixelsOf(shot: Screenshot, color: number) {
   let [left, top, right, bottom, count] = [shot.width, shot.height, -1, -1, 0];
   for (let y = 0; y < shot.height; y++) {
     for (let x = 0; x < shot.width; x++) {
@@ -151,20 +160,25 @@ async function expectCursor(head: number, x: number, y: number) {
     height: CURSOR_SQUARE,
     count: CURSOR_SQUARE * CURSOR_SQUARE,
   };
-  let seen = pixelsOf(CURSOR_COLORS[head]!);
-  await waitFor(
-    () => JSON.stringify((seen = pixelsOf(CURSOR_COLORS[head]!))) === JSON.stringify(expected),
-    10_000,
-    50,
+  let shot = await scriptScreenshot();
+  // set_cursor follows the pointer's enter within a few loop turns: a few tries at most.
+  for (let tries = 0; tries < 20; tries++) {
+    if (JSON.stringify(pixelsOf(shot, CURSOR_COLORS[head]!)) === JSON.stringify(expected)) break;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    shot = await scriptScreenshot();
+  }
+  assert.deepEqual(
+    pixelsOf(shot, CURSOR_COLORS[head]!),
+    expected,
+    `head ${head}'s cursor at the pointer (${x}, ${y})\n${debug()}`,
   );
-  assert.deepEqual(seen, expected, `head ${head}'s cursor at the pointer (${x}, ${y})\n${debug()}`);
   // The rest of the 64x64 cursor is transparent (alpha 0 in a B8G8R8X8 resource): no black box.
-  const shot = screenshot(compositor!, 'HEADLESS-1');
   let black = 0;
   for (let dy = 0; dy < 64; dy++)
     for (let dx = CURSOR_SQUARE; dx < 64; dx++)
       if (shot.pixel(expected.x + dx, expected.y + dy) === 0) black++;
   assert.ok(black < 64, `${black} black pixels beside head ${head}'s cursor square`);
+  return shot;
 }
 
 const SYN = '0 0 0';
@@ -174,46 +188,43 @@ const abs = (px: number, size: number) => Math.floor(((px + 0.5) * 32768) / size
 
 test('exact evdev events in the guest: keys, modifiers, both heads, buttons, wheel, focus loss', async (t) => {
   const started = Date.now();
-  compositor = createCompositor({
-    outputs: [{ name: 'HEADLESS-1', width: 1600, height: 600, refreshMhz: 60000 }],
-    socket: false,
-    log: () => undefined,
-  });
   const gpuSocket = path.join(workDir, 'gpu.sock');
   const inputSocket = path.join(workDir, 'input.sock');
   const serialSocket = path.join(workDir, 'evdump.sock');
-  gpu = createVhostUserGpuBackend({
-    socketPath: gpuSocket,
-    role: 'listen',
-    scanouts: 2,
-    width: W,
-    height: H,
-    name: 'ev',
-    log: (level, message) => logs.push(`${level}: ${message}`),
-  });
-  input = createVhostUserInputBackend({
-    socketPath: inputSocket,
-    role: 'listen',
-    log: (level, message) => logs.push(`input ${level}: ${message}`),
-  });
-  plugin = createGuestfbPlugin({
-    sources: [{ name: 'ev', source: gpu }],
-    inputs: [{ name: 'ev', sink: input }],
-    log: (line) => logs.push(line),
-  });
-  assert.equal(await compositor.use(plugin), true, `plugin started: ${logs.join('; ')}`);
-
-  // The input script: a FIFO read by the compositor's script runner, as --input-script does.
   const fifo = path.join(workDir, 'input-script');
   execFileSync('mkfifo', [fifo]);
-  const problems: string[] = [];
-  const runner = runInputScript(
-    fifo,
-    compositorScriptTarget(compositor, workDir, () => undefined),
-    (message) => problems.push(message),
-    abort.signal,
+  cli = spawn(
+    process.execPath,
+    [
+      path.join(root, 'bin/guestfb-compositor.js'),
+      '--headless',
+      '--socket',
+      'guestfb-evdev-e2e',
+      '--output',
+      '1600x600',
+      '--vhost-user-gpu',
+      `ev=${gpuSocket},heads=2,size=${W}x${H}`,
+      '--vhost-user-input',
+      `ev=${inputSocket}`,
+      '--input-script',
+      fifo,
+      '--screenshot-dir',
+      path.join(workDir, 'shots'),
+    ],
+    { env: { ...process.env, XDG_RUNTIME_DIR: workDir }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
-  runner.catch(() => undefined);
+  cli.stdout!.setEncoding('utf8').on('data', (chunk: string) => (cliOut += chunk));
+  cli.stderr!.setEncoding('utf8').on('data', (chunk: string) => (cliLog += chunk));
+  cliExited = new Promise((resolve) => cli!.on('close', resolve));
+  assert.ok(
+    await waitFor(
+      () => cli!.exitCode !== null || cliLog.includes('vhost-user input back-end on'),
+      60_000,
+      20,
+    ),
+  );
+  assert.equal(cli.exitCode, null, `guestfb-compositor exited\n${cliLog}`);
+  // The FIFO opens once the process reads it: from here each line is applied as it arrives.
   script = await open(fifo, 'w');
 
   const findPort =
@@ -257,14 +268,15 @@ test('exact evdev events in the guest: keys, modifiers, both heads, buttons, whe
     partial = parts.pop()!;
     for (const text of parts) lines.push({ text, at });
   });
-  serial.on('error', (error) => logs.push(`evdump socket: ${error.message}`));
+  serial.on('error', (error) => (cliLog += `evdump socket: ${error.message}\n`));
 
   await send(`wait-window ${WAIT_MS} ${HEAD0}`, `wait-window ${WAIT_MS} ${HEAD1}`);
-  await send(`place 0 0 ${HEAD0}`, `place ${HEAD1_X} 0 ${HEAD1}`);
+  await send(`place 0 0 ${HEAD0}`, `place ${HEAD1_X} 0 ${HEAD1}`, 'screenshot placed');
+  const placed = path.join(workDir, 'shots', 'placed.png');
   const ready = await waitFor(
     () =>
       lines.some((l) => l.text === 'evdump: ready') &&
-      compositor!.scene.windows.filter((w) => w.x === HEAD1_X).length === 1,
+      cliLog.includes(`input script: screenshot ${placed}`),
     WAIT_MS,
   );
   assert.ok(ready, `evdump ready and both head windows placed\n${debug()}`);
@@ -306,8 +318,8 @@ test('exact evdev events in the guest: keys, modifiers, both heads, buttons, whe
     [`3 0 ${abs(W + 200, 2 * W)}`, `3 1 ${abs(300, H)}`, SYN, ...key(273, 1), ...key(273, 0)],
   );
   assert.deepEqual([abs(W + 200, 2 * W), abs(300, H)], [21516, 20514]);
-  await expectCursor(1, HEAD1_X + 200, 300);
-  assert.equal(pixelsOf(CURSOR_COLORS[0]!).count, 0, "head 0's cursor left with the pointer");
+  const shot = await expectCursor(1, HEAD1_X + 200, 300);
+  assert.equal(pixelsOf(shot, CURSOR_COLORS[0]!).count, 0, "head 0's cursor left with the pointer");
   await expectEvents(
     'wheel: one notch down, two up (hi-res in 1/120 notches, then whole notches)',
     ['wheel 1', 'wheel -2'],
@@ -345,7 +357,7 @@ test('exact evdev events in the guest: keys, modifiers, both heads, buttons, whe
       ...key(32, 0),
     ],
   );
-  assert.deepEqual(problems, [], 'every script line applied');
+  assert.doesNotMatch(cliLog, /input script .* line \d+:/, 'every script line applied');
 
   // Latency: one key event at a time, the next only after the guest's line came back.
   const roundTrips: number[] = [];
@@ -378,6 +390,17 @@ test('exact evdev events in the guest: keys, modifiers, both heads, buttons, whe
     .map((text) => Number(/^evdump: device (\d+)/.exec(text)![1]))
     .filter((node) => node !== guestfbNode);
   for (const node of otherNodes) assert.deepEqual(events(node), [], `node ${node} stayed quiet`);
-  t.diagnostic(`input stats: ${JSON.stringify(input.stats())}`);
+  // SIGTERM: the process exits 0 and prints its input back-end's counters.
+  cli.kill('SIGTERM');
+  const exit = await Promise.race([
+    cliExited,
+    new Promise((resolve) => setTimeout(() => resolve('still running after 30 s'), 30_000)),
+  ]);
+  assert.equal(exit, 0, `guestfb-compositor's exit on SIGTERM\n${debug()}`);
+  const stats = /^guestfb ev input: (\{.*\})$/m.exec(cliOut);
+  assert.ok(stats, `input counters printed on exit: ${cliOut}`);
+  const counters = JSON.parse(stats[1]!) as Record<string, number>;
+  assert.equal(counters.eventsDropped, 0, 'no input event dropped');
+  t.diagnostic(`input stats: ${stats[1]}`);
   t.diagnostic(`test took ${((Date.now() - started) / 1000).toFixed(1)} s`);
 });
