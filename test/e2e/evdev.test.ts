@@ -38,6 +38,7 @@ import {
   removeWorkDir,
   stopAll,
 } from './helpers/context.js';
+import { pixelsOf } from '../helpers/pixels.js';
 
 const W = 640;
 const H = 480;
@@ -133,22 +134,6 @@ async function scriptScreenshot(): Promise<Screenshot> {
   );
   assert.ok(written, `no screenshot ${name}\n${debug()}`);
   return decodePng(readFileSync(file));
-}
-
-/** Where a screenshot has pixels of `color`: bounding box and count. */
-function pixelsOf(shot: Screenshot, color: number) {
-  let [left, top, right, bottom, count] = [shot.width, shot.height, -1, -1, 0];
-  for (let y = 0; y < shot.height; y++) {
-    for (let x = 0; x < shot.width; x++) {
-      if (shot.pixel(x, y) !== color) continue;
-      count++;
-      left = Math.min(left, x);
-      top = Math.min(top, y);
-      right = Math.max(right, x);
-      bottom = Math.max(bottom, y);
-    }
-  }
-  return { x: left, y: top, width: right - left + 1, height: bottom - top + 1, count };
 }
 
 /** Asserts head `head`'s cursor square is drawn once, at the pointer (x, y) minus the hotspot. */

@@ -25,6 +25,7 @@ import { Fourcc, Modifier } from '../../examples/compositor/dmabuf/formats.js';
 import { createGuestfbPlugin } from '../../plugin/index.js';
 import { PatternSource, solidCursor } from '../../plugin/sources/pattern.js';
 import { settleUntil } from '../helpers/wait.js';
+import { pixelsOf } from '../helpers/pixels.js';
 
 const OUTPUT = 'HEADLESS-1';
 const WINDOW_COLOR = 0x336699;
@@ -33,24 +34,6 @@ type Shot = ReturnType<typeof decodePng>;
 
 function shot(compositor: Compositor): Shot {
   return decodePng(compositor.screenshot(OUTPUT));
-}
-
-/** Every pixel of `color` in the screenshot, as its bounding box and count. */
-function find(image: Shot, color: number) {
-  let [left, top, right, bottom, count] = [image.width, image.height, -1, -1, 0];
-  for (let y = 0; y < image.height; y++) {
-    for (let x = 0; x < image.width; x++) {
-      if (image.pixel(x, y) !== color) continue;
-      count++;
-      left = Math.min(left, x);
-      top = Math.min(top, y);
-      right = Math.max(right, x);
-      bottom = Math.max(bottom, y);
-    }
-  }
-  return count === 0
-    ? { count }
-    : { x: left, y: top, w: right - left + 1, h: bottom - top + 1, count };
 }
 
 /** A wl_shm buffer of `pixels` (ARGB8888 words, row by row). */
@@ -122,16 +105,16 @@ test('wl_pointer.set_cursor: drawn at the pointer minus the hotspot, over the wi
     compositor.seat.flush();
     await connection.roundtrip();
     assert.equal(enters.length, 1, 'the pointer entered the window');
-    assert.equal(find(shot(compositor), 0xff0000).count, 0, 'no cursor before set_cursor');
+    assert.equal(pixelsOf(shot(compositor), 0xff0000).count, 0, 'no cursor before set_cursor');
 
     pointer.setCursor(enters[0]! + 1, cursor, 2, 1);
     await connection.roundtrip();
-    assert.equal(find(shot(compositor), 0xff0000).count, 0, 'a stale serial is ignored');
+    assert.equal(pixelsOf(shot(compositor), 0xff0000).count, 0, 'a stale serial is ignored');
 
     pointer.setCursor(enters[0]!, cursor, 2, 1);
     await connection.roundtrip();
     let image = shot(compositor);
-    assert.deepEqual(find(image, 0xff0000), { x: 48, y: 29, w: 8, h: 6, count: 47 });
+    assert.deepEqual(pixelsOf(image, 0xff0000), { x: 48, y: 29, width: 8, height: 6, count: 47 });
     assert.equal(image.pixel(48, 29), WINDOW_COLOR, 'the transparent pixel shows the window');
     // What the DRM back-end's cursor plane would take: the top layer, at the same place.
     const layers = compositor.scene.layers();
@@ -153,7 +136,7 @@ test('wl_pointer.set_cursor: drawn at the pointer minus the hotspot, over the wi
     compositor.seat.flush();
     await connection.roundtrip();
     image = shot(compositor);
-    assert.deepEqual(find(image, 0xff0000), { x: 98, y: 59, w: 8, h: 6, count: 47 });
+    assert.deepEqual(pixelsOf(image, 0xff0000), { x: 98, y: 59, width: 8, height: 6, count: 47 });
     assert.equal(image.pixel(50, 30), WINDOW_COLOR, 'nothing left where it was');
 
     // wl_surface.offset(1, 1) moves the hotspot to (1, 0); new content (green) shows.
@@ -164,26 +147,32 @@ test('wl_pointer.set_cursor: drawn at the pointer minus the hotspot, over the wi
     cursor.commit();
     await connection.roundtrip();
     image = shot(compositor);
-    assert.equal(find(image, 0xff0000).count, 0);
-    assert.deepEqual(find(image, 0x00ff00), { x: 99, y: 60, w: 8, h: 6, count: 48 });
+    assert.equal(pixelsOf(image, 0xff0000).count, 0);
+    assert.deepEqual(pixelsOf(image, 0x00ff00), { x: 99, y: 60, width: 8, height: 6, count: 48 });
 
     // Off the window: no focus, no cursor (there is no default image); back in: the client sets
     // one again after its enter.
     compositor.seat.moveTo(190, 100);
     compositor.seat.flush();
     await connection.roundtrip();
-    assert.equal(find(shot(compositor), 0x00ff00).count, 0, 'gone with the focus');
+    assert.equal(pixelsOf(shot(compositor), 0x00ff00).count, 0, 'gone with the focus');
     compositor.seat.moveTo(30, 20);
     compositor.seat.flush();
     await connection.roundtrip();
     assert.equal(enters.length, 2);
-    assert.equal(find(shot(compositor), 0x00ff00).count, 0, 'not shown again by itself');
+    assert.equal(pixelsOf(shot(compositor), 0x00ff00).count, 0, 'not shown again by itself');
     pointer.setCursor(enters[1]!, cursor, 0, 0);
     await connection.roundtrip();
-    assert.deepEqual(find(shot(compositor), 0x00ff00), { x: 30, y: 20, w: 8, h: 6, count: 48 });
+    assert.deepEqual(pixelsOf(shot(compositor), 0x00ff00), {
+      x: 30,
+      y: 20,
+      width: 8,
+      height: 6,
+      count: 48,
+    });
     cursor.destroy();
     await connection.roundtrip();
-    assert.equal(find(shot(compositor), 0x00ff00).count, 0, 'a destroyed cursor surface goes');
+    assert.equal(pixelsOf(shot(compositor), 0x00ff00).count, 0, 'a destroyed cursor surface goes');
     assert.equal(compositor.scene.cursor, null);
   } finally {
     connection.disconnect();
@@ -215,12 +204,19 @@ test("guestfb: the guest's cursor moves from a subsurface onto the pointer, at i
     const cursor = plugin.presenter!.cursors()[0]!;
     // No pointer has entered yet: the guest's cursor is a subsurface at the guest's position.
     source.setCursor(40, 30, solidCursor(12, 10, 0xff000000 | ORANGE, 5, 3));
-    const atGuestPosition = { x: window.x + 35, y: window.y + 27, w: 12, h: 10, count: 120 };
-    let seen = find(shot(compositor), ORANGE);
+    const atGuestPosition = {
+      x: window.x + 35,
+      y: window.y + 27,
+      width: 12,
+      height: 10,
+      count: 120,
+    };
+    let seen = pixelsOf(shot(compositor), ORANGE);
     await settleUntil(
       plugin,
       () =>
-        JSON.stringify((seen = find(shot(compositor), ORANGE))) === JSON.stringify(atGuestPosition),
+        JSON.stringify((seen = pixelsOf(shot(compositor), ORANGE))) ===
+        JSON.stringify(atGuestPosition),
       `a subsurface cursor at the guest's position (last seen ${JSON.stringify(seen)})`,
       { limitMs: 10_000 },
     );
@@ -230,10 +226,11 @@ test("guestfb: the guest's cursor moves from a subsurface onto the pointer, at i
     const [px, py] = [window.x + 200, window.y + 150];
     compositor.seat.moveTo(px, py);
     compositor.seat.flush();
-    const expected = { x: px - 5, y: py - 3, w: 12, h: 10, count: 120 };
+    const expected = { x: px - 5, y: py - 3, width: 12, height: 10, count: 120 };
     await settleUntil(
       plugin,
-      () => JSON.stringify((seen = find(shot(compositor), ORANGE))) === JSON.stringify(expected),
+      () =>
+        JSON.stringify((seen = pixelsOf(shot(compositor), ORANGE))) === JSON.stringify(expected),
       `the cursor at the pointer (last seen ${JSON.stringify(seen)}; log ${logs.join('; ')})`,
       { limitMs: 10_000 },
     );
@@ -247,7 +244,7 @@ test("guestfb: the guest's cursor moves from a subsurface onto the pointer, at i
     const moved = { ...expected, x: px + 25, y: py - 23 };
     await settleUntil(
       plugin,
-      () => JSON.stringify((seen = find(shot(compositor), ORANGE))) === JSON.stringify(moved),
+      () => JSON.stringify((seen = pixelsOf(shot(compositor), ORANGE))) === JSON.stringify(moved),
       `the cursor follows the pointer (last seen ${JSON.stringify(seen)})`,
       { limitMs: 10_000 },
     );
@@ -255,24 +252,24 @@ test("guestfb: the guest's cursor moves from a subsurface onto the pointer, at i
     source.setCursor(10, 10, solidCursor(6, 6, 0xff10a0e0, 0, 0));
     await settleUntil(
       plugin,
-      () => find(shot(compositor), 0x10a0e0).count === 36,
+      () => pixelsOf(shot(compositor), 0x10a0e0).count === 36,
       'the new image at the pointer',
       { limitMs: 10_000 },
     );
-    assert.deepEqual(find(shot(compositor), 0x10a0e0), {
+    assert.deepEqual(pixelsOf(shot(compositor), 0x10a0e0), {
       x: px + 30,
       y: py - 20,
-      w: 6,
-      h: 6,
+      width: 6,
+      height: 6,
       count: 36,
     });
-    assert.equal(find(shot(compositor), ORANGE).count, 0);
+    assert.equal(pixelsOf(shot(compositor), ORANGE).count, 0);
     // The pointer leaves the window: the guest's cursor goes with it.
     compositor.seat.moveTo(window.x + 330, 5);
     compositor.seat.flush();
     await settleUntil(
       plugin,
-      () => find(shot(compositor), 0x10a0e0).count === 0,
+      () => pixelsOf(shot(compositor), 0x10a0e0).count === 0,
       'no cursor outside the window',
       { limitMs: 10_000 },
     );

@@ -36,6 +36,7 @@ import { FORMAT_B8G8R8X8, PAGE, TestGuest, VhostSocket } from '../helpers/vhost-
 import { vcpuWorkerUrl, type VcpuProgram, type VcpuReport } from '../helpers/vcpu-worker.js';
 import { waylandInfo } from './native-helpers.js';
 import { decodePng } from '../../examples/compositor/render/screenshot.js';
+import { pixelsOf } from '../helpers/pixels.js';
 
 type Screenshot = ReturnType<typeof decodePng>;
 
@@ -536,22 +537,6 @@ async function scriptScreenshot(running: Running, name: string): Promise<Screens
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
   }
-}
-
-/** Bounding box and count of the pixels of `color` in a screenshot. */
-function pixelsOf(shot: Screenshot, color: number) {
-  let [left, top, right, bottom, count] = [shot.width, shot.height, -1, -1, 0];
-  for (let y = 0; y < shot.height; y++) {
-    for (let x = 0; x < shot.width; x++) {
-      if (shot.pixel(x, y) !== color) continue;
-      count++;
-      left = Math.min(left, x);
-      top = Math.min(top, y);
-      right = Math.max(right, x);
-      bottom = Math.max(bottom, y);
-    }
-  }
-  return { x: left, y: top, width: right - left + 1, height: bottom - top + 1, count };
 }
 
 test('#5 cursor flood: the cursor queue refilled without end keeps the Wayland connection, and the cursor image arrives', async (t) => {
