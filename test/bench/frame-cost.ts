@@ -679,12 +679,13 @@ function printTable(result: {
   if (result.eightGuests) {
     const e = result.eightGuests as {
       cpuUsPerFrame: number;
-      oneGuestCpuUsPerFrame: number;
+      // null when --sizes left 1920x1080 out: no one-guest figure to compare with
+      oneGuestCpuUsPerFrame: number | null;
       ratio: number | null;
       worstHandoffP99Us: number | null;
     };
     out(
-      `8 guests at 1920x1080@30: ${e.cpuUsPerFrame.toFixed(0)} µs/frame (one guest ${e.oneGuestCpuUsPerFrame.toFixed(0)}, ` +
+      `8 guests at 1920x1080@30: ${e.cpuUsPerFrame.toFixed(0)} µs/frame (one guest ${e.oneGuestCpuUsPerFrame?.toFixed(0) ?? 'n/a'}, ` +
         `ratio ${e.ratio?.toFixed(2) ?? 'n/a'}); worst guest's handoff p99 ${e.worstHandoffP99Us?.toFixed(0) ?? 'n/a'} µs`,
     );
   }
