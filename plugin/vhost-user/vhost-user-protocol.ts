@@ -292,6 +292,21 @@ export function parseVringAddr(payload: Uint8Array): VringAddr {
   };
 }
 
+/** The front-end's side of SET_VRING_ADDR (tests and benches speak it as QEMU does). */
+export function encodeVringAddr(
+  addr: Pick<VringAddr, 'index' | 'descUser' | 'usedUser' | 'availUser'> & Partial<VringAddr>,
+): Uint8Array {
+  const out = new Uint8Array(40);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, addr.index, true);
+  view.setUint32(4, addr.flags ?? 0, true);
+  view.setBigUint64(8, addr.descUser, true);
+  view.setBigUint64(16, addr.usedUser, true);
+  view.setBigUint64(24, addr.availUser, true);
+  view.setBigUint64(32, addr.logGuest ?? 0n, true);
+  return out;
+}
+
 export interface VringFdRequest {
   index: number;
   /** The "invalid fd" flag: no fd is passed. */

@@ -17,6 +17,7 @@ import {
 import {
   encodeMemTable,
   encodeMessage,
+  encodeVringAddr,
   encodeVringState,
   Feature,
   Flags,
@@ -210,13 +211,15 @@ export class TestGuest {
       const ring = this.rings[index]!;
       await front.call(Request.SET_VRING_NUM, encodeVringState({ index, num: ring.size }));
       await front.call(Request.SET_VRING_BASE, encodeVringState({ index, num: 0 }));
-      const addr = new Uint8Array(40);
-      const view = new DataView(addr.buffer);
-      view.setUint32(0, index, true);
-      view.setBigUint64(8, BigInt(USER_BASE + ring.descGpa), true);
-      view.setBigUint64(16, BigInt(USER_BASE + ring.usedGpa), true);
-      view.setBigUint64(24, BigInt(USER_BASE + ring.availGpa), true);
-      await front.call(Request.SET_VRING_ADDR, addr);
+      await front.call(
+        Request.SET_VRING_ADDR,
+        encodeVringAddr({
+          index: index,
+          descUser: BigInt(USER_BASE + ring.descGpa),
+          usedUser: BigInt(USER_BASE + ring.usedGpa),
+          availUser: BigInt(USER_BASE + ring.availGpa),
+        }),
+      );
       await front.call(Request.SET_VRING_CALL, u64Payload(BigInt(index)), [this.calls[index]!]);
       await front.call(Request.SET_VRING_KICK, u64Payload(BigInt(index)), [this.kicks[index]!]);
       await front.call(Request.SET_VRING_ENABLE, encodeVringState({ index, num: 1 }));

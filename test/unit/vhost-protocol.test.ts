@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import {
   encodeConfig,
   encodeMemTable,
+  encodeVringAddr,
   encodeMessage,
   encodeReply,
   encodeSingleRegion,
@@ -137,6 +138,11 @@ test('payload parsers check sizes and bounds', () => {
     availUser: 0x2000n,
     logGuest: 0n,
   });
+  assert.deepEqual(
+    encodeVringAddr({ index: 1, descUser: 0x1000n, usedUser: 0x3000n, availUser: 0x2000n }),
+    addr,
+    "the front-end's encoding is the bytes written by hand above",
+  );
   assert.deepEqual(parseVringFd(u64Payload(0x101n)), { index: 1, noFd: true });
   assert.deepEqual(parseVringFd(u64Payload(0x1n)), { index: 1, noFd: false });
 

@@ -20,6 +20,7 @@ import {
 import {
   encodeMemTable,
   encodeMessage,
+  encodeVringAddr,
   encodeVringState,
   Feature,
   Flags,
@@ -166,12 +167,15 @@ test('a full session over real sockets: memfd RAM, eventfds, display channel, te
     // Rings, kick and call.
     await front.call(Request.SET_VRING_NUM, encodeVringState({ index: 0, num: 16 }));
     await front.call(Request.SET_VRING_BASE, encodeVringState({ index: 0, num: 0 }));
-    const addr = new Uint8Array(40);
-    const view = new DataView(addr.buffer);
-    view.setBigUint64(8, BigInt(USER_BASE + control.descGpa), true);
-    view.setBigUint64(16, BigInt(USER_BASE + control.usedGpa), true);
-    view.setBigUint64(24, BigInt(USER_BASE + control.availGpa), true);
-    await front.call(Request.SET_VRING_ADDR, addr);
+    await front.call(
+      Request.SET_VRING_ADDR,
+      encodeVringAddr({
+        index: 0,
+        descUser: BigInt(USER_BASE + control.descGpa),
+        usedUser: BigInt(USER_BASE + control.usedGpa),
+        availUser: BigInt(USER_BASE + control.availGpa),
+      }),
+    );
     await front.call(Request.SET_VRING_CALL, u64Payload(0n), [call]);
     await front.call(Request.SET_VRING_KICK, u64Payload(0n), [kick]);
     await front.call(Request.SET_VRING_ENABLE, encodeVringState({ index: 0, num: 1 }));

@@ -10,6 +10,7 @@ import type { GpuLimits } from '../../plugin/sources/virtio-gpu/gpu-device.js';
 import { HDR_SIZE } from '../../plugin/sources/virtio-gpu/gpu-protocol.js';
 import {
   encodeMemTable,
+  encodeVringAddr,
   encodeVringState,
   Feature,
   Flags,
@@ -166,13 +167,15 @@ export function setUpVring(
 ): void {
   send(Request.SET_VRING_NUM, encodeVringState({ index, num: size }));
   send(Request.SET_VRING_BASE, encodeVringState({ index, num: 0 }));
-  const addr = new Uint8Array(40);
-  const view = new DataView(addr.buffer);
-  view.setUint32(0, index, true);
-  view.setBigUint64(8, BigInt(USER_BASE + ring.descGpa), true);
-  view.setBigUint64(16, BigInt(USER_BASE + ring.usedGpa), true);
-  view.setBigUint64(24, BigInt(USER_BASE + ring.availGpa), true);
-  send(Request.SET_VRING_ADDR, addr);
+  send(
+    Request.SET_VRING_ADDR,
+    encodeVringAddr({
+      index: index,
+      descUser: BigInt(USER_BASE + ring.descGpa),
+      usedUser: BigInt(USER_BASE + ring.usedGpa),
+      availUser: BigInt(USER_BASE + ring.availGpa),
+    }),
+  );
   send(Request.SET_VRING_CALL, u64Payload(BigInt(index)), [fds.call]);
   send(Request.SET_VRING_KICK, u64Payload(BigInt(index)), [fds.kick]);
   send(Request.SET_VRING_ENABLE, encodeVringState({ index, num: 1 }));
