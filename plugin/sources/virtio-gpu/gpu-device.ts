@@ -548,9 +548,10 @@ export class GpuDevice {
   /**
    * The limits a guest's entries meet before anything is made of them: no two overlap, and
    * together they hold at most `needed` bytes rounded up to pages. Checked on the entries alone
-   * (two sorted copies, no object per entry), so a refused list costs little.
+   * (two sorted copies, no object per entry), so a refused list costs little. Returns their
+   * byte total.
    */
-  private checkEntries(id: number, entries: BackingEntries, needed: number): void {
+  private checkEntries(id: number, entries: BackingEntries, needed: number): number {
     const count = entries.gpa.length;
     const { gpa, length } = entries;
     let total = 0;
@@ -585,17 +586,16 @@ export class GpuDevice {
         `limit: resource ${id} backing of ${total} bytes exceeds its size rounded to pages (${allowed})`,
       );
     }
+    return total;
   }
 
   /**
-   * The device's span and byte totals with what these entries would add, checked before any
+   * The device's span and byte totals with what these entries (`total` bytes) would add, checked before any
    * span is made (the span count comes from a pass that makes no objects).
    */
-  private checkTotals(id: number, entries: BackingEntries): void {
+  private checkTotals(id: number, entries: BackingEntries, total: number): void {
     const spanCount = this.options.memory.countSpans(entries.gpa, entries.length);
     if (spanCount === null) throw new CommandError(Resp.ERR_UNSPEC, 'backing outside guest memory');
-    let total = 0;
-    for (let i = 0; i < entries.length.length; i++) total += entries.length[i]!;
     if (this.totalSpans + spanCount > this.limits.maxTotalSpans) {
       throw new CommandError(
         Resp.ERR_OUT_OF_MEMORY,
@@ -630,8 +630,7 @@ export class GpuDevice {
     }
     const entries = this.readEntries(request, RequestSize[Cmd.RESOURCE_CREATE_BLOB]!, count);
     const blobSize = Number(size);
-    this.checkEntries(id, entries, blobSize);
-    this.checkTotals(id, entries);
+    this.checkTotals(id, entries, this.checkEntries(id, entries, blobSize));
     const spans = this.translate(entries);
     if (!spans) throw new CommandError(Resp.ERR_UNSPEC, 'blob backing outside guest memory');
     const total = spans.reduce((sum, s) => sum + s.length, 0);
@@ -682,8 +681,7 @@ export class GpuDevice {
     if (res.entries)
       throw new CommandError(Resp.ERR_UNSPEC, `resource ${res.id} already has backing`);
     const entries = this.readEntries(request, RequestSize[Cmd.RESOURCE_ATTACH_BACKING]!, count);
-    this.checkEntries(res.id, entries, res.stride * res.height);
-    this.checkTotals(res.id, entries);
+    this.checkTotals(res.id, entries, this.checkEntries(res.id, entries, res.stride * res.height));
     const spans = this.translate(entries);
     if (!spans) throw new CommandError(Resp.ERR_UNSPEC, 'backing outside guest memory');
     this.setSpans(res, spans, keptEntries(entries));
