@@ -136,7 +136,8 @@ async function withCompositor(
         const missing = () => lines.filter((line) => !output.slice(mark).includes(line));
         await poll(() => missing().length === 0, { limitMs: 10_000 });
         const logged = output.slice(mark);
-        for (const line of missing()) assert.fail(`log line missing: ${line}\n${logged.slice(0, 4000)}`);
+        for (const line of missing())
+          assert.fail(`log line missing: ${line}\n${logged.slice(0, 4000)}`);
         return logged;
       },
       script: (line) => {
