@@ -1,4 +1,7 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --no-memory-reducer
+// --no-memory-reducer: V8's memory reducer runs full GCs on a timer whenever the process looks
+// idle, which a display serving a 30 Hz guest always does; they cost guestfb about half its CPU
+// per guest frame (README, Performance). Node accepts the flag only on its command line.
 // The `guestfb` command: runs the compiled CLI (npm run build writes dist/).
 import { main } from '../dist/plugin/cli.js';
 

@@ -2,7 +2,7 @@
 # clang-format over native/ (and examples/guest C code); --fix rewrites, default only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mapfile -t files < <(find native examples/guest -name '*.cc' -o -name '*.h' -o -name '*.c' 2>/dev/null | sort)
+mapfile -t files < <(find native examples/guest test/bench -name '*.cc' -o -name '*.h' -o -name '*.c' 2>/dev/null | sort)
 ((${#files[@]})) || exit 0
 if [[ ${1:-} == --fix ]]; then
   clang-format -i "${files[@]}"

@@ -14,7 +14,10 @@
  *   - syscalls per guest frame (strace -c -f on guestfb over a fixed number of frames);
  *   - heap used and open fds before and after a long unpaced run (--long-frames, 100,000);
  *   - 8 guests at 1080p@30 in one guestfb process: CPU per frame against one guest, and the
- *     worst guest's flush → commit p99.
+ *     worst guest's flush → commit p99;
+ *   - the wake-up floor (wake-floor.ts): the CPU one wake-up at 30 Hz costs a C process and a
+ *     Node process that do nothing but drain the kick and signal back. guestfb's frame is one
+ *     such wake-up plus its work; what it costs above the Node floor is guestfb's own.
  *
  * On a host without /dev/udmabuf the guest's framebuffer is one contiguous span, which the
  * plugin shows through wl_shm on the guest memfd itself (the shmOnGuestRam opt-in): no pixel is
@@ -33,6 +36,7 @@ import { parseArgs } from 'node:util';
 import v8 from 'node:v8';
 import { fd } from '../../native/fd.js';
 import { parseStraceSummary, SYSCALL_PURPOSE, type SyscallCount } from './strace.js';
+import { measureWakeFloor, type WakeFloor } from './wake-floor.js';
 import { runStandalone, type GuestfbPlugin } from '../../plugin/index.js';
 import {
   createVhostUserGpuBackend,
@@ -57,6 +61,8 @@ const { values } = parseArgs({
     modes: { type: 'string' },
     /** Writes a V8 CPU profile of each guestfb process into this folder (--cpu-prof). */
     'cpu-prof-dir': { type: 'string' },
+    /** Extra Node/V8 flags for each guestfb process, space-separated (A/B runs of V8 flags). */
+    'node-flags': { type: 'string' },
     compositor: { type: 'string' },
     child: { type: 'string' },
     socket: { type: 'string', multiple: true },
@@ -306,7 +312,19 @@ async function startSetup(
     for (const spawned of started.reverse()) await spawned.stop();
   };
   try {
-    const args = ['--expose-gc', thisFile, '--child', mode, '--size', `${width}x${height}`];
+    // --no-memory-reducer as the guestfb commands run (their #! line): without it V8's timed
+    // idle GCs land in the measured frames.
+    const args = [
+      '--expose-gc',
+      '--no-memory-reducer',
+      thisFile,
+      '--child',
+      mode,
+      '--size',
+      `${width}x${height}`,
+    ];
+    const nodeFlags = values['node-flags']?.split(' ').filter(Boolean) ?? [];
+    args.unshift(...nodeFlags);
     const profileDir = values['cpu-prof-dir'];
     if (profileDir)
       args.unshift('--cpu-prof', '--cpu-prof-interval=100', `--cpu-prof-dir=${profileDir}`);
@@ -528,7 +546,12 @@ async function main(): Promise<void> {
   const allocations: Record<string, { bytesPerFrame: number; frames: number; gcs: number }> = {};
   let longRun: Record<string, number> | null = null;
   let eightGuests: Record<string, unknown> | null = null;
+  let wakeFloor: WakeFloor | null = null;
   try {
+    if (extras) {
+      progress(`wake-up floor: C and Node processes kicked ${frames} times at ${fps} Hz`);
+      wakeFloor = await measureWakeFloor(dir, fps, frames);
+    }
     for (const [width, height] of resolutions) {
       const name = `${width}x${height}`;
       const result = {} as { backend: Measured; plugin: Measured };
@@ -620,6 +643,8 @@ async function main(): Promise<void> {
     allocationsPerFrame: allocations,
     eightGuests,
     longRun,
+    /** CPU per wake-up of processes that do nothing else (null with --per-frame-only). */
+    wakeFloor,
   };
   if (values.json) {
     process.stdout.write(`${JSON.stringify(result)}\n`);
@@ -635,6 +660,7 @@ function printTable(result: {
   syscallsPerFrame: SyscallCount[] | string;
   eightGuests: Record<string, unknown> | null;
   longRun: Record<string, number> | null;
+  wakeFloor: WakeFloor | null;
 }): void {
   const out = (line = '') => process.stdout.write(`${line}\n`);
   out(result.note);
@@ -688,6 +714,23 @@ function printTable(result: {
       `8 guests at 1920x1080@30: ${e.cpuUsPerFrame.toFixed(0)} µs/frame (one guest ${e.oneGuestCpuUsPerFrame?.toFixed(0) ?? 'n/a'}, ` +
         `ratio ${e.ratio?.toFixed(2) ?? 'n/a'}); worst guest's handoff p99 ${e.worstHandoffP99Us?.toFixed(0) ?? 'n/a'} µs`,
     );
+  }
+  if (result.wakeFloor) {
+    const f = result.wakeFloor;
+    const figure = (x: { pacedUs: number; backToBackUs: number }) =>
+      `${x.pacedUs.toFixed(0)} µs (${x.backToBackUs.toFixed(0)} back to back)`;
+    out(
+      `wake-up floor at ${f.fps} Hz, CPU per wake-up of a process that only drains the kick and signals back: ` +
+        `C ${f.c ? figure(f.c) : `n/a (${f.cWhy})`}, Node ${figure(f.node)}`,
+    );
+    for (const [name, r] of Object.entries(result.resolutions)) {
+      const above = (m: Measured | undefined) =>
+        m ? `${(m.cpuUsPerFrame - f.node.pacedUs).toFixed(0)} µs` : 'n/a';
+      out(
+        `  guestfb above the Node floor at ${name}: back-end ${above(r.backend as Measured | undefined)}, ` +
+          `back-end + plugin ${above(r.plugin as Measured | undefined)}`,
+      );
+    }
   }
   if (result.longRun) {
     const l = result.longRun;
