@@ -256,6 +256,14 @@ export interface NativeProxy {
     destroy?: boolean,
     dispatch?: (opcode: number, args: WireValue[]) => void,
   ): NativeProxy | undefined;
+  /**
+   * A wl_surface's (version 4 or later) whole frame in one call: attach(buffer, 0, 0),
+   * damage_buffer for each of the first `count` boxes (x0, y0, x1, y1 in buffer coordinates,
+   * ends exclusive; at most 64), commit. TypeError on another interface, a wl_buffer of another
+   * connection or anything but an Int32Array; RangeError when `count` exceeds the boxes or a box
+   * ends before it starts. Nothing is sent on a dead proxy.
+   */
+  commitFrame(buffer: NativeProxy | null, boxes: Int32Array, count: number): void;
   /** Sets (or replaces) the event dispatcher; events arrive decoded, with the proxy as `this`.
    * Throws ERR_WAYLAND_DESTROYED on a dead proxy. */
   setDispatcher(dispatch: (opcode: number, args: WireValue[]) => void): void;

@@ -56,6 +56,11 @@ export class DamageAccumulator {
     return this.bufferHeight;
   }
 
+  /** The rectangles as x0, y0, x1, y1 each (ends exclusive), the first `count` of them valid. */
+  get boxArray(): Int32Array {
+    return this.boxes;
+  }
+
   /** Number of rectangles to send. */
   get count(): number {
     return this.used;

@@ -170,17 +170,10 @@ export class HeadWindow {
     const copied = buffer.prepare(damage);
     // Attach on every commit, not only when the buffer changes: a compositor that released the
     // buffer (e.g. after uploading shm contents) only reads it again when it is attached again.
-    this.surface.attach(buffer.wlBuffer, 0, 0);
-    for (let i = 0; i < damage.count; i++) {
-      this.surface.damageBuffer(
-        damage.x(i),
-        damage.y(i),
-        damage.rectWidth(i),
-        damage.rectHeight(i),
-      );
-    }
+    // (frame before attach: all of them are pending state until the commit)
     if (frameCallback) this.frameCallback = this.surface.frame().setListener(this.frameListener);
-    this.surface.commit();
+    // attach + damage_buffer per rectangle + commit in one call into the addon.
+    this.surface.native.commitFrame(buffer.wlBuffer.native, damage.boxArray, damage.count);
     this.commitWanted = false;
     buffer.markCommitted();
     this.events.committed?.();

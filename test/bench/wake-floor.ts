@@ -120,7 +120,7 @@ export async function measureWakeFloor(
 ): Promise<WakeFloor> {
   const node = await measureWorker(
     process.execPath,
-    [path.join(benchDir, 'wake-floor-child.js')],
+    ['--no-memory-reducer', path.join(benchDir, 'wake-floor-child.js')],
     fps,
     wakeUps,
   );
