@@ -69,3 +69,15 @@ uint64_t SizeArg(const Napi::Value& value, const char* what) {
 }
 
 }  // namespace guestfb
+
+namespace guestfb {
+
+napi_callback_scope OpenCallbackScope(Napi::Env env, Napi::Object resource,
+                                      napi_async_context context) {
+  napi_callback_scope scope = nullptr;
+  napi_status status = napi_open_callback_scope(env, resource, context, &scope);
+  if (status != napi_ok) throw Napi::Error::New(env, "napi_open_callback_scope failed");
+  return scope;
+}
+
+}  // namespace guestfb

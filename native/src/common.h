@@ -24,6 +24,12 @@ const char* ErrnoName(int err);
 // Reads an fd argument: a non-negative int32.
 int FdArg(const Napi::Value& value, const char* what);
 
+// A callback scope with `resource` as its async resource, for a Napi::CallbackScope to close.
+// node-addon-api's own constructor makes a new empty object as the resource each time: an
+// allocation in every loop turn that flushes or dispatches.
+napi_callback_scope OpenCallbackScope(Napi::Env env, Napi::Object resource,
+                                      napi_async_context context);
+
 // Reads a uint32 number argument (ids, versions, opcodes, flags).
 uint32_t Uint32Arg(const Napi::Value& value, const char* what);
 

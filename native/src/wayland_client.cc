@@ -269,8 +269,8 @@ void Connection::OnPoll(uv_poll_t* handle, int status, int events) {
   if (self->display_ == nullptr || self->failed_) return;
   Napi::Env env = self->Env();
   Napi::HandleScope scope(env);
-  [[maybe_unused]] Napi::Object keepAlive = self->Value();
-  Napi::CallbackScope callbackScope(env, *self->asyncContext_);
+  Napi::Object keepAlive = self->Value();
+  Napi::CallbackScope callbackScope(env, OpenCallbackScope(env, keepAlive, *self->asyncContext_));
   self->depth_++;
   if (status < 0) {
     // POLLERR (a reset socket) may still have the server's last messages queued, among them
@@ -291,7 +291,8 @@ void Connection::OnPrepare(uv_prepare_t* handle) {
   if (!self->needsFlush_ || self->display_ == nullptr || self->failed_) return;
   Napi::Env env = self->Env();
   Napi::HandleScope scope(env);
-  Napi::CallbackScope callbackScope(env, *self->asyncContext_);
+  Napi::CallbackScope callbackScope(env,
+                                    OpenCallbackScope(env, self->Value(), *self->asyncContext_));
   self->depth_++;
   self->DoFlush();
   self->depth_--;

@@ -584,8 +584,8 @@ void ServerDisplay::RunLoopWork(bool dispatch) {
   if (display_ == nullptr) return;
   Napi::Env env = Env();
   Napi::HandleScope scope(env);
-  [[maybe_unused]] Napi::Object keepAlive = Value();
-  Napi::CallbackScope callbackScope(env, *asyncContext_);
+  Napi::Object keepAlive = Value();
+  Napi::CallbackScope callbackScope(env, OpenCallbackScope(env, keepAlive, *asyncContext_));
   Enter enter(this);
   if (dispatch) {
     wl_event_loop_dispatch(loop_, 0);

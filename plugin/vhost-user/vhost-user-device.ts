@@ -142,6 +142,8 @@ interface Queue {
   again: boolean;
   /** This queue as the scheduler sees it. */
   slot: ScheduledQueue;
+  /** The running slice's budget, reset per slice (reused: a frame allocates nothing). */
+  slice: Slice;
 }
 
 export interface VhostUserDeviceOptions<M extends DeviceModel> {
@@ -238,6 +240,7 @@ export class VhostUserDevice<M extends DeviceModel = DeviceModel> {
         enabled: false,
         problemLogged: null,
         running: false,
+        slice: { taken: 0, cost: 0, nextClock: CLOCK_EVERY, deadline: 0 },
         again: false,
         slot: { runSlice: () => this.runSlice(i) },
       });
@@ -547,7 +550,11 @@ export class VhostUserDevice<M extends DeviceModel = DeviceModel> {
     const queue = this.queues[index]!;
     if (!this.canRun(queue) || queue.running) return false;
     queue.running = true;
-    const slice: Slice = { taken: 0, cost: 0, nextClock: CLOCK_EVERY, deadline: 0 };
+    const slice = queue.slice;
+    slice.taken = 0;
+    slice.cost = 0;
+    slice.nextClock = CLOCK_EVERY;
+    slice.deadline = 0;
     try {
       let more: boolean;
       do {

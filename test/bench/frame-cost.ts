@@ -34,6 +34,7 @@ import { fileURLToPath } from 'node:url';
 import { performance, PerformanceObserver } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import v8 from 'node:v8';
+import { Session } from 'node:inspector';
 import { fd } from '../../native/fd.js';
 import { parseStraceSummary, SYSCALL_PURPOSE, type SyscallCount } from './strace.js';
 import { measureWakeFloor, type WakeFloor } from './wake-floor.js';
@@ -61,6 +62,8 @@ const { values } = parseArgs({
     modes: { type: 'string' },
     /** Writes a V8 CPU profile of each guestfb process into this folder (--cpu-prof). */
     'cpu-prof-dir': { type: 'string' },
+    /** Writes where the measured frames allocate (V8's sampling heap profiler) into FILE.MODE. */
+    'alloc-sites': { type: 'string' },
     /** Extra Node/V8 flags for each guestfb process, space-separated (A/B runs of V8 flags). */
     'node-flags': { type: 'string' },
     compositor: { type: 'string' },
@@ -169,7 +172,30 @@ async function runChild(mode: string): Promise<void> {
   let youngAtMark = 0;
   let loopsAtMark = 0;
   const loops = () => performance.nodeTiming.uvMetricsInfo.loopCount;
+  // --alloc-sites: every allocation between mark and allocated, sampled at 8 bytes, collected
+  // objects included (a frame's garbage is what this looks for).
+  const sites = values['alloc-sites'] ? new Session() : null;
+  sites?.connect();
+  const post = (method: string, params?: object) =>
+    new Promise<unknown>((resolve, reject) =>
+      sites!.post(method, params, (error, result) => (error ? reject(error) : resolve(result))),
+    );
   lines.on('line', (line) => {
+    if (line === 'mark' && sites) {
+      void post('HeapProfiler.startSampling', {
+        samplingInterval: 8,
+        includeObjectsCollectedByMajorGC: true,
+        includeObjectsCollectedByMinorGC: true,
+      });
+    }
+    if (line === 'allocated' && sites) {
+      void post('HeapProfiler.stopSampling').then((result) =>
+        writeFileSync(
+          `${values['alloc-sites']!}.${mode}`,
+          allocationSites(result as SamplingResult),
+        ),
+      );
+    }
     if (line === 'mark') {
       gc?.();
       // The GC's own entry is delivered asynchronously: let it arrive before counting.
@@ -199,6 +225,35 @@ async function runChild(mode: string): Promise<void> {
     for (const backend of backends) backend.close();
     process.exit(0);
   });
+}
+
+interface SamplingNode {
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  selfSize: number;
+  children: SamplingNode[];
+}
+type SamplingResult = { profile: { head: SamplingNode } };
+
+/** Bytes allocated per call stack (innermost five frames), largest first. */
+function allocationSites(result: SamplingResult): string {
+  const bytes = new Map<string, number>();
+  const walk = (node: SamplingNode, stack: string[]) => {
+    const frame = node.callFrame;
+    const here = [
+      ...stack,
+      `${frame.functionName || '(anonymous)'} ${frame.url.split('/').slice(-2).join('/')}:${frame.lineNumber + 1}`,
+    ];
+    if (node.selfSize > 0) {
+      const key = here.slice(-5).reverse().join(' <- ');
+      bytes.set(key, (bytes.get(key) ?? 0) + node.selfSize);
+    }
+    for (const child of node.children) walk(child, here);
+  };
+  walk(result.profile.head, []);
+  return [...bytes]
+    .sort((a, b) => b[1] - a[1])
+    .map(([stack, size]) => `${size}\t${stack}`)
+    .join('\n');
 }
 
 // --- parent -------------------------------------------------------------------------------
@@ -323,6 +378,7 @@ async function startSetup(
       '--size',
       `${width}x${height}`,
     ];
+    if (values['alloc-sites']) args.push('--alloc-sites', path.resolve(values['alloc-sites']));
     const nodeFlags = values['node-flags']?.split(' ').filter(Boolean) ?? [];
     args.unshift(...nodeFlags);
     const profileDir = values['cpu-prof-dir'];
