@@ -61,7 +61,8 @@ function run(file, fileArgs) {
   if (!json) process.stderr.write(`bench: ${file}\n`);
   const result = spawnSync(
     process.execPath,
-    [path.join(root, 'dist/test/bench', file), '--json', ...fileArgs],
+    // As the guestfb commands run node (their #! line): the handoff bench's plugin runs in it.
+    ['--no-memory-reducer', path.join(root, 'dist/test/bench', file), '--json', ...fileArgs],
     {
       cwd: root,
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -197,6 +198,20 @@ function printTables(zeroCopy) {
     `8 guests at 1920x1080@30, one process: ${us(e.cpuUsPerFrame)} per frame (one guest ${us(e.oneGuestCpuUsPerFrame)}, ` +
       `ratio ${e.ratio.toFixed(2)}); worst guest's flush → commit p99 ${us(e.worstHandoffP99Us)}`,
   );
+  const floor = frameCost.wakeFloor;
+  if (floor) {
+    const figure = (f) => `${us(f.pacedUs)} (${us(f.backToBackUs)} back to back)`;
+    out(
+      `wake-up floor at ${floor.fps} Hz (a process that only drains the kick and signals back, CPU per wake-up): ` +
+        `C ${floor.c ? figure(floor.c) : `n/a (${floor.cWhy})`}, Node ${figure(floor.node)}`,
+    );
+    for (const [name, r] of Object.entries(frameCost.resolutions)) {
+      out(
+        `  guestfb above the Node floor at ${name}: back-end ${us(r.backend.cpuUsPerFrame - floor.node.pacedUs)}, ` +
+          `back-end + plugin ${us(r.plugin.cpuUsPerFrame - floor.node.pacedUs)}`,
+      );
+    }
+  }
   if (nested) {
     out();
     out(`nested: ${nested.note}`);

@@ -211,7 +211,17 @@ async function runOnce(
       await backend.exited;
     };
   } else {
-    const args = [thisFile, '--child', kind, '--socket', socket, '--size', `${width}x${height}`];
+    // --no-memory-reducer as the guestfb commands run (their #! line).
+    const args = [
+      '--no-memory-reducer',
+      thisFile,
+      '--child',
+      kind,
+      '--socket',
+      socket,
+      '--size',
+      `${width}x${height}`,
+    ];
     if (kind === 'plugin') {
       compositor = await startCompositor(dir, width, height);
       args.push('--display', compositor.display);

@@ -16,14 +16,9 @@ import {
   resolveSocketAccess,
   type SocketAccess,
 } from '../../plugin/common/unix-socket.js';
-import {
-  encodeMessage,
-  Flags,
-  FrameReader,
-  Request,
-  type Message,
-} from '../../plugin/vhost-user/vhost-user-protocol.js';
+import { Request } from '../../plugin/vhost-user/vhost-user-protocol.js';
 import { until } from '../helpers/wait.js';
+import { VhostSocket } from '../helpers/vhost-frontend.js';
 
 const isRoot = process.getuid?.() === 0;
 
@@ -271,38 +266,6 @@ test('a live socket is never taken over, a stale one is replaced, a non-socket i
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-/** A minimal vhost-user front-end: GET_FEATURES round trips. */
-class FrontEnd {
-  readonly socket: number;
-  private readonly reader = new FrameReader((x) => fd.close(x));
-  private readonly queued: Message[] = [];
-  constructor(socketPath: string) {
-    this.socket = fd.unixConnect(socketPath);
-  }
-  async features(): Promise<Message | null> {
-    fd.unixSend(this.socket, encodeMessage(Request.GET_FEATURES, Flags.VERSION));
-    for (;;) {
-      const queued = this.queued.shift();
-      if (queued) return queued;
-      // The back-end runs in this process: wait on the loop, not in poll().
-      await until(() => fd.pollReadable(this.socket, 0), 'a reply', { intervalMs: 2 });
-      const chunk = fd.unixRecv(this.socket, 4096);
-      if (chunk === null) continue;
-      if (chunk.data.length === 0) return null;
-      this.queued.push(...this.reader.push(chunk.data, chunk.fds));
-    }
-  }
-  /** Waits for the back-end to close this connection (end of stream). */
-  async closedByPeer(): Promise<boolean> {
-    await until(() => fd.pollReadable(this.socket, 0), 'the back-end to close', { intervalMs: 2 });
-    return fd.unixRecv(this.socket, 4096)?.data.length === 0;
-  }
-  close(): void {
-    this.reader.dispose();
-    fd.close(this.socket);
-  }
-}
-
 test('a second vhost-user front-end is refused while a session is live; the session goes on', async () => {
   const baseline = fd.openFdCount();
   const dir = tempDir();
@@ -314,11 +277,11 @@ test('a second vhost-user front-end is refused while a session is live; the sess
     name: 'guest-a',
     log: (level, message) => logs.push(`${level}: ${message}`),
   });
-  const first = new FrontEnd(socketPath);
-  const second = new FrontEnd(socketPath);
+  const first = new VhostSocket(fd.unixConnect(socketPath));
+  const second = new VhostSocket(fd.unixConnect(socketPath));
   try {
-    assert.equal((await first.features())?.request, Request.GET_FEATURES);
-    assert.ok(await second.closedByPeer(), 'the second front-end sees end of stream');
+    assert.equal((await first.call(Request.GET_FEATURES)).length, 8, 'GET_FEATURES answered');
+    await second.closedByPeer(); // the second front-end sees end of stream
     const refusals = logs.filter((line) => line.includes('second front-end'));
     assert.equal(refusals.length, 1);
     assert.match(
@@ -329,7 +292,7 @@ test('a second vhost-user front-end is refused while a session is live; the sess
       ),
     );
     // The live session is unaffected: it still answers, and it is still the connected one.
-    assert.equal((await first.features())?.request, Request.GET_FEATURES);
+    assert.equal((await first.call(Request.GET_FEATURES)).length, 8, 'GET_FEATURES answered');
     assert.equal(backend.connected, true);
     assert.equal(backend.stats().disconnects, 0);
   } finally {
@@ -338,9 +301,9 @@ test('a second vhost-user front-end is refused while a session is live; the sess
   }
   // Once the first front-end is gone, the next one is served.
   await until(() => !backend.connected, 'the first session to end', { intervalMs: 2 });
-  const third = new FrontEnd(socketPath);
+  const third = new VhostSocket(fd.unixConnect(socketPath));
   try {
-    assert.equal((await third.features())?.request, Request.GET_FEATURES);
+    assert.equal((await third.call(Request.GET_FEATURES)).length, 8, 'GET_FEATURES answered');
   } finally {
     third.close();
   }

@@ -12,51 +12,16 @@ import { fd } from '../../native/fd.js';
 import { createVhostUserGpuBackend } from '../../plugin/sources/virtio-gpu/index.js';
 import {
   encodeMemTable,
-  encodeMessage,
-  Flags,
-  FrameReader,
   parseU64,
   ProtocolFeature,
   Request,
   u64Payload,
-  type Message,
   type WireMemoryRegion,
 } from '../../plugin/vhost-user/vhost-user-protocol.js';
 import { until } from '../helpers/wait.js';
+import { VhostSocket } from '../helpers/vhost-frontend.js';
 
 const MiB = 1024 * 1024;
-
-class FrontEnd {
-  readonly socket: number;
-  private readonly reader = new FrameReader((x) => fd.close(x));
-  private readonly queued: Message[] = [];
-  constructor(socketPath: string) {
-    this.socket = fd.unixConnect(socketPath);
-  }
-  /** Sends with NEED_REPLY and returns the u64 reply. */
-  async call(request: number, payload?: Uint8Array, fds: number[] = []): Promise<bigint> {
-    fd.unixSend(
-      this.socket,
-      encodeMessage(request, Flags.VERSION | Flags.NEED_REPLY, payload),
-      fds,
-    );
-    for (;;) {
-      const queued = this.queued.shift();
-      if (queued) {
-        assert.equal(queued.request, request);
-        return parseU64(queued.payload);
-      }
-      await until(() => fd.pollReadable(this.socket, 0), 'a reply', { intervalMs: 2 });
-      const chunk = fd.unixRecv(this.socket, 4096);
-      assert.ok(chunk && chunk.data.length > 0, 'the back-end keeps the session');
-      this.queued.push(...this.reader.push(chunk.data, chunk.fds));
-    }
-  }
-  close(): void {
-    this.reader.dispose();
-    fd.close(this.socket);
-  }
-}
 
 /** Mappings of this process whose file is a memfd named `name`. */
 function mappingsOf(name: string): number {
@@ -95,10 +60,12 @@ test('SET_MEM_TABLE: regions checked against fstat; a bad table changes nothing,
     log: (level, message) => logs.push(`${level}: ${message}`),
   });
   const withBackend = fd.openFdCount();
-  const front = new FrontEnd(socketPath);
+  const front = new VhostSocket(fd.unixConnect(socketPath));
+  const call = async (request: number, payload?: Uint8Array, fds: number[] = []) =>
+    parseU64(await front.call(request, payload, fds));
   try {
     assert.equal(
-      await front.call(Request.SET_PROTOCOL_FEATURES, u64Payload(ProtocolFeature.REPLY_ACK)),
+      await call(Request.SET_PROTOCOL_FEATURES, u64Payload(ProtocolFeature.REPLY_ACK)),
       0n,
     );
     await until(() => backend.connected, 'the session');
@@ -107,7 +74,7 @@ test('SET_MEM_TABLE: regions checked against fstat; a bad table changes nothing,
     // A good table: its fd is kept, the region mapped.
     const good = memfd('guestfb-good-ram', 2 * MiB);
     assert.equal(
-      await front.call(Request.SET_MEM_TABLE, encodeMemTable([region(0, 2 * MiB, 0)]), [good]),
+      await call(Request.SET_MEM_TABLE, encodeMemTable([region(0, 2 * MiB, 0)]), [good]),
       0n,
     );
     fd.close(good);
@@ -139,7 +106,7 @@ test('SET_MEM_TABLE: regions checked against fstat; a bad table changes nothing,
       const fds = makeFds();
       const before = logs.length;
       assert.equal(
-        await front.call(Request.SET_MEM_TABLE, encodeMemTable(regions), fds),
+        await call(Request.SET_MEM_TABLE, encodeMemTable(regions), fds),
         1n,
         `${what}: answered as failed`,
       );
@@ -157,7 +124,7 @@ test('SET_MEM_TABLE: regions checked against fstat; a bad table changes nothing,
     const short = memfd('guestfb-bad-ram', 4096);
     const add = new Uint8Array(40);
     add.set(encodeMemTable([region(8 * MiB, 8192, 0)]).subarray(8, 40), 8);
-    assert.equal(await front.call(Request.ADD_MEM_REG, add, [short]), 1n);
+    assert.equal(await call(Request.ADD_MEM_REG, add, [short]), 1n);
     fd.close(short);
     assert.equal(fd.openFdCount(), connected + 1);
     assert.equal(mappingsOf('guestfb-bad-ram'), 0);
