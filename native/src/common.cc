@@ -68,10 +68,6 @@ uint64_t SizeArg(const Napi::Value& value, const char* what) {
   return static_cast<uint64_t>(number);
 }
 
-}  // namespace guestfb
-
-namespace guestfb {
-
 napi_callback_scope OpenCallbackScope(Napi::Env env, Napi::Object resource,
                                       napi_async_context context) {
   napi_callback_scope scope = nullptr;

@@ -1,10 +1,5 @@
 type AnyListener = (...args: unknown[]) => void;
 
-/**
- * A small typed event emitter: listener exceptions are reported, never propagated to the caller.
- * Each event keeps an array of its listeners that on/off replace (never mutate), so emit walks a
- * stable snapshot without copying it: emitting allocates nothing.
- */
 /** An event's arguments: at most four (see emit). */
 type EventArgs =
   | []
@@ -13,6 +8,11 @@ type EventArgs =
   | [unknown, unknown, unknown]
   | [unknown, unknown, unknown, unknown];
 
+/**
+ * A small typed event emitter: listener exceptions are reported, never propagated to the caller.
+ * Each event keeps an array of its listeners that on/off replace (never mutate), so emit walks a
+ * stable snapshot without copying it: emitting allocates nothing.
+ */
 export class TypedEmitter<E extends { [K in keyof E]: EventArgs }> {
   private readonly listeners = new Map<keyof E, readonly AnyListener[]>();
 
